@@ -1,0 +1,16 @@
+//! HTTP message types and the strict HTTP/1.1 request parser.
+//!
+//! The types are built on the `http` crate (`HeaderMap`, `Method`, `Uri`, `StatusCode`) because
+//! those are what hyper hands the server: a request parsed by [`parse_request`] and one accepted by
+//! the server are the same Rust value, so every policy sees one representation.
+
+mod chunked;
+mod headers;
+mod parse;
+mod request;
+mod response;
+
+pub use headers::Headers;
+pub use parse::{parse_request, Limits, Parsed};
+pub use request::{EdgeInfo, GeoInfo, Request, Url};
+pub use response::{redirect, Response};

@@ -1,0 +1,9 @@
+//! edgecore-core: the engine of edgecore, in pure Rust (no Python).
+//!
+//! Each module is one domain of the edge pipeline; this file is only the index.
+
+pub mod error;
+pub mod geo;
+pub mod http;
+
+pub use error::{Error, ErrorKind, ErrorSource, Result};

@@ -1,0 +1,33 @@
+//! `edgecore._core`: the PyO3 extension. This file is the index of what Python sees; each
+//! adapter module converts arguments, makes one call into `edgecore-core`, and converts back.
+
+mod convert;
+mod errors;
+mod geo;
+mod http;
+
+use pyo3::prelude::*;
+
+/// The Rust core of edgecore.
+#[pymodule]
+mod _core {
+    use super::*;
+
+    // http
+    #[pymodule_export]
+    use crate::http::{
+        parse_request, parse_request_prefix, redirect, PyHeaders, PyParserLimits, PyRequest, PyResponse, PyURL,
+    };
+
+    // geo
+    #[pymodule_export]
+    use crate::geo::PyGeo;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        // errors
+        errors::register(m)?;
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        Ok(())
+    }
+}
