@@ -18,7 +18,9 @@ fn main() {
         std::hint::black_box(r.parse(&buf).unwrap());
     }
     println!("httparse only: {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
-    if std::env::var_os("PARTS").is_some() { parts(&buf); }
+    if std::env::var_os("PARTS").is_some() {
+        parts(&buf);
+    }
 }
 
 #[allow(dead_code)]
@@ -41,7 +43,11 @@ fn parts(buf: &bytes::Bytes) {
         }
     }
     println!("values: {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
-    let names: Vec<_> = r.headers.iter().map(|h| http::HeaderName::from_bytes(h.name.as_bytes()).unwrap()).collect();
+    let names: Vec<_> = r
+        .headers
+        .iter()
+        .map(|h| http::HeaderName::from_bytes(h.name.as_bytes()).unwrap())
+        .collect();
     let t = Instant::now();
     for _ in 0..n {
         let mut m = http::HeaderMap::with_capacity(20);

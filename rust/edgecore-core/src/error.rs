@@ -125,7 +125,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// A new error with an explicit source.
     pub fn new(kind: ErrorKind, source: ErrorSource, context: impl Into<Cow<'static, str>>) -> Self {
-        Error { kind, source, context: context.into() }
+        Error {
+            kind,
+            source,
+            context: context.into(),
+        }
     }
 
     /// An error caused by the client's input.

@@ -14,27 +14,67 @@ use pyo3::types::{PyDict, PyTuple, PyType};
 /// Declares the exception classes: (name, parents by name — "ValueError" means the builtin, doc).
 const TREE: &[(&str, &[&str], &str)] = &[
     ("EdgeError", &["Exception"], "Base class of every edgecore exception."),
-    ("ConfigError", &["EdgeError", "ValueError"], "A configuration value (key, path, limit, pattern) is invalid."),
-    ("StoreError", &["EdgeError"], "A state store (Redis) is unreachable or misbehaved."),
-    ("UpstreamError", &["EdgeError"], "The origin refused the connection, failed or timed out."),
+    (
+        "ConfigError",
+        &["EdgeError", "ValueError"],
+        "A configuration value (key, path, limit, pattern) is invalid.",
+    ),
+    (
+        "StoreError",
+        &["EdgeError"],
+        "A state store (Redis) is unreachable or misbehaved.",
+    ),
+    (
+        "UpstreamError",
+        &["EdgeError"],
+        "The origin refused the connection, failed or timed out.",
+    ),
     (
         "HTTPParseError",
         &["EdgeError", "ValueError"],
         "The request is malformed; `.status` is the HTTP status a server answers with.",
     ),
-    ("IncompleteRequest", &["HTTPParseError"], "The bytes so far are a valid prefix: read more and parse again."),
-    ("JWTError", &["EdgeError", "ValueError"], "The token was rejected; subclasses say why."),
-    ("MalformedTokenError", &["JWTError"], "Not a well-formed JWS: segments, base64url or JSON are invalid."),
-    ("TokenTooLargeError", &["MalformedTokenError"], "The token is larger than max_token_bytes."),
-    ("InvalidAlgorithmError", &["JWTError"], "The alg is none, not allowed, or does not fit the key."),
+    (
+        "IncompleteRequest",
+        &["HTTPParseError"],
+        "The bytes so far are a valid prefix: read more and parse again.",
+    ),
+    (
+        "JWTError",
+        &["EdgeError", "ValueError"],
+        "The token was rejected; subclasses say why.",
+    ),
+    (
+        "MalformedTokenError",
+        &["JWTError"],
+        "Not a well-formed JWS: segments, base64url or JSON are invalid.",
+    ),
+    (
+        "TokenTooLargeError",
+        &["MalformedTokenError"],
+        "The token is larger than max_token_bytes.",
+    ),
+    (
+        "InvalidAlgorithmError",
+        &["JWTError"],
+        "The alg is none, not allowed, or does not fit the key.",
+    ),
     ("KeyNotFoundError", &["JWTError"], "No key matches the token's kid."),
     ("InvalidSignatureError", &["JWTError"], "The signature does not verify."),
     ("ExpiredTokenError", &["JWTError"], "exp is in the past."),
     ("ImmatureTokenError", &["JWTError"], "nbf or iat is in the future."),
-    ("InvalidAudienceError", &["JWTError"], "aud does not contain the expected audience."),
+    (
+        "InvalidAudienceError",
+        &["JWTError"],
+        "aud does not contain the expected audience.",
+    ),
     ("InvalidIssuerError", &["JWTError"], "iss is not the expected issuer."),
     ("MissingClaimError", &["JWTError"], "A required claim is absent."),
-    ("InvalidClaimError", &["JWTError"], "A claim or header field has the wrong type or value."),
+    (
+        "InvalidClaimError",
+        &["JWTError"],
+        "A claim or header field has the wrong type or value.",
+    ),
 ];
 
 struct Classes(Vec<(&'static str, Py<PyType>)>);
@@ -55,14 +95,23 @@ fn build(py: Python<'_>) -> PyResult<Classes> {
             let base: Bound<'_, PyAny> = match *p {
                 "Exception" => py.get_type::<PyException>().into_any(),
                 "ValueError" => py.get_type::<PyValueError>().into_any(),
-                other => made.iter().find(|(n, _)| *n == other).unwrap().1.bind(py).clone().into_any(),
+                other => made
+                    .iter()
+                    .find(|(n, _)| *n == other)
+                    .unwrap()
+                    .1
+                    .bind(py)
+                    .clone()
+                    .into_any(),
             };
             bases.push(base);
         }
         let ns = PyDict::new(py);
         ns.set_item("__module__", "edgecore._core")?;
         ns.set_item("__doc__", *doc)?;
-        let cls = type_.call1((*name, PyTuple::new(py, bases)?, ns))?.cast_into::<PyType>()?;
+        let cls = type_
+            .call1((*name, PyTuple::new(py, bases)?, ns))?
+            .cast_into::<PyType>()?;
         made.push((name, cls.unbind()));
     }
     Ok(Classes(made))
@@ -70,7 +119,14 @@ fn build(py: Python<'_>) -> PyResult<Classes> {
 
 /// The exception class called `name` (one of [`TREE`]).
 pub fn class<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyType> {
-    classes(py).0.iter().find(|(n, _)| *n == name).expect("known exception name").1.bind(py).clone()
+    classes(py)
+        .0
+        .iter()
+        .find(|(n, _)| *n == name)
+        .expect("known exception name")
+        .1
+        .bind(py)
+        .clone()
 }
 
 /// Adds every exception class to the module.

@@ -62,7 +62,10 @@ impl PyGeo {
         self.inner.organization.as_deref()
     }
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<PyGeo>().map(|o| o.get().inner == self.inner).unwrap_or(false)
+        other
+            .cast::<PyGeo>()
+            .map(|o| o.get().inner == self.inner)
+            .unwrap_or(false)
     }
     fn __repr__(&self) -> String {
         let g = &self.inner;

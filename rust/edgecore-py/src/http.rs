@@ -40,10 +40,15 @@ fn value_of(name: &str, value: &Bound<'_, PyAny>) -> PyResult<HeaderValue> {
     } else if value.is_instance_of::<pyo3::types::PyInt>() {
         value.str()?.to_str()?.as_bytes().to_vec()
     } else {
-        return Err(PyTypeError::new_err(format!("header {name:?}: value must be str or bytes")));
+        return Err(PyTypeError::new_err(format!(
+            "header {name:?}: value must be str or bytes"
+        )));
     };
-    HeaderValue::from_bytes(&bytes)
-        .map_err(|_| config_error(format!("header {name:?}: value contains a control character (CR, LF, NUL…)")))
+    HeaderValue::from_bytes(&bytes).map_err(|_| {
+        config_error(format!(
+            "header {name:?}: value contains a control character (CR, LF, NUL…)"
+        ))
+    })
 }
 
 /// Fills `map` from a dict, a `Headers`, or an iterable of (name, value) pairs.
@@ -56,7 +61,11 @@ pub(crate) fn headers_from_py(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Header
     if let Ok(h) = obj.cast::<PyHeaders>() {
         return Ok(h.get().inner.read().clone());
     }
-    let pairs = if let Ok(d) = obj.cast::<PyDict>() { d.items().into_any() } else { obj.clone() };
+    let pairs = if let Ok(d) = obj.cast::<PyDict>() {
+        d.items().into_any()
+    } else {
+        obj.clone()
+    };
     for item in pairs.try_iter()? {
         let item = item?;
         let (name, value): (String, Bound<'_, PyAny>) = item.extract().map_err(|_| {
@@ -67,7 +76,9 @@ pub(crate) fn headers_from_py(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Header
     Ok(map)
 }
 
-/// A case-insensitive multi-map of HTTP header fields. Names are returned in lower case.
+/// A case-insensitive multi-map of HTTP header fields. Names are returned in lower case; values of
+/// one name keep their order, fields of different names are grouped by name (RFC 9110 §5.3: their
+/// relative order carries no meaning).
 #[pyclass(frozen, module = "edgecore._core", name = "Headers")]
 pub struct PyHeaders {
     pub(crate) inner: RwLock<HeaderMap>,
@@ -75,7 +86,9 @@ pub struct PyHeaders {
 
 impl PyHeaders {
     pub(crate) fn from_map(map: HeaderMap) -> Self {
-        PyHeaders { inner: RwLock::new(map) }
+        PyHeaders {
+            inner: RwLock::new(map),
+        }
     }
 }
 
@@ -98,7 +111,12 @@ impl PyHeaders {
 
     /// Every value of `name`, in order.
     fn get_all<'py>(&self, py: Python<'py>, name: &str) -> Vec<Bound<'py, PyString>> {
-        self.inner.read().get_all(name).iter().map(|v| value_str(py, v)).collect()
+        self.inner
+            .read()
+            .get_all(name)
+            .iter()
+            .map(|v| value_str(py, v))
+            .collect()
     }
 
     /// All (name, value) pairs, repeated names included.
@@ -145,7 +163,11 @@ impl PyHeaders {
     }
 
     fn __getitem__<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyString>> {
-        self.inner.read().get(name).map(|v| value_str(py, v)).ok_or_else(|| PyKeyError::new_err(name.to_owned()))
+        self.inner
+            .read()
+            .get(name)
+            .map(|v| value_str(py, v))
+            .ok_or_else(|| PyKeyError::new_err(name.to_owned()))
     }
 
     fn __setitem__(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -181,8 +203,10 @@ impl PyHeaders {
 
     fn __repr__(&self) -> String {
         let map = self.inner.read();
-        let items: Vec<String> =
-            map.iter().map(|(n, v)| format!("({:?}, {:?})", n.as_str(), String::from_utf8_lossy(v.as_bytes()))).collect();
+        let items: Vec<String> = map
+            .iter()
+            .map(|(n, v)| format!("({:?}, {:?})", n.as_str(), String::from_utf8_lossy(v.as_bytes())))
+            .collect();
         format!("Headers([{}])", items.join(", "))
     }
 }
@@ -229,7 +253,10 @@ impl PyURL {
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
         match other.cast::<PyURL>() {
             Ok(o) => o.get().inner == self.inner,
-            Err(_) => other.extract::<String>().map(|s| s == self.inner.to_string()).unwrap_or(false),
+            Err(_) => other
+                .extract::<String>()
+                .map(|s| s == self.inner.to_string())
+                .unwrap_or(false),
         }
     }
 }
@@ -243,7 +270,10 @@ pub struct PyRequest {
 
 impl PyRequest {
     pub(crate) fn from_core(inner: core::Request) -> Self {
-        PyRequest { inner, headers: OnceLock::new() }
+        PyRequest {
+            inner,
+            headers: OnceLock::new(),
+        }
     }
 
     /// The request with the headers Python may have edited.
@@ -261,7 +291,12 @@ impl PyRequest {
     /// A request built by hand (for tests and for calling policies directly).
     #[new]
     #[pyo3(signature = (method="GET", url="/", headers=None, body=None))]
-    fn new(method: &str, url: &str, headers: Option<&Bound<'_, PyAny>>, body: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn new(
+        method: &str,
+        url: &str,
+        headers: Option<&Bound<'_, PyAny>>,
+        body: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let method = http::Method::from_bytes(method.as_bytes())
             .map_err(|_| config_error(format!("invalid HTTP method {method:?}")))?;
         let uri: http::Uri = url.parse().map_err(|_| config_error(format!("invalid URL {url:?}")))?;
@@ -281,7 +316,9 @@ impl PyRequest {
     /// The URL (scheme and host from the target or the Host header).
     #[getter]
     fn url(&self) -> PyURL {
-        PyURL { inner: self.inner.url("http") }
+        PyURL {
+            inner: self.inner.url("http"),
+        }
     }
     /// The path of the target.
     #[getter]
@@ -332,7 +369,12 @@ impl PyRequest {
     /// The verified JWT claims, when a JWT policy matched.
     #[getter]
     fn claims<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
-        self.inner.edge.claims.as_deref().map(|c| json_map_to_py(py, c)).transpose()
+        self.inner
+            .edge
+            .claims
+            .as_deref()
+            .map(|c| json_map_to_py(py, c))
+            .transpose()
     }
     /// The bot detector's verdict.
     #[getter]
@@ -367,7 +409,10 @@ pub(crate) fn body_from_py(body: &Bound<'_, PyAny>) -> PyResult<Bytes> {
     } else if let Ok(b) = body.extract::<PyBackedBytes>() {
         Ok(Bytes::copy_from_slice(&b))
     } else {
-        Err(PyTypeError::new_err(format!("body must be bytes or str, not {}", body.get_type().name()?)))
+        Err(PyTypeError::new_err(format!(
+            "body must be bytes or str, not {}",
+            body.get_type().name()?
+        )))
     }
 }
 
@@ -381,11 +426,11 @@ pub struct PyResponse {
 
 impl PyResponse {
     pub(crate) fn from_core(py: Python<'_>, r: core::Response) -> PyResult<Self> {
-        Ok(PyResponse { status: r.status, headers: Py::new(py, PyHeaders::from_map(r.headers))?, body: r.body })
-    }
-
-    pub(crate) fn to_core(&self, py: Python<'_>) -> core::Response {
-        core::Response { status: self.status, headers: self.headers.bind(py).get().inner.read().clone(), body: self.body.clone() }
+        Ok(PyResponse {
+            status: r.status,
+            headers: Py::new(py, PyHeaders::from_map(r.headers))?,
+            body: r.body,
+        })
     }
 
     fn build(py: Python<'_>, body: Bytes, status: u16, headers: HeaderMap) -> PyResult<Self> {
@@ -400,13 +445,21 @@ impl PyResponse {
     /// `body` may be bytes or str (str is UTF-8 encoded and defaults to text/plain).
     #[new]
     #[pyo3(signature = (body=None, status=200, headers=None))]
-    fn new(py: Python<'_>, body: Option<&Bound<'_, PyAny>>, status: u16, headers: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        body: Option<&Bound<'_, PyAny>>,
+        status: u16,
+        headers: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let mut map = headers_from_py(headers)?;
         let body = match body {
             None => Bytes::new(),
             Some(b) => {
                 if b.is_instance_of::<PyString>() && !map.contains_key(http::header::CONTENT_TYPE) {
-                    map.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+                    map.insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("text/plain; charset=utf-8"),
+                    );
                 }
                 body_from_py(b)?
             }
@@ -500,21 +553,24 @@ impl PyParserLimits {
     }
 }
 
-fn parse(data: &[u8], limits: Option<&Bound<'_, PyParserLimits>>) -> CoreResult<core::Parsed> {
+/// Parses from the Python buffer without copying it: the `Bytes` owns a reference to the
+/// Python object, and header offsets, target and body all point into it.
+fn parse(data: PyBackedBytes, limits: Option<&Bound<'_, PyParserLimits>>) -> CoreResult<core::Parsed> {
     let default = Limits::default();
     let limits = limits.map(|l| &l.get().inner).unwrap_or(&default);
-    Ok(core::parse_request(&Bytes::copy_from_slice(data), limits)?)
+    Ok(core::parse_request(&Bytes::from_owner(data), limits)?)
 }
 
 /// Parses exactly one HTTP/1.1 request; trailing bytes are an error.
 #[pyfunction]
 #[pyo3(signature = (data, limits=None))]
-pub fn parse_request(data: &[u8], limits: Option<&Bound<'_, PyParserLimits>>) -> PyResult<PyRequest> {
+pub fn parse_request(data: PyBackedBytes, limits: Option<&Bound<'_, PyParserLimits>>) -> PyResult<PyRequest> {
+    let len = data.len();
     let parsed = parse(data, limits)?;
-    if parsed.consumed != data.len() {
+    if parsed.consumed != len {
         return Err(CoreError(edgecore_core::Error::bad_request(format!(
             "{} unexpected bytes after the end of the message (use parse_request_prefix for pipelined input)",
-            data.len() - parsed.consumed
+            len - parsed.consumed
         )))
         .into());
     }
@@ -524,7 +580,10 @@ pub fn parse_request(data: &[u8], limits: Option<&Bound<'_, PyParserLimits>>) ->
 /// Parses the first request in `data`; returns it and the number of bytes it used.
 #[pyfunction]
 #[pyo3(signature = (data, limits=None))]
-pub fn parse_request_prefix(data: &[u8], limits: Option<&Bound<'_, PyParserLimits>>) -> PyResult<(PyRequest, usize)> {
+pub fn parse_request_prefix(
+    data: PyBackedBytes,
+    limits: Option<&Bound<'_, PyParserLimits>>,
+) -> PyResult<(PyRequest, usize)> {
     let parsed = parse(data, limits)?;
     Ok((PyRequest::from_core(parsed.request), parsed.consumed))
 }

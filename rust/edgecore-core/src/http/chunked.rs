@@ -34,12 +34,16 @@ pub(crate) fn decode(buf: &Bytes, start: usize, max_body: usize) -> Result<(Byte
                 format!("chunked body exceeds the limit of {max_body} bytes"),
             ));
         }
-        let data_end = pos.checked_add(size).ok_or_else(|| Error::bad_request("chunk size overflows"))?;
+        let data_end = pos
+            .checked_add(size)
+            .ok_or_else(|| Error::bad_request("chunk size overflows"))?;
         if buf.len() < data_end + 2 {
             return Err(incomplete());
         }
         if &buf[data_end..data_end + 2] != b"\r\n" {
-            return Err(Error::bad_request("chunk data is not followed by CRLF (bad chunk terminator)"));
+            return Err(Error::bad_request(
+                "chunk data is not followed by CRLF (bad chunk terminator)",
+            ));
         }
         body.extend_from_slice(&buf[pos..data_end]);
         pos = data_end + 2;
@@ -85,9 +89,15 @@ fn parse_chunk_size(line: &[u8]) -> Result<usize> {
 /// `chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )`.
 /// We check that it starts with `;` (after optional whitespace) and holds no control characters.
 fn validate_chunk_ext(rest: &[u8]) -> Result<()> {
-    let trimmed = rest.iter().position(|&b| b != b' ' && b != b'\t').map(|i| &rest[i..]).unwrap_or(&[]);
+    let trimmed = rest
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .map(|i| &rest[i..])
+        .unwrap_or(&[]);
     if trimmed.first() != Some(&b';') {
-        return Err(Error::bad_request("invalid chunk size: unexpected characters after the size"));
+        return Err(Error::bad_request(
+            "invalid chunk size: unexpected characters after the size",
+        ));
     }
     if trimmed.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {
         return Err(Error::bad_request("invalid chunk extension: control character"));
@@ -133,12 +143,23 @@ mod tests {
 
     #[test]
     fn rejects_bad_sizes_and_terminators() {
-        for bad in [&b"x\r\n"[..], b"-5\r\nhello\r\n0\r\n\r\n", b" 5\r\nhello\r\n0\r\n\r\n", b"5 x\r\nhello\r\n"] {
+        for bad in [
+            &b"x\r\n"[..],
+            b"-5\r\nhello\r\n0\r\n\r\n",
+            b" 5\r\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n",
+        ] {
             assert_eq!(dec(bad).unwrap_err().kind, ErrorKind::BadRequest, "{:?}", bad);
         }
-        assert!(dec(b"5\r\nhelloXX0\r\n\r\n").unwrap_err().context.contains("terminator"));
+        assert!(dec(b"5\r\nhelloXX0\r\n\r\n")
+            .unwrap_err()
+            .context
+            .contains("terminator"));
         assert!(dec(b"5\nhello\r\n0\r\n\r\n").unwrap_err().context.contains("bare LF"));
-        assert!(dec(b"fffffffffffffffffffff\r\n").unwrap_err().context.contains("too large"));
+        assert!(dec(b"fffffffffffffffffffff\r\n")
+            .unwrap_err()
+            .context
+            .contains("too large"));
     }
 
     #[test]

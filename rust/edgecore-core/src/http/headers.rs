@@ -60,7 +60,10 @@ impl PartialEq for Headers {
 impl Headers {
     /// An empty raw form over `buf`; fields are added with [`Headers::push_raw`].
     pub(crate) fn raw(buf: Bytes, capacity: usize) -> Self {
-        Headers::Raw { buf, fields: Vec::with_capacity(capacity) }
+        Headers::Raw {
+            buf,
+            fields: Vec::with_capacity(capacity),
+        }
     }
 
     /// Adds a field whose name and value are slices of the raw buffer (already validated).
@@ -71,7 +74,10 @@ impl Headers {
                 let start = s.as_ptr() as usize - base;
                 (start as u32, (start + s.len()) as u32)
             };
-            fields.push(RawFieldRef(RawField { name: off(name), value: off(value) }));
+            fields.push(RawFieldRef(RawField {
+                name: off(name),
+                value: off(value),
+            }));
         }
     }
 
@@ -88,7 +94,9 @@ impl Headers {
 
     /// The first value of `name` as a string, if it is visible ASCII.
     pub fn get_str(&self, name: &str) -> Option<&str> {
-        self.get(name).and_then(|v| std::str::from_utf8(v).ok()).filter(|s| s.bytes().all(|b| b >= 0x20 || b == b'\t'))
+        self.get(name)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .filter(|s| s.bytes().all(|b| b >= 0x20 || b == b'\t'))
     }
 
     /// Every value of `name`, in order.
@@ -175,7 +183,10 @@ impl Headers {
 }
 
 fn slices<'a>(buf: &'a Bytes, f: &RawFieldRef) -> (&'a [u8], &'a [u8]) {
-    let RawField { name: (ns, ne), value: (vs, ve) } = f.0;
+    let RawField {
+        name: (ns, ne),
+        value: (vs, ve),
+    } = f.0;
     (&buf[ns as usize..ne as usize], &buf[vs as usize..ve as usize])
 }
 

@@ -34,7 +34,12 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         // nginx-like: 8 KiB request target, 100 fields in 32 KiB of header, 10 MiB of body.
-        Limits { max_headers: 100, max_header_bytes: 32 * 1024, max_uri_bytes: 8 * 1024, max_body_bytes: 10 << 20 }
+        Limits {
+            max_headers: 100,
+            max_header_bytes: 32 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_body_bytes: 10 << 20,
+        }
     }
 }
 
@@ -65,8 +70,10 @@ pub struct Parsed {
 
 /// `tchar` from RFC 9110 §5.6.2.
 pub(crate) fn is_tchar(b: u8) -> bool {
-    matches!(b, b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~')
-        || b.is_ascii_alphanumeric()
+    matches!(
+        b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+    ) || b.is_ascii_alphanumeric()
 }
 
 /// The request line may not be longer than the target plus this (method, version, spaces).
@@ -102,7 +109,10 @@ pub fn parse_request(buf: &Bytes, limits: &Limits) -> Result<Parsed> {
     if head_len > limits.max_header_bytes {
         return Err(Error::downstream(
             ErrorKind::HeadersTooLarge,
-            format!("request header section is {head_len} bytes; the limit is {}", limits.max_header_bytes),
+            format!(
+                "request header section is {head_len} bytes; the limit is {}",
+                limits.max_header_bytes
+            ),
         ));
     }
     let head = &buf[..head_len];
@@ -132,13 +142,26 @@ pub fn parse_request(buf: &Bytes, limits: &Limits) -> Result<Parsed> {
     }
     check_host(&framing, &uri, version)?;
     let (body, consumed) = read_body(buf, head_len, &headers, &framing, version, limits)?;
-    Ok(Parsed { request: Request { method, uri, version, headers, body, edge: Default::default() }, consumed })
+    Ok(Parsed {
+        request: Request {
+            method,
+            uri,
+            version,
+            headers,
+            body,
+            edge: Default::default(),
+        },
+        consumed,
+    })
 }
 
 fn uri_too_long(len: usize, limits: &Limits) -> Error {
     Error::downstream(
         ErrorKind::UriTooLong,
-        format!("request target is {len} bytes or more; the limit is {}", limits.max_uri_bytes),
+        format!(
+            "request target is {len} bytes or more; the limit is {}",
+            limits.max_uri_bytes
+        ),
     )
 }
 
@@ -148,7 +171,10 @@ fn partial_error(buf: &[u8], limits: &Limits) -> Error {
         None if buf.len() > limits.max_uri_bytes + REQUEST_LINE_SLACK => uri_too_long(buf.len(), limits),
         _ if buf.len() > limits.max_header_bytes => Error::downstream(
             ErrorKind::HeadersTooLarge,
-            format!("request header section exceeds the limit of {} bytes", limits.max_header_bytes),
+            format!(
+                "request header section exceeds the limit of {} bytes",
+                limits.max_header_bytes
+            ),
         ),
         _ => match reject_bare_lf(buf) {
             Err(e) => e,
@@ -299,9 +325,16 @@ fn check_host(framing: &Framing<'_>, uri: &Uri, version: Version) -> Result<()> 
         Some(h) => {
             if h.is_empty() {
                 // Allowed only when the target carries no authority (RFC 9112 §3.2).
-                return if uri.authority().is_some() { Err(Error::bad_request("empty Host header")) } else { Ok(()) };
+                return if uri.authority().is_some() {
+                    Err(Error::bad_request("empty Host header"))
+                } else {
+                    Ok(())
+                };
             }
-            match std::str::from_utf8(h).ok().and_then(|s| s.parse::<http::uri::Authority>().ok()) {
+            match std::str::from_utf8(h)
+                .ok()
+                .and_then(|s| s.parse::<http::uri::Authority>().ok())
+            {
                 Some(a) if !a.as_str().contains('@') && !a.host().is_empty() => Ok(()),
                 _ => Err(Error::bad_request("invalid Host header")),
             }
@@ -321,7 +354,9 @@ fn read_body(
     let content_length = framing.content_length;
     if framing.transfer_encoding {
         if content_length.is_some() {
-            return Err(Error::bad_request("both Content-Length and Transfer-Encoding are present"));
+            return Err(Error::bad_request(
+                "both Content-Length and Transfer-Encoding are present",
+            ));
         }
         if version == Version::HTTP_10 {
             return Err(Error::bad_request("Transfer-Encoding in an HTTP/1.0 request"));
@@ -334,7 +369,10 @@ fn read_body(
     if len > limits.max_body_bytes as u64 {
         return Err(Error::downstream(
             ErrorKind::BodyTooLarge,
-            format!("Content-Length {len} exceeds the body limit of {} bytes", limits.max_body_bytes),
+            format!(
+                "Content-Length {len} exceeds the body limit of {} bytes",
+                limits.max_body_bytes
+            ),
         ));
     }
     let end = head_len + len as usize;
@@ -366,10 +404,18 @@ fn check_transfer_encoding(headers: &Headers) -> Result<()> {
         return Err(Error::bad_request("Transfer-Encoding does not end in chunked"));
     }
     if chunked_count > 1 {
-        return Err(Error::bad_request("chunked is applied more than once in Transfer-Encoding"));
+        return Err(Error::bad_request(
+            "chunked is applied more than once in Transfer-Encoding",
+        ));
     }
-    if let Some(c) = codings.iter().find(|c| *c != "chunked" && !KNOWN_CODINGS.contains(&c.as_str())) {
-        return Err(Error::downstream(ErrorKind::NotImplemented, format!("unsupported transfer coding {c:?}")));
+    if let Some(c) = codings
+        .iter()
+        .find(|c| *c != "chunked" && !KNOWN_CODINGS.contains(&c.as_str()))
+    {
+        return Err(Error::downstream(
+            ErrorKind::NotImplemented,
+            format!("unsupported transfer coding {c:?}"),
+        ));
     }
     Ok(())
 }
@@ -402,19 +448,35 @@ mod tests {
         let p = parse(msg).unwrap();
         assert_eq!(&p.request.body[..], b"hello");
         assert_eq!(p.consumed, msg.len() - 4);
-        let p = parse(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n").unwrap();
+        let p =
+            parse(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n").unwrap();
         assert_eq!(&p.request.body[..], b"abc");
     }
 
     #[test]
     fn smuggling_vectors_are_rejected() {
         let cases: &[(&[u8], &str)] = &[
-            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "both"),
-            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", "conflicting"),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "both",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                "conflicting",
+            ),
             (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n", "malformed"),
-            (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x3\r\n\r\n", "malformed"),
-            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", "does not end in chunked"),
-            (b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", "more than once"),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0x3\r\n\r\n",
+                "malformed",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+                "does not end in chunked",
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "more than once",
+            ),
             (b"GET / HTTP/1.1\r\nHost : x\r\n\r\n", "whitespace between"),
             (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\r\n c\r\n\r\n", "obs-fold"),
             (b"GET / HTTP/1.1\r\nHost: x\r\nX-A: b\x01c\r\n\r\n", "control character"),
@@ -429,8 +491,18 @@ mod tests {
         ];
         for (input, needle) in cases {
             let e = err(input);
-            assert!(e.kind == ErrorKind::BadRequest, "{:?}: {:?}", String::from_utf8_lossy(input), e);
-            assert!(e.context.contains(needle), "{:?}: {} (wanted {needle})", String::from_utf8_lossy(input), e);
+            assert!(
+                e.kind == ErrorKind::BadRequest,
+                "{:?}: {:?}",
+                String::from_utf8_lossy(input),
+                e
+            );
+            assert!(
+                e.context.contains(needle),
+                "{:?}: {} (wanted {needle})",
+                String::from_utf8_lossy(input),
+                e
+            );
         }
     }
 
@@ -442,11 +514,25 @@ mod tests {
 
     #[test]
     fn limits_answer_with_their_status() {
-        let limits = Limits { max_headers: 3, max_header_bytes: 200, max_uri_bytes: 20, max_body_bytes: 4 };
+        let limits = Limits {
+            max_headers: 3,
+            max_header_bytes: 200,
+            max_uri_bytes: 20,
+            max_body_bytes: 4,
+        };
         let b = |s: &[u8]| parse_request(&Bytes::copy_from_slice(s), &limits).unwrap_err().kind;
-        assert_eq!(b(b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: x\r\n\r\n"), ErrorKind::UriTooLong);
-        assert_eq!(b(b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"), ErrorKind::HeadersTooLarge);
-        assert_eq!(b(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"), ErrorKind::BodyTooLarge);
+        assert_eq!(
+            b(b"GET /aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa HTTP/1.1\r\nHost: x\r\n\r\n"),
+            ErrorKind::UriTooLong
+        );
+        assert_eq!(
+            b(b"GET / HTTP/1.1\r\nHost: x\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"),
+            ErrorKind::HeadersTooLarge
+        );
+        assert_eq!(
+            b(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n"),
+            ErrorKind::BodyTooLarge
+        );
         let long = [b"GET / HTTP/1.1\r\nHost: x\r\nA: ".as_slice(), &[b'a'; 300]].concat();
         assert_eq!(b(&long), ErrorKind::HeadersTooLarge);
         let long_line = [b"GET /".as_slice(), &[b'a'; 100]].concat();
@@ -470,7 +556,8 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let p = parse(b"PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nA: 1\r\n\r\n2\r\nhi\r\n0\r\n\r\n").unwrap();
+        let p = parse(b"PUT /x HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nA: 1\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
+            .unwrap();
         let again = parse(&p.request.to_bytes()).unwrap();
         assert_eq!(again.request.body, p.request.body);
         assert_eq!(again.request.headers.get("a"), Some(&b"1"[..]));

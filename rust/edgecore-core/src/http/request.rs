@@ -35,7 +35,10 @@ pub struct EdgeInfo {
 impl EdgeInfo {
     /// The variant assigned for `experiment`, if any.
     pub fn variant(&self, experiment: &str) -> Option<&str> {
-        self.variants.iter().find(|(e, _)| &**e == experiment).map(|(_, v)| &**v)
+        self.variants
+            .iter()
+            .find(|(e, _)| &**e == experiment)
+            .map(|(_, v)| &**v)
     }
 }
 
@@ -153,7 +156,11 @@ impl Request {
     /// target, version, other headers and body.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut head = String::with_capacity(256);
-        let version = if self.version == Version::HTTP_10 { "HTTP/1.0" } else { "HTTP/1.1" };
+        let version = if self.version == Version::HTTP_10 {
+            "HTTP/1.0"
+        } else {
+            "HTTP/1.1"
+        };
         let _ = write!(head, "{} {} {}\r\n", self.method, self.target(), version);
         let mut out = head.into_bytes();
         for (name, value) in self.headers.iter() {
@@ -181,9 +188,14 @@ mod tests {
     #[test]
     fn url_from_host_header_and_absolute_form() {
         let mut r = Request::new(Method::GET, "/a/b?x=1".parse().unwrap());
-        r.headers.as_map_mut().insert("host", "example.com:8080".parse().unwrap());
+        r.headers
+            .as_map_mut()
+            .insert("host", "example.com:8080".parse().unwrap());
         let u = r.url("http");
-        assert_eq!((u.host.as_str(), u.port, u.path.as_str(), u.query.as_str()), ("example.com", Some(8080), "/a/b", "x=1"));
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str(), u.query.as_str()),
+            ("example.com", Some(8080), "/a/b", "x=1")
+        );
         assert_eq!(u.to_string(), "http://example.com:8080/a/b?x=1");
         let r = Request::new(Method::GET, "https://h.test/p".parse().unwrap());
         assert_eq!(r.url("http").to_string(), "https://h.test/p");

@@ -21,14 +21,25 @@ impl Response {
     pub fn new(status: u16, body: impl Into<Bytes>) -> Result<Self> {
         let status = StatusCode::from_u16(status)
             .map_err(|_| Error::config(format!("invalid HTTP status {status}: expected 100..=999")))?;
-        Ok(Response { status, headers: HeaderMap::new(), body: body.into() })
+        Ok(Response {
+            status,
+            headers: HeaderMap::new(),
+            body: body.into(),
+        })
     }
 
     /// A response with the given status and a plain-text body; used for edge rejections.
     pub fn text(status: StatusCode, body: &'static str) -> Self {
         let mut headers = HeaderMap::new();
-        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
-        Response { status, headers, body: Bytes::from_static(body.as_bytes()) }
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        Response {
+            status,
+            headers,
+            body: Bytes::from_static(body.as_bytes()),
+        }
     }
 
     /// The number of bytes this response holds (body plus header names and values), as charged
@@ -45,10 +56,15 @@ const REDIRECT_STATUSES: [u16; 5] = [301, 302, 303, 307, 308];
 /// A redirect to `location` with `status` (301, 302, 303, 307 or 308).
 pub fn redirect(location: &str, status: u16) -> Result<Response> {
     if !REDIRECT_STATUSES.contains(&status) {
-        return Err(Error::config(format!("redirect status must be one of 301, 302, 303, 307, 308; got {status}")));
+        return Err(Error::config(format!(
+            "redirect status must be one of 301, 302, 303, 307, 308; got {status}"
+        )));
     }
-    let value = HeaderValue::from_str(location)
-        .map_err(|_| Error::config(format!("redirect location {location:?} contains characters not allowed in a header")))?;
+    let value = HeaderValue::from_str(location).map_err(|_| {
+        Error::config(format!(
+            "redirect location {location:?} contains characters not allowed in a header"
+        ))
+    })?;
     let mut r = Response::new(status, Bytes::new())?;
     r.headers.insert(http::header::LOCATION, value);
     Ok(r)

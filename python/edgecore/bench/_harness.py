@@ -1,0 +1,117 @@
+"""The benchmark method: contenders alternate (A B C A B C …) within one run, each round times a
+calibrated batch of calls, and results are medians over rounds with their spread. Alternating means
+a noisy neighbour or a frequency change hits every contender alike, so ratios stay meaningful on a
+busy 2-core machine even when absolute numbers move."""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+
+
+@dataclass
+class Stats:
+    """Per-call times of one contender over the rounds, in seconds."""
+
+    name: str
+    samples: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """Relative spread: (max - min) / median over the rounds."""
+        return (max(self.samples) - min(self.samples)) / self.median if self.samples else 0.0
+
+
+@dataclass
+class Ratio:
+    """A target from an issue: `subject` must be `factor` times faster than `baseline` (or, when
+    `factor` < 1, may be at most 1/`factor` slower)."""
+
+    subject: str
+    baseline: str
+    factor: float
+    label: str = ""
+
+
+@dataclass
+class SuiteResult:
+    suite: str
+    stats: dict[str, Stats]
+    ratios: list[Ratio]
+    notes: list[str] = field(default_factory=list)
+    figures: dict[str, str] = field(default_factory=dict)
+
+    def measured(self, r: Ratio) -> float:
+        return self.stats[r.baseline].median / self.stats[r.subject].median
+
+
+def _calibrate(fn: Callable[[], object], target: float) -> int:
+    n = 1
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            fn()
+        dt = time.perf_counter() - t0
+        if dt >= target / 4 or n >= 1 << 24:
+            return max(1, int(n * target / max(dt, 1e-9)))
+        n *= 4
+
+
+def compare(contenders: dict[str, Callable[[], object]], *, rounds: int = 9, batch_time: float = 0.05) -> dict[str, Stats]:
+    """Times each contender in alternating rounds; returns per-call Stats by name."""
+    counts = {name: _calibrate(fn, batch_time) for name, fn in contenders.items()}
+    stats = {name: Stats(name) for name in contenders}
+    names = list(contenders)
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
+        for name in order:
+            fn, n = contenders[name], counts[name]
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    fn()
+                dt = time.perf_counter() - t0
+            finally:
+                gc.enable()
+            stats[name].samples.append(dt / n)
+    return stats
+
+
+def version(dist: str) -> str:
+    try:
+        return f"{dist} {metadata.version(dist)}"
+    except metadata.PackageNotFoundError:
+        return f"{dist} (not installed)"
+
+
+def fmt_time(seconds: float) -> str:
+    if seconds < 1e-6:
+        return f"{seconds * 1e9:.0f} ns"
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.2f} µs"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+def print_result(res: SuiteResult) -> None:
+    print(f"\n== {res.suite} ==")
+    for note in res.notes:
+        print(f"  {note}")
+    for s in sorted(res.stats.values(), key=lambda s: s.median):
+        print(f"  {s.name:<44} {fmt_time(s.median):>12}/call  (spread {s.spread * 100:.0f}%)")
+    for k, v in res.figures.items():
+        print(f"  {k}: {v}")
+    for r in res.ratios:
+        got = res.measured(r)
+        ok = got >= r.factor
+        label = r.label or f"{r.subject} vs {r.baseline}"
+        print(f"  ratio {label:<56} {got:6.2f}x  (target >= {r.factor:g}x) {'PASS' if ok else 'MISS'}")
