@@ -13,7 +13,7 @@ RAW = (
     b"User-Agent: demo/1.0\r\n"
     b"Transfer-Encoding: chunked\r\n"
     b"\r\n"
-    b"7\r\n{\"a\":1}\r\n0\r\n\r\n"
+    b'7\r\n{"a":1}\r\n0\r\n\r\n'
 )
 
 SMUGGLED = b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
@@ -37,5 +37,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"  {t * 1e9:.0f} ns per parse through the Python API")
     print("\nresponses:")
     print(f"  {ec.Response.json({'ok': True})!r} {ec.Response.json({'ok': True}).body!r}")
-    print(f"  {ec.redirect('https://example.com/de/', 308)!r} -> {ec.redirect('https://example.com/de/', 308).headers['location']}")
+    print(
+        f"  {ec.redirect('https://example.com/de/', 308)!r} -> {ec.redirect('https://example.com/de/', 308).headers['location']}"
+    )
     return 0

@@ -65,7 +65,9 @@ def _calibrate(fn: Callable[[], object], target: float) -> int:
         n *= 4
 
 
-def compare(contenders: dict[str, Callable[[], object]], *, rounds: int = 9, batch_time: float = 0.05) -> dict[str, Stats]:
+def compare(
+    contenders: dict[str, Callable[[], object]], *, rounds: int = 9, batch_time: float = 0.05
+) -> dict[str, Stats]:
     """Times each contender in alternating rounds; returns per-call Stats by name."""
     counts = {name: _calibrate(fn, batch_time) for name, fn in contenders.items()}
     stats = {name: Stats(name) for name in contenders}
