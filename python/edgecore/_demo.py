@@ -36,8 +36,8 @@ def main(args: argparse.Namespace) -> int:
     t = timeit.timeit(lambda: ec.parse_request(RAW), number=n) / n
     print(f"  {t * 1e9:.0f} ns per parse through the Python API")
     print("\nresponses:")
-    print(f"  {ec.Response.json({'ok': True})!r} {ec.Response.json({'ok': True}).body!r}")
-    print(
-        f"  {ec.redirect('https://example.com/de/', 308)!r} -> {ec.redirect('https://example.com/de/', 308).headers['location']}"
-    )
+    ok = ec.Response.json({"ok": True})
+    moved = ec.redirect("https://example.com/de/", 308)
+    print(f"  {ok!r} {ok.body!r}")
+    print(f"  {moved!r} -> {moved.headers['location']}")
     return 0
