@@ -154,6 +154,32 @@ class ParserLimits:
     @property
     def max_body_bytes(self) -> int: ...
 
+# ---- auth ----
+@final
+class JWTVerifier:
+    def __new__(
+        cls,
+        key: str | bytes | dict[str, Any] | None = None,
+        *,
+        algorithms: list[str],
+        audience: str | list[str] | None = None,
+        issuer: str | list[str] | None = None,
+        leeway: float = 0.0,
+        required_claims: list[str] = ...,
+        jwks: dict[str, Any] | None = None,
+        jwks_url: str | None = None,
+        max_token_bytes: int = 8192,
+        jwks_refresh: float = 300.0,
+        jwks_min_interval: float = 10.0,
+        jwks_timeout: float = 5.0,
+    ) -> JWTVerifier: ...
+    def verify(self, token: str | bytes, *, now: float | None = None) -> dict[str, Any]: ...
+    def jwks_stats(self) -> tuple[int, int] | None: ...
+
+def verify_signature(alg: str, key: str | bytes | dict[str, Any], message: bytes, signature: bytes) -> bool: ...
+def _raw_verify_seconds(
+    alg: str, key: str | bytes | dict[str, Any], message: bytes, signature: bytes, iterations: int
+) -> float: ...
 def parse_request(data: bytes, limits: ParserLimits | None = None) -> Request: ...
 def parse_request_prefix(data: bytes, limits: ParserLimits | None = None) -> tuple[Request, int]: ...
 def redirect(url: str, status: int = 302) -> Response: ...

@@ -2,8 +2,11 @@
 //!
 //! Each module is one domain of the edge pipeline; this file is only the index.
 
+pub mod auth;
+pub mod client;
 pub mod error;
 pub mod geo;
 pub mod http;
+pub mod rt;
 
 pub use error::{Error, ErrorKind, ErrorSource, Result};

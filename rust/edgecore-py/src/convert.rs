@@ -42,6 +42,13 @@ pub fn json_map_to_py<'py>(py: Python<'py>, m: &Map<String, Value>) -> PyResult<
     Ok(d)
 }
 
+/// A Python object (dict, list, str, int, float, bool, None) as a JSON value.
+pub fn py_to_json(obj: &Bound<'_, PyAny>) -> PyResult<Value> {
+    let text = dumps_json(obj.py(), obj)?;
+    serde_json::from_slice(&text)
+        .map_err(|e| crate::errors::config_error(format!("value is not JSON-serializable: {e}")))
+}
+
 static DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// Serializes with orjson (the json module when orjson is missing).

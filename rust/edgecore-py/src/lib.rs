@@ -1,6 +1,7 @@
 //! `edgecore._core`: the PyO3 extension. This file is the index of what Python sees; each
 //! adapter module converts arguments, makes one call into `edgecore-core`, and converts back.
 
+mod auth;
 mod convert;
 mod errors;
 mod geo;
@@ -18,6 +19,10 @@ mod _core {
     use crate::http::{
         parse_request, parse_request_prefix, redirect, PyHeaders, PyParserLimits, PyRequest, PyResponse, PyURL,
     };
+
+    // auth
+    #[pymodule_export]
+    use crate::auth::{_raw_verify_seconds, verify_signature, PyJWTVerifier};
 
     // geo
     #[pymodule_export]

@@ -1,0 +1,152 @@
+//! A JWK Set fetched from a URL by the core.
+//!
+//! Invariants:
+//! - the key set in use is swapped atomically (`ArcSwap`): a verification sees the old set or the
+//!   new one, never a mix, and never waits for a fetch;
+//! - a failed refresh keeps the last good set;
+//! - refreshes happen on a timer (background task, ended when the verifier is dropped) and when a
+//!   token names an unknown `kid` — at most once per `min_interval`, and only one at a time, so a
+//!   flood of tokens with made-up kids cannot turn into a flood of fetches.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+
+use super::json::parse_object;
+use super::KeySet;
+use crate::error::{Error, Result};
+
+/// Largest JWK Set document we accept.
+const MAX_JWKS_BYTES: usize = 1 << 20;
+
+/// Refresh timing for a remote key set.
+#[derive(Debug, Clone, Copy)]
+pub struct JwksTiming {
+    /// Regular refresh period.
+    pub refresh_interval: Duration,
+    /// Smallest gap between two refreshes caused by unknown kids.
+    pub min_interval: Duration,
+    /// Timeout of one fetch.
+    pub timeout: Duration,
+}
+
+impl Default for JwksTiming {
+    fn default() -> Self {
+        JwksTiming {
+            refresh_interval: Duration::from_secs(300),
+            min_interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A remote JWK Set and its refresh state.
+pub struct RemoteJwks {
+    url: http::Uri,
+    keys: ArcSwap<KeySet>,
+    timing: JwksTiming,
+    /// When the last refresh started; the lock is held during a refresh (try_lock: one at a time).
+    last_refresh: Mutex<Instant>,
+    /// Fetches attempted and failed. Relaxed: statistics, not used for synchronisation.
+    fetches: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl RemoteJwks {
+    /// Fetches the set once (failure is a configuration error naming the URL) and starts the
+    /// background refresh.
+    pub fn start(url: &str, timing: JwksTiming) -> Result<Arc<Self>> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| Error::config(format!("invalid jwks_url {url:?}")))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(Error::config(format!("jwks_url {url:?} must be http:// or https://")));
+        }
+        let first = crate::rt::background()
+            .block_on(fetch(&uri, timing.timeout))
+            .map_err(|e| Error::config(format!("fetching the JWK Set from {url}: {e}")))?;
+        let this = Arc::new(RemoteJwks {
+            url: uri,
+            keys: ArcSwap::from_pointee(first),
+            timing,
+            last_refresh: Mutex::new(Instant::now()),
+            fetches: AtomicU64::new(1),
+            failures: AtomicU64::new(0),
+        });
+        crate::rt::background().spawn(refresh_loop(Arc::downgrade(&this), timing.refresh_interval));
+        Ok(this)
+    }
+
+    /// The key set in use.
+    pub fn current(&self) -> Arc<KeySet> {
+        self.keys.load_full()
+    }
+
+    /// (fetches, failures) so far.
+    pub fn stats(&self) -> (u64, u64) {
+        (
+            self.fetches.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Refreshes now, unless another refresh runs or one ran within `min_interval`.
+    /// Returns whether a new key set was installed.
+    pub async fn refresh_if_allowed(&self) -> bool {
+        self.claim_refresh() && self.refresh().await
+    }
+
+    /// Takes the right to refresh now: false when a refresh is under way or ran within
+    /// `min_interval`. Not async, so no lock guard ever lives inside a future.
+    fn claim_refresh(&self) -> bool {
+        match self.last_refresh.try_lock() {
+            Some(mut last) if last.elapsed() >= self.timing.min_interval => {
+                *last = Instant::now();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn mark_refreshed(&self) {
+        *self.last_refresh.lock() = Instant::now();
+    }
+
+    /// `refresh_if_allowed` from synchronous code (returns false on an async runtime thread).
+    pub fn refresh_blocking(&self) -> bool {
+        crate::rt::block_on(self.refresh_if_allowed()).unwrap_or(false)
+    }
+
+    async fn refresh(&self) -> bool {
+        self.fetches.fetch_add(1, Ordering::Relaxed);
+        match fetch(&self.url, self.timing.timeout).await {
+            Ok(set) => {
+                self.keys.store(Arc::new(set));
+                true
+            }
+            Err(_) => {
+                // Keep the last good set; the failure is visible in stats().
+                self.failures.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+}
+
+async fn fetch(url: &http::Uri, timeout: Duration) -> Result<KeySet> {
+    let body = crate::client::get(url, timeout, MAX_JWKS_BYTES).await?;
+    let doc = parse_object(&body).map_err(|e| Error::config(format!("JWK Set is not valid JSON: {e}")))?;
+    KeySet::from_jwks(&doc)
+}
+
+async fn refresh_loop(weak: Weak<RemoteJwks>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Some(jwks) = weak.upgrade() else { return };
+        jwks.mark_refreshed();
+        jwks.refresh().await;
+    }
+}
