@@ -4,8 +4,10 @@ The hot path runs in a Rust core (``edgecore._core``); this package is the publi
 """
 
 from edgecore._core import (
+    KV,
     URL,
     ConfigError,
+    Decision,
     EdgeError,
     ExpiredTokenError,
     Geo,
@@ -24,6 +26,7 @@ from edgecore._core import (
     MalformedTokenError,
     MissingClaimError,
     ParserLimits,
+    RateLimiter,
     Request,
     Response,
     StoreError,
@@ -37,8 +40,10 @@ from edgecore._core import (
 )
 
 __all__ = [
+    "KV",
     "URL",
     "ConfigError",
+    "Decision",
     "EdgeError",
     "ExpiredTokenError",
     "Geo",
@@ -57,6 +62,7 @@ __all__ = [
     "MalformedTokenError",
     "MissingClaimError",
     "ParserLimits",
+    "RateLimiter",
     "Request",
     "Response",
     "StoreError",

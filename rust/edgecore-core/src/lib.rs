@@ -7,6 +7,9 @@ pub mod client;
 pub mod error;
 pub mod geo;
 pub mod http;
+pub mod kv;
+pub mod limit;
 pub mod rt;
+pub mod store;
 
 pub use error::{Error, ErrorKind, ErrorSource, Result};

@@ -6,6 +6,8 @@ mod convert;
 mod errors;
 mod geo;
 mod http;
+mod kv;
+mod limit;
 
 use pyo3::prelude::*;
 
@@ -23,6 +25,14 @@ mod _core {
     // auth
     #[pymodule_export]
     use crate::auth::{_raw_verify_seconds, verify_signature, PyJWTVerifier};
+
+    // limit
+    #[pymodule_export]
+    use crate::limit::{PyDecision, PyRateLimiter};
+
+    // kv
+    #[pymodule_export]
+    use crate::kv::PyKV;
 
     // geo
     #[pymodule_export]

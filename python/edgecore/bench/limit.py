@@ -1,0 +1,119 @@
+"""RateLimiter.check (in process) vs the `limits` library (memory storage, moving and fixed
+window) and a hand-written pure-Python token bucket; two threads vs one; memory per key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+
+from ._harness import Ratio, SuiteResult, compare, version
+
+
+class PyTokenBucket:
+    """The straightforward pure-Python token bucket a user would write."""
+
+    def __init__(self, limit: int, period: float) -> None:
+        self.rate = limit / period
+        self.capacity = float(limit)
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def check(self, key: str) -> bool:
+        now = time.monotonic()
+        tokens, last = self.buckets.get(key, (self.capacity, now))
+        tokens = min(self.capacity, tokens + (now - last) * self.rate)
+        if tokens >= 1:
+            self.buckets[key] = (tokens - 1, now)
+            return True
+        self.buckets[key] = (tokens, now)
+        return False
+
+
+def _thread_cost(check, threads: int, per_thread: int) -> float:
+    """CPU seconds per check with `threads` threads checking concurrently (distinct keys)."""
+    barrier = threading.Barrier(threads)
+    cpu = [0.0] * threads
+
+    def work(i: int) -> None:
+        key = f"client-{i}"
+        barrier.wait()
+        t0 = time.thread_time()
+        for _ in range(per_thread):
+            check(key)
+        cpu[i] = time.thread_time() - t0
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return sum(cpu) / (threads * per_thread)
+
+
+MEMORY_SCRIPT = """
+import edgecore as ec
+def rss():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) * 1024
+rl = ec.RateLimiter(100, 60.0)
+check = rl.check
+check("warm-up", now=1.0)
+base = rss()
+for i in range(1_000_000):
+    check(f"client-{i}", now=1.0)  # keys made on the fly: only the limiter holds memory
+after = rss()
+print(after, after - base, base)
+"""
+
+
+def run(quick: bool = False) -> SuiteResult:
+    import limits
+    from limits import storage, strategies
+
+    import edgecore as ec
+
+    rl = ec.RateLimiter(1_000_000, 1.0)
+    mem = storage.MemoryStorage()
+    moving = strategies.MovingWindowRateLimiter(mem)
+    fixed = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
+    item = limits.parse("1000000/second")
+    bucket = PyTokenBucket(1_000_000, 1.0)
+    stats = compare(
+        {
+            "edgecore RateLimiter.check": lambda: rl.check("client-42"),
+            "limits moving window": lambda: moving.hit(item, "client-42"),
+            "limits fixed window": lambda: fixed.hit(item, "client-42"),
+            "pure-Python token bucket": lambda: bucket.check("client-42"),
+        },
+        rounds=7 if quick else 11,
+    )
+    n = 50_000 if quick else 200_000
+    one = [_thread_cost(lambda k: rl.check(k), 1, n) for _ in range(3)]
+    two = [_thread_cost(lambda k: rl.check(k), 2, n) for _ in range(3)]
+    one.sort()
+    two.sort()
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, check=True
+    ).stdout.split()
+    rss_total, rss_keys = int(out[0]), int(out[1])
+    res = SuiteResult(
+        "Rate limiting (in-process check)",
+        stats,
+        [
+            Ratio("edgecore RateLimiter.check", "limits moving window", 10.0),
+            Ratio("edgecore RateLimiter.check", "limits fixed window", 10.0),
+            Ratio("edgecore RateLimiter.check", "pure-Python token bucket", 1.0),
+        ],
+        notes=[version("limits"), "limits: MemoryStorage, its documented setup; checks on one hot key"],
+    )
+    res.figures["CPU per check, 1 thread"] = f"{one[1] * 1e9:.0f} ns"
+    res.figures["CPU per check, 2 threads"] = (
+        f"{two[1] * 1e9:.0f} ns ({two[1] / one[1]:.2f}x one thread; target <= 1.5x)"
+    )
+    res.figures["1,000,000 keys"] = (
+        f"process RSS {rss_total / 1e6:.1f} MB, of which {rss_keys / 1e6:.1f} MB for the keys (target < 100 MB)"
+    )
+    return res

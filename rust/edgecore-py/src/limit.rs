@@ -1,0 +1,166 @@
+//! Python adapters for rate limiting: `RateLimiter` and `Decision`.
+//!
+//! An in-process check is ~100 ns of Rust, so it runs without detaching (releasing and retaking
+//! the GIL would cost more than the check). A shared (Redis) check detaches while it waits.
+
+use std::time::Duration;
+
+use edgecore_core::limit::{Decision, FailurePolicy, LimiterConfig, RateLimiter};
+use edgecore_core::rt;
+use pyo3::prelude::*;
+
+use crate::errors::{config_error, CoreError};
+
+/// The answer of a limiter. Truthy when the request may pass.
+#[pyclass(frozen, module = "edgecore._core", name = "Decision")]
+pub struct PyDecision {
+    pub(crate) inner: Decision,
+}
+
+#[pymethods]
+impl PyDecision {
+    /// Whether the request may pass.
+    #[getter]
+    fn allowed(&self) -> bool {
+        self.inner.allowed
+    }
+    /// The configured limit.
+    #[getter]
+    fn limit(&self) -> u64 {
+        self.inner.limit
+    }
+    /// Requests left now.
+    #[getter]
+    fn remaining(&self) -> u64 {
+        self.inner.remaining
+    }
+    /// Seconds until the bucket is full again.
+    #[getter]
+    fn reset_after(&self) -> f64 {
+        self.inner.reset_after
+    }
+    /// Seconds until a request of this cost would pass (0.0 when allowed).
+    #[getter]
+    fn retry_after(&self) -> f64 {
+        self.inner.retry_after
+    }
+    /// Which path decided: "local", "redis", "fail_open", "fail_closed" or "local_fallback".
+    #[getter]
+    fn source(&self) -> &'static str {
+        self.inner.source.as_str()
+    }
+    /// The IETF RateLimit header fields (and Retry-After when refused), as a 429 would carry them.
+    fn headers(&self) -> Vec<(&'static str, String)> {
+        let d = &self.inner;
+        let mut h = vec![
+            ("RateLimit-Limit", d.limit.to_string()),
+            ("RateLimit-Remaining", d.remaining.to_string()),
+            ("RateLimit-Reset", (d.reset_after.ceil() as u64).to_string()),
+        ];
+        if !d.allowed {
+            h.push(("Retry-After", (d.retry_after.ceil() as u64).max(1).to_string()));
+        }
+        h
+    }
+    fn __bool__(&self) -> bool {
+        self.inner.allowed
+    }
+    fn __repr__(&self) -> String {
+        let d = &self.inner;
+        format!(
+            "Decision(allowed={}, limit={}, remaining={}, reset_after={:.3}, retry_after={:.3}, source={:?})",
+            if d.allowed { "True" } else { "False" },
+            d.limit,
+            d.remaining,
+            d.reset_after,
+            d.retry_after,
+            d.source.as_str()
+        )
+    }
+}
+
+/// A token-bucket rate limiter (GCRA), in process or shared through Redis.
+#[pyclass(frozen, module = "edgecore._core", name = "RateLimiter")]
+pub struct PyRateLimiter {
+    pub(crate) inner: RateLimiter,
+    repr: String,
+}
+
+#[pymethods]
+impl PyRateLimiter {
+    #[new]
+    #[pyo3(signature = (limit, period, *, burst=None, store=None, timeout=0.05, on_store_error="open", max_keys=2_000_000))]
+    fn new(
+        limit: u64,
+        period: f64,
+        burst: Option<u64>,
+        store: Option<String>,
+        timeout: f64,
+        on_store_error: &str,
+        max_keys: usize,
+    ) -> PyResult<Self> {
+        let timeout = Duration::try_from_secs_f64(timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .ok_or_else(|| config_error("timeout must be a positive number of seconds"))?;
+        let config = LimiterConfig {
+            limit,
+            period,
+            burst,
+            max_keys,
+            store: store.clone(),
+            timeout,
+            on_store_error: FailurePolicy::parse(on_store_error).map_err(CoreError)?,
+        };
+        let inner = RateLimiter::new(&config).map_err(CoreError)?;
+        let repr = format!(
+            "RateLimiter(limit={limit}, period={period}, burst={}, store={}, on_store_error={on_store_error:?})",
+            inner.gcra().burst,
+            store
+                .as_deref()
+                .map(|s| format!("{s:?}"))
+                .unwrap_or_else(|| "None".into()),
+        );
+        Ok(PyRateLimiter { inner, repr })
+    }
+
+    /// Checks `key` and, when allowed, consumes `cost` tokens. `now` (seconds, in-process
+    /// limiters only) replaces the clock, for tests.
+    #[pyo3(signature = (key, cost=1, *, now=None))]
+    fn check(&self, py: Python<'_>, key: &str, cost: u64, now: Option<f64>) -> PyResult<PyDecision> {
+        let inner = if self.inner.is_shared() {
+            if now.is_some() {
+                return Err(config_error(
+                    "now= is only for in-process limiters (Redis uses its own clock)",
+                ));
+            }
+            py.detach(|| rt::block_on(self.inner.check(key, cost)))
+                .ok_or_else(|| config_error("RateLimiter.check called from inside an async runtime"))?
+                .map_err(CoreError)?
+        } else {
+            let now = match now {
+                Some(t) if t.is_finite() && t > 0.0 => Some((t * 1e9).round() as u64),
+                Some(_) => return Err(config_error("now must be a positive number of seconds")),
+                None => None,
+            };
+            self.inner.check_local(key.as_bytes(), cost, now).map_err(CoreError)?
+        };
+        Ok(PyDecision { inner })
+    }
+
+    /// Whether checks go to Redis.
+    #[getter]
+    fn shared(&self) -> bool {
+        self.inner.is_shared()
+    }
+
+    /// Checks decided by the failure policy because Redis could not answer.
+    #[getter]
+    fn fallbacks(&self) -> u64 {
+        self.inner.fallbacks()
+    }
+
+    fn __repr__(&self) -> &str {
+        &self.repr
+    }
+}
