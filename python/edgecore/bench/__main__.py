@@ -9,7 +9,7 @@ import sys
 
 from ._harness import print_result
 
-SUITES = ["parse", "jwt", "limit"]
+SUITES = ["parse", "jwt", "limit", "cache"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,9 @@
 //! Each module is one domain of the edge pipeline; this file is only the index.
 
 pub mod auth;
+pub mod cache;
 pub mod client;
+pub mod clock;
 pub mod error;
 pub mod geo;
 pub mod http;

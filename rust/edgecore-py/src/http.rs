@@ -53,11 +53,13 @@ fn value_of(name: &str, value: &Bound<'_, PyAny>) -> PyResult<HeaderValue> {
 
 /// Fills `map` from a dict, a `Headers`, or an iterable of (name, value) pairs.
 pub(crate) fn headers_from_py(obj: Option<&Bound<'_, PyAny>>) -> PyResult<HeaderMap> {
-    let mut map = HeaderMap::new();
-    let Some(obj) = obj else { return Ok(map) };
+    let Some(obj) = obj else { return Ok(HeaderMap::new()) };
     if obj.is_none() {
-        return Ok(map);
+        return Ok(HeaderMap::new());
     }
+    // Sized to the contents: a default HeaderMap reserves room for several fields, which is
+    // most of a small cached response's memory.
+    let mut map = HeaderMap::with_capacity(obj.len().unwrap_or(0) + 1);
     if let Ok(h) = obj.cast::<PyHeaders>() {
         return Ok(h.get().inner.read().clone());
     }
@@ -431,6 +433,14 @@ impl PyResponse {
             headers: Py::new(py, PyHeaders::from_map(r.headers))?,
             body: r.body,
         })
+    }
+
+    pub(crate) fn to_core(&self, py: Python<'_>) -> core::Response {
+        core::Response {
+            status: self.status,
+            headers: self.headers.bind(py).get().inner.read().clone(),
+            body: self.body.clone(),
+        }
     }
 
     fn build(py: Python<'_>, body: Bytes, status: u16, headers: HeaderMap) -> PyResult<Self> {

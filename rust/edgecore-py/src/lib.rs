@@ -2,6 +2,7 @@
 //! adapter module converts arguments, makes one call into `edgecore-core`, and converts back.
 
 mod auth;
+mod cache;
 mod convert;
 mod errors;
 mod geo;
@@ -33,6 +34,10 @@ mod _core {
     // kv
     #[pymodule_export]
     use crate::kv::PyKV;
+
+    // cache
+    #[pymodule_export]
+    use crate::cache::{cache_key, cache_policy, PyCacheLookup, PyCachePolicy, PyHTTPCache, PyResponseCache};
 
     // geo
     #[pymodule_export]

@@ -1,0 +1,120 @@
+"""ResponseCache vs cachetools.LRUCache (and functools.lru_cache as a reference point): get on a
+hit, put with eviction, two threads vs one, and the byte budget under a flood of unique keys."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import subprocess
+import sys
+import threading
+import time
+
+from ._harness import Ratio, SuiteResult, compare, version
+
+MEMORY_SCRIPT = """
+import edgecore as ec
+def rss():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) * 1024
+budget = 64 << 20
+cache = ec.ResponseCache(budget)
+base = rss()
+for i in range(1_000_000):
+    # A distinct 200-byte response per key, as a real flood of unique URLs would bring.
+    resp = ec.Response(b"%200d" % i, headers={"Content-Type": "text/html"})
+    cache.put(f"https://shop.example.com/item/{i}", resp, 3600)
+print(rss() - base, cache.size_bytes, budget, len(cache))
+"""
+
+
+def _thread_cost(fn, threads: int, per_thread: int) -> float:
+    barrier = threading.Barrier(threads)
+    cpu = [0.0] * threads
+
+    def work(i: int) -> None:
+        barrier.wait()
+        t0 = time.thread_time()
+        for _ in range(per_thread):
+            fn()
+        cpu[i] = time.thread_time() - t0
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return sum(cpu) / (threads * per_thread)
+
+
+def run(quick: bool = False) -> SuiteResult:
+    import cachetools
+
+    import edgecore as ec
+
+    resp = ec.Response(b"x" * 512, headers={"Content-Type": "text/html"})
+    ours = ec.ResponseCache(1 << 30)
+    theirs = cachetools.LRUCache(maxsize=100_000)
+    for i in range(1000):
+        ours.put(f"k{i}", resp, 3600)
+        theirs[f"k{i}"] = resp
+
+    @functools.lru_cache(maxsize=100_000)
+    def cached(key: str) -> object:
+        return resp
+
+    cached("k1")
+    # Put with eviction: small caches that are always full. ResponseCache is bounded by bytes, so
+    # the cachetools equivalent sizes entries (getsizeof); the count-bounded one is shown too.
+    ours_small = ec.ResponseCache(64 * 1024)
+    theirs_small = cachetools.LRUCache(maxsize=64)
+    theirs_bytes = cachetools.LRUCache(maxsize=64 * 1024, getsizeof=lambda r: len(r.body) + 200)
+    counter = itertools.count()
+    keys = [f"key-{i}" for i in range(1 << 16)]
+
+    def ours_put():
+        ours_small.put(keys[next(counter) & 0xFFFF], resp, 3600)
+
+    def theirs_put():
+        theirs_small[keys[next(counter) & 0xFFFF]] = resp
+
+    def theirs_bytes_put():
+        theirs_bytes[keys[next(counter) & 0xFFFF]] = resp
+
+    stats = compare(
+        {
+            "edgecore ResponseCache.get (hit)": functools.partial(ours.get, "k1"),
+            "cachetools LRUCache.get (hit)": functools.partial(theirs.get, "k1"),
+            "functools.lru_cache (hit)": functools.partial(cached, "k1"),
+            "edgecore ResponseCache.put (evicting)": ours_put,
+            "cachetools LRUCache put (evicting, byte-bounded)": theirs_bytes_put,
+            "cachetools LRUCache put (evicting, count-bounded)": theirs_put,
+        },
+        rounds=7 if quick else 11,
+    )
+    n = 50_000 if quick else 200_000
+    one = sorted(_thread_cost(lambda: ours.get("k1"), 1, n) for _ in range(3))[1]
+    two = sorted(_thread_cost(lambda: ours.get("k1"), 2, n) for _ in range(3))[1]
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, check=True
+    ).stdout.split()
+    rss, charged, budget, entries = (int(x) for x in out)
+    res = SuiteResult(
+        "Response cache",
+        stats,
+        [
+            Ratio("edgecore ResponseCache.get (hit)", "cachetools LRUCache.get (hit)", 3.0),
+            Ratio("edgecore ResponseCache.put (evicting)", "cachetools LRUCache put (evicting, byte-bounded)", 10.0),
+            Ratio("edgecore ResponseCache.put (evicting)", "cachetools LRUCache put (evicting, count-bounded)", 10.0),
+        ],
+        notes=[version("cachetools"), "functools.lru_cache is a memoizer with no TTL or byte bound: a reference only"],
+    )
+    res.figures["CPU per get, 1 thread"] = f"{one * 1e9:.0f} ns"
+    res.figures["CPU per get, 2 threads"] = f"{two * 1e9:.0f} ns ({two / one:.2f}x one thread; target <= 1.5x)"
+    res.figures["1,000,000 unique keys into a 64 MiB cache"] = (
+        f"RSS grew {rss / 2**20:.1f} MiB = {rss / budget:.2f}x the budget (target within 10%); "
+        f"{entries} entries kept, {charged / 2**20:.1f} MiB charged"
+    )
+    return res

@@ -1,0 +1,367 @@
+//! The shared HTTP cache: the policy of [`super::policy`] on the store of [`super::store`].
+//!
+//! - Variants: a response with `Vary` is stored under its primary key as a *vary index* (the
+//!   listed field names and the variants seen), and under a secondary key per combination of the
+//!   request's values for those fields. At most `max_variants` per URL; the oldest goes first.
+//! - Lookups answer HIT (fresh), STALE (served while a revalidation runs, within
+//!   `stale-while-revalidate`), REVALIDATE (an entry with validators that must be checked with the
+//!   origin first: the caller sends the conditional headers given), or MISS.
+//! - Served responses carry `Age` and `X-Cache`.
+//! - `revalidated` applies a 304: the stored headers are updated from it and freshness restarts.
+//! - `stale_on_error` gives the stale copy when the origin fails within `stale-if-error`.
+//! - `invalidate` drops the URL (all variants) after a successful unsafe method.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use http::header::{HeaderName, HeaderValue, AGE};
+use parking_lot::Mutex;
+
+use super::key::{variant_key, SEP};
+use super::policy::{etag_or_last_modified, invalidates, storable, CacheControl, StoreDecision};
+use super::store::{ShardedLru, Weighted};
+use crate::http::{Request, Response};
+
+/// The status header edgecore adds to responses that passed through the cache.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// A stored response and what the policy decided about it.
+#[derive(Debug)]
+pub struct Entry {
+    /// The response as received (without Age/X-Cache).
+    pub response: Response,
+    /// When it was stored (seconds).
+    pub stored_at: f64,
+    /// The policy decision at storage time.
+    pub decision: StoreDecision,
+}
+
+impl Entry {
+    /// Current age in seconds (RFC 9111 §4.2.3, simplified: initial age plus resident time).
+    pub fn age(&self, now: f64) -> f64 {
+        self.decision.initial_age + (now - self.stored_at).max(0.0)
+    }
+
+    /// Seconds past its freshness lifetime (negative while fresh).
+    pub fn staleness(&self, now: f64) -> f64 {
+        self.age(now) - self.decision.ttl
+    }
+
+    fn served(&self, now: f64, status: &'static str) -> Response {
+        let mut r = self.response.clone();
+        r.headers.insert(AGE, HeaderValue::from(self.age(now).floor() as u64));
+        r.headers.insert(X_CACHE, HeaderValue::from_static(status));
+        r
+    }
+}
+
+struct VaryIndex {
+    names: Vec<String>,
+    variants: Mutex<VecDeque<String>>,
+}
+
+#[derive(Clone)]
+enum Stored {
+    Response(Arc<Entry>),
+    Vary(Arc<VaryIndex>),
+}
+
+impl Weighted for Stored {
+    fn weight(&self) -> usize {
+        match self {
+            Stored::Response(e) => e.response.weight(),
+            Stored::Vary(v) => v.names.iter().map(|n| n.len() + 24).sum::<usize>() + 64,
+        }
+    }
+}
+
+/// The outcome of a lookup.
+#[derive(Debug)]
+pub enum Lookup {
+    /// Fresh: serve this response (Age and `X-Cache: HIT` set).
+    Hit(Response),
+    /// Stale within stale-while-revalidate: serve this (`X-Cache: STALE`) and revalidate in the background.
+    Stale(Response, Arc<Entry>),
+    /// An entry exists but must be validated first: send the request with these extra headers.
+    Revalidate(Arc<Entry>, Vec<(HeaderName, HeaderValue)>),
+    /// Nothing usable (an entry may remain for stale-if-error).
+    Miss(Option<Arc<Entry>>),
+    /// The request may not be answered from the cache (method, no-store, Authorization).
+    Bypass,
+}
+
+impl Lookup {
+    /// The `X-Cache` status name.
+    pub fn status(&self) -> &'static str {
+        match self {
+            Lookup::Hit(_) => "HIT",
+            Lookup::Stale(..) => "STALE",
+            Lookup::Revalidate(..) => "REVALIDATE",
+            Lookup::Miss(_) => "MISS",
+            Lookup::Bypass => "BYPASS",
+        }
+    }
+}
+
+/// The shared HTTP cache.
+pub struct HttpCache {
+    store: ShardedLru<Stored>,
+    default_ttl: Option<f64>,
+    max_variants: usize,
+}
+
+impl HttpCache {
+    /// A cache of `max_bytes`, with `default_ttl` for responses without explicit freshness.
+    pub fn new(max_bytes: usize, default_ttl: Option<f64>, max_variants: usize) -> Self {
+        HttpCache {
+            store: ShardedLru::new(max_bytes, None),
+            default_ttl,
+            max_variants: max_variants.max(1),
+        }
+    }
+
+    /// The store (for size and purge).
+    pub fn len(&self) -> usize {
+        self.store.len()
+    }
+
+    /// Whether nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.store.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn size_bytes(&self) -> usize {
+        self.store.size_bytes()
+    }
+
+    /// Removes every entry whose key starts with `prefix` (a URL prefix).
+    pub fn purge(&self, prefix: &str) -> usize {
+        self.store.purge(prefix)
+    }
+
+    fn entry_for(&self, request: &Request, key: &str) -> Option<Arc<Entry>> {
+        match self.store.get_with_expiry(key)?.0 {
+            Stored::Response(e) => Some(e),
+            Stored::Vary(idx) => match self.store.get_with_expiry(&variant_key(key, request, &idx.names))?.0 {
+                Stored::Response(e) => Some(e),
+                Stored::Vary(_) => None,
+            },
+        }
+    }
+
+    /// Looks `request` up under `key` at `now`.
+    pub fn lookup(&self, request: &Request, key: &str, now: f64) -> Lookup {
+        if request.method != http::Method::GET && request.method != http::Method::HEAD {
+            return Lookup::Bypass;
+        }
+        let req_cc = CacheControl::of_request(&request.headers);
+        if req_cc.no_store {
+            return Lookup::Bypass;
+        }
+        let Some(entry) = self.entry_for(request, key) else {
+            return Lookup::Miss(None);
+        };
+        if request.headers.contains("authorization") && !entry.decision.auth_ok {
+            return Lookup::Bypass;
+        }
+        let staleness = entry.staleness(now);
+        let must_check = entry.decision.no_cache || req_cc.no_cache;
+        if staleness < 0.0 && !must_check {
+            return Lookup::Hit(entry.served(now, "HIT"));
+        }
+        if !must_check && !entry.decision.must_revalidate && staleness < entry.decision.stale_while_revalidate {
+            let r = entry.served(now, "STALE");
+            return Lookup::Stale(r, entry);
+        }
+        match etag_or_last_modified(&entry.response.headers) {
+            Some((etag, lm)) => {
+                let mut h = Vec::new();
+                if let Some(e) = etag {
+                    h.push((http::header::IF_NONE_MATCH, e));
+                }
+                if let Some(l) = lm {
+                    h.push((http::header::IF_MODIFIED_SINCE, l));
+                }
+                Lookup::Revalidate(entry, h)
+            }
+            None => Lookup::Miss(Some(entry)),
+        }
+    }
+
+    /// Stores `response` to `request` under `key` if the policy allows; returns the decision.
+    pub fn store(&self, request: &Request, key: &str, response: &Response, now: f64) -> StoreDecision {
+        let decision = storable(request, response, now, self.default_ttl);
+        if !decision.storable {
+            return decision;
+        }
+        let has_validators = etag_or_last_modified(&response.headers).is_some();
+        let keep = decision.ttl
+            + decision.stale_while_revalidate.max(decision.stale_if_error)
+            + if has_validators { decision.ttl.max(60.0) } else { 0.0 };
+        let expires = now - decision.initial_age + keep;
+        let mut stored = response.clone();
+        stored.headers.remove(AGE);
+        stored.headers.remove(X_CACHE);
+        let entry = Stored::Response(Arc::new(Entry {
+            response: stored,
+            stored_at: now,
+            decision: decision.clone(),
+        }));
+        if decision.vary.is_empty() {
+            self.store.put(key, entry, expires);
+            return decision;
+        }
+        let idx = match self.store.get_with_expiry(key) {
+            Some((Stored::Vary(idx), _)) if idx.names == decision.vary => idx,
+            _ => {
+                // A new or changed Vary: earlier variants are unreachable now; drop them.
+                self.store.purge(&format!("{key}{SEP}"));
+                Arc::new(VaryIndex {
+                    names: decision.vary.clone(),
+                    variants: Mutex::new(VecDeque::new()),
+                })
+            }
+        };
+        let vkey = variant_key(key, request, &idx.names);
+        let evict = {
+            let mut v = idx.variants.lock();
+            if !v.contains(&vkey) {
+                v.push_back(vkey.clone());
+            }
+            if v.len() > self.max_variants {
+                v.pop_front()
+            } else {
+                None
+            }
+        };
+        if let Some(old) = evict {
+            self.store.delete(&old);
+        }
+        self.store.put(key, Stored::Vary(idx), f64::INFINITY);
+        self.store.put(&vkey, entry, expires);
+        decision
+    }
+
+    /// Applies a 304 from the origin to `entry`: updates its headers, restarts freshness,
+    /// re-stores it, and returns the response to serve (`X-Cache: REVALIDATED`).
+    pub fn revalidated(
+        &self,
+        request: &Request,
+        key: &str,
+        entry: &Entry,
+        not_modified: &Response,
+        now: f64,
+    ) -> Response {
+        let mut merged = entry.response.clone();
+        for (name, value) in not_modified.headers.iter() {
+            if !matches!(
+                name.as_str(),
+                "content-length" | "transfer-encoding" | "connection" | "content-encoding"
+            ) {
+                merged.headers.insert(name.clone(), value.clone());
+            }
+        }
+        self.store(request, key, &merged, now);
+        merged.headers.insert(AGE, HeaderValue::from_static("0"));
+        merged.headers.insert(X_CACHE, HeaderValue::from_static("REVALIDATED"));
+        merged
+    }
+
+    /// The stale copy to serve when the origin failed, if `stale-if-error` allows it.
+    pub fn stale_on_error(&self, entry: &Entry, now: f64) -> Option<Response> {
+        let s = entry.staleness(now);
+        (!entry.decision.must_revalidate && s < entry.decision.stale_if_error).then(|| entry.served(now, "STALE"))
+    }
+
+    /// After an unsafe method's response, drops the cached URL (every variant and dimension of
+    /// `url_prefix`, which is the key up to and excluding the method). Returns entries removed.
+    pub fn invalidate(&self, request: &Request, status: http::StatusCode, url_prefix: &str) -> usize {
+        if !invalidates(&request.method, status) {
+            return 0;
+        }
+        self.store.purge(&format!("{url_prefix}{SEP}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::key::{cache_key, KeyOptions};
+
+    fn req(headers: &[(&str, &str)]) -> Request {
+        let mut r = Request::new(http::Method::GET, "/a".parse().unwrap());
+        r.headers.as_map_mut().insert("host", "h".parse().unwrap());
+        for (n, v) in headers {
+            r.headers
+                .as_map_mut()
+                .append(HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        r
+    }
+
+    fn resp(headers: &[(&str, &str)]) -> Response {
+        let mut r = Response::new(200, "body").unwrap();
+        for (n, v) in headers {
+            r.headers
+                .append(HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        r
+    }
+
+    #[test]
+    fn hit_then_stale_then_revalidate() {
+        let c = HttpCache::new(1 << 20, None, 8);
+        let r = req(&[]);
+        let k = cache_key(&r, "http", &KeyOptions::default(), &[]);
+        assert!(
+            c.store(
+                &r,
+                &k,
+                &resp(&[
+                    ("cache-control", "max-age=10, stale-while-revalidate=5"),
+                    ("etag", "\"v1\"")
+                ]),
+                100.0
+            )
+            .storable
+        );
+        match c.lookup(&r, &k, 104.0) {
+            Lookup::Hit(resp) => assert_eq!(
+                (&resp.headers["age"], &resp.headers["x-cache"]),
+                (&"4".parse::<HeaderValue>().unwrap(), &HeaderValue::from_static("HIT"))
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.lookup(&r, &k, 112.0).status(), "STALE");
+        match c.lookup(&r, &k, 120.0) {
+            Lookup::Revalidate(e, h) => {
+                assert_eq!(h[0].1, "\"v1\"");
+                let fresh = c.revalidated(&r, &k, &e, &resp(&[("cache-control", "max-age=30")]), 120.0);
+                assert_eq!(fresh.headers["x-cache"], "REVALIDATED");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(c.lookup(&r, &k, 140.0).status(), "HIT");
+    }
+
+    #[test]
+    fn vary_keeps_variants_apart_and_capped() {
+        let c = HttpCache::new(1 << 20, None, 2);
+        let base = req(&[]);
+        let k = cache_key(&base, "http", &KeyOptions::default(), &[]);
+        for lang in ["en", "de", "fr"] {
+            let r = req(&[("accept-language", lang)]);
+            let mut body = resp(&[("cache-control", "max-age=60"), ("vary", "Accept-Language")]);
+            body.body = bytes::Bytes::from(lang.to_owned());
+            assert!(c.store(&r, &k, &body, 0.0).storable);
+        }
+        let get = |lang: &str| match c.lookup(&req(&[("accept-language", lang)]), &k, 1.0) {
+            Lookup::Hit(r) => Some(r.body),
+            _ => None,
+        };
+        assert_eq!(get("en"), None, "oldest variant evicted by the cap of 2");
+        assert_eq!(get("de").as_deref(), Some(&b"de"[..]));
+        assert_eq!(get("fr").as_deref(), Some(&b"fr"[..]));
+    }
+}
