@@ -53,9 +53,13 @@ fmt: $(VENV)/.deps ## Format Rust and Python
 stubtest: develop ## Check the hand-written _core.pyi against the extension
 	$(BIN)/python -m mypy.stubtest edgecore._core --allowlist stubtest-allowlist.txt
 
-bench: $(VENV)/.deps ## Release build, then the benchmark report
+$(VENV)/.bench-deps: requirements-bench.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-bench.txt
+	touch $@
+
+bench: system-deps $(VENV)/.deps $(VENV)/.bench-deps ## Release build, then the benchmark report
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH $(BIN)/maturin develop -q --release
-	$(BIN)/python -m edgecore.bench
+	$(BIN)/python -m edgecore.bench $(BENCH_ARGS)
 
 clean: ## Remove build outputs and the virtualenv
 	rm -rf target $(VENV) .pytest_cache .hypothesis .benchmarks

@@ -9,7 +9,7 @@ import sys
 
 from ._harness import print_result
 
-SUITES = ["parse", "jwt", "limit", "cache"]
+SUITES = ["parse", "jwt", "limit", "cache", "client"]
 
 
 def main(argv: list[str] | None = None) -> int:

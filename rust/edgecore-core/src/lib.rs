@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod classify;
 pub mod client;
 pub mod clock;
 pub mod error;

@@ -1,7 +1,12 @@
-//! Python adapters for geo-IP: the `Geo` record.
+//! Python adapters for knowing the client: `Geo`, `GeoDB`, `client_ip`.
 
-use edgecore_core::geo::Geo;
+use std::sync::Arc;
+
+use edgecore_core::geo::{Geo, GeoDb, TrustedProxies};
 use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyByteArray, PyDict, PyFloat, PyInt, PyList, PyString};
+
+use crate::errors::CoreError;
 
 /// Where a client is: country, continent, region, city, postal code, coordinates, time zone, ASN.
 #[pyclass(frozen, module = "edgecore._core", name = "Geo")]
@@ -74,4 +79,142 @@ impl PyGeo {
             g.country, g.continent, g.region, g.city, g.postal_code, g.latitude, g.longitude, g.timezone, g.asn, g.organization
         )
     }
+}
+
+/// Parses an IP address argument; a bad one is a ValueError naming it.
+pub(crate) fn parse_ip(ip: &str) -> PyResult<std::net::IpAddr> {
+    ip.trim().parse().map_err(|_| {
+        pyo3::exceptions::PyValueError::new_err(format!("{ip:?} does not appear to be an IPv4 or IPv6 address"))
+    })
+}
+
+/// A MaxMind DB value decoded straight into a Python object, as the maxminddb package builds it
+/// (maps to dict, arrays to list, bytes to bytearray, every integer type to int).
+struct PyValue(Py<PyAny>);
+
+/// The interpreter token inside decoding.
+fn py_token() -> Python<'static> {
+    // SAFETY: `PyValue` is only decoded by `PyGeoDB::get`, a #[pymethods] call that holds the
+    // interpreter and does not detach; the decoder runs synchronously on that same thread
+    // (`GeoDb::get_as` does not spawn), so the GIL is held whenever this is called.
+    unsafe { Python::assume_attached() }
+}
+
+impl<'de> serde::Deserialize<'de> for PyValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        fn obj<T>(f: impl for<'py> FnOnce(Python<'py>) -> PyResult<Bound<'py, T>>) -> PyValue {
+            let py = py_token();
+            PyValue(f(py).map(|b| b.into_any().unbind()).unwrap_or_else(|_| py.None()))
+        }
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = PyValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a MaxMind DB value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<PyValue, E> {
+                Ok(obj(|py| Ok(PyBool::new(py, v).to_owned())))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<PyValue, E> {
+                Ok(obj(|py| Ok(PyInt::new(py, v))))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<PyValue, E> {
+                Ok(obj(|py| Ok(PyInt::new(py, v))))
+            }
+            fn visit_u128<E>(self, v: u128) -> Result<PyValue, E> {
+                Ok(obj(|py| Ok(PyInt::new(py, v))))
+            }
+            fn visit_f32<E>(self, v: f32) -> Result<PyValue, E> {
+                Ok(obj(|py| Ok(PyFloat::new(py, f64::from(v)))))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<PyValue, E> {
+                Ok(obj(|py| Ok(PyFloat::new(py, v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<PyValue, E> {
+                Ok(obj(|py| Ok(PyString::new(py, v))))
+            }
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<PyValue, E> {
+                Ok(obj(|py| Ok(PyByteArray::new(py, v))))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<PyValue, A::Error> {
+                let mut items = Vec::new();
+                while let Some(PyValue(v)) = seq.next_element()? {
+                    items.push(v);
+                }
+                Ok(obj(|py| PyList::new(py, items)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<PyValue, A::Error> {
+                let py = py_token();
+                let d = PyDict::new(py);
+                while let Some(key) = map.next_key::<&'de str>()? {
+                    let PyValue(v) = map.next_value()?;
+                    d.set_item(PyString::new(py, key), v)
+                        .map_err(serde::de::Error::custom)?;
+                }
+                Ok(PyValue(d.into_any().unbind()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A MaxMind DB (City, Country or ASN), memory-mapped, reloadable.
+#[pyclass(frozen, module = "edgecore._core", name = "GeoDB")]
+pub struct PyGeoDB {
+    pub(crate) inner: Arc<GeoDb>,
+}
+
+#[pymethods]
+impl PyGeoDB {
+    #[new]
+    fn new(py: Python<'_>, path: std::path::PathBuf) -> PyResult<Self> {
+        let db = py.detach(|| GeoDb::open(&path)).map_err(CoreError)?;
+        Ok(PyGeoDB { inner: Arc::new(db) })
+    }
+
+    /// Geo data for `ip`, or None when the database has no record for it.
+    fn lookup(&self, ip: &str) -> PyResult<Option<PyGeo>> {
+        let ip = parse_ip(ip)?;
+        Ok(self.inner.lookup(ip).map(|inner| PyGeo { inner }))
+    }
+
+    /// The full record for `ip`, as the maxminddb package returns it, or None.
+    fn get<'py>(&self, py: Python<'py>, ip: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let ip = parse_ip(ip)?;
+        Ok(self.inner.get_as::<PyValue>(ip).map(|v| v.0.into_bound(py)))
+    }
+
+    /// Re-opens the file and swaps it in atomically; a bad file raises ConfigError and the old
+    /// database stays in use.
+    fn reload(&self, py: Python<'_>) -> PyResult<()> {
+        py.detach(|| self.inner.reload()).map_err(|e| CoreError(e).into())
+    }
+
+    /// The database metadata (database_type, build_epoch, ip_version, node_count, languages, description).
+    #[getter]
+    fn metadata(&self) -> std::collections::BTreeMap<&'static str, String> {
+        self.inner.metadata()
+    }
+
+    /// The file path.
+    #[getter]
+    fn path(&self) -> std::path::PathBuf {
+        self.inner.path().to_path_buf()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("GeoDB({:?})", self.inner.path().display().to_string())
+    }
+}
+
+/// The client IP: `peer`, unless it is a trusted proxy; then the first untrusted address from the
+/// right of X-Forwarded-For (nginx `real_ip_recursive`). IPv4-mapped IPv6 is normalised.
+#[pyfunction]
+#[pyo3(signature = (peer, headers=None, trusted=vec![]))]
+pub fn client_ip(peer: &str, headers: Option<&Bound<'_, PyAny>>, trusted: Vec<String>) -> PyResult<String> {
+    let peer = parse_ip(peer)?;
+    let trusted = TrustedProxies::new(&trusted).map_err(CoreError)?;
+    let map = crate::http::headers_from_py(headers)?;
+    let xff = map.get_all("x-forwarded-for").iter().map(|v| v.as_bytes());
+    Ok(edgecore_core::geo::client_ip(peer, xff, &trusted).to_string())
 }

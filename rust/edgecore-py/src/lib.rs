@@ -3,6 +3,7 @@
 
 mod auth;
 mod cache;
+mod classify;
 mod convert;
 mod errors;
 mod geo;
@@ -41,7 +42,11 @@ mod _core {
 
     // geo
     #[pymodule_export]
-    use crate::geo::PyGeo;
+    use crate::geo::{client_ip, PyGeo, PyGeoDB};
+
+    // classify
+    #[pymodule_export]
+    use crate::classify::{assign_variant, PyBotDetector, PyExperiment};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

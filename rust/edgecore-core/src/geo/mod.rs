@@ -1,4 +1,11 @@
-//! Geo-IP: the [`Geo`] record the pipeline attaches to a request.
+//! Knowing where a client is: the client IP behind trusted proxies ([`client_ip`]) and geo-IP
+//! lookups in MaxMind databases ([`db`]). [`Geo`] is the record the pipeline attaches to a request.
+
+pub mod client_ip;
+pub mod db;
+
+pub use client_ip::{client_ip, TrustedProxies};
+pub use db::{GeoDb, MmdbValue};
 
 /// Where a client is, as far as the geo database knows. `None` where unknown.
 #[derive(Debug, Clone, Default, PartialEq)]
