@@ -49,6 +49,7 @@ from edgecore._core import (
     redirect,
     verify_signature,
 )
+from edgecore.app import Edge, Env, Running
 
 __all__ = [
     "KV",
@@ -58,7 +59,9 @@ __all__ = [
     "CachePolicy",
     "ConfigError",
     "Decision",
+    "Edge",
     "EdgeError",
+    "Env",
     "Experiment",
     "ExpiredTokenError",
     "Geo",
@@ -83,6 +86,7 @@ __all__ = [
     "Request",
     "Response",
     "ResponseCache",
+    "Running",
     "StoreError",
     "TokenTooLargeError",
     "UpstreamError",

@@ -67,6 +67,8 @@ pub enum ErrorKind {
     Upstream,
     /// The origin did not answer in time (504).
     UpstreamTimeout,
+    /// edgecore is at capacity (the Python work queue is full): 503 with Retry-After.
+    Overloaded,
 
     /// A bug or an unexpected condition inside edgecore (500).
     Internal,
@@ -87,6 +89,7 @@ impl ErrorKind {
             RateLimited => 429,
             Upstream => 502,
             UpstreamTimeout => 504,
+            Overloaded => 503,
             Config | Store | Internal => 500,
         }
     }

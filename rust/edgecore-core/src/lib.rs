@@ -13,6 +13,7 @@ pub mod http;
 pub mod kv;
 pub mod limit;
 pub mod rt;
+pub mod server;
 pub mod store;
 
 pub use error::{Error, ErrorKind, ErrorSource, Result};

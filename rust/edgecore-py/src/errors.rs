@@ -157,7 +157,7 @@ fn class_name(kind: ErrorKind) -> &'static str {
         Config => "ConfigError",
         Store => "StoreError",
         Upstream | UpstreamTimeout => "UpstreamError",
-        RateLimited | Internal => "EdgeError",
+        RateLimited | Internal | Overloaded => "EdgeError",
     }
 }
 

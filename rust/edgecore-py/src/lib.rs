@@ -10,6 +10,7 @@ mod geo;
 mod http;
 mod kv;
 mod limit;
+mod server;
 
 use pyo3::prelude::*;
 
@@ -39,6 +40,10 @@ mod _core {
     // cache
     #[pymodule_export]
     use crate::cache::{cache_key, cache_policy, PyCacheLookup, PyCachePolicy, PyHTTPCache, PyResponseCache};
+
+    // server
+    #[pymodule_export]
+    use crate::server::{PyPendingJob, PyServer};
 
     // geo
     #[pymodule_export]

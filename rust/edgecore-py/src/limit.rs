@@ -82,7 +82,7 @@ impl PyDecision {
 /// A token-bucket rate limiter (GCRA), in process or shared through Redis.
 #[pyclass(frozen, module = "edgecore._core", name = "RateLimiter")]
 pub struct PyRateLimiter {
-    pub(crate) inner: RateLimiter,
+    pub(crate) inner: std::sync::Arc<RateLimiter>,
     repr: String,
 }
 
@@ -121,7 +121,10 @@ impl PyRateLimiter {
                 .map(|s| format!("{s:?}"))
                 .unwrap_or_else(|| "None".into()),
         );
-        Ok(PyRateLimiter { inner, repr })
+        Ok(PyRateLimiter {
+            inner: std::sync::Arc::new(inner),
+            repr,
+        })
     }
 
     /// Checks `key` and, when allowed, consumes `cost` tokens. `now` (seconds, in-process

@@ -1,0 +1,396 @@
+"""The edge application: policies and Python handlers, compiled into a Rust plan at start.
+
+``Edge`` only *describes* the app. Every policy method validates its arguments at once (a bad key,
+pattern, URL or experiment raises ``ec.ConfigError`` where it is written) and builds the library
+objects it needs (``JWTVerifier``, ``RateLimiter``, ``GeoDB``…). ``serve()``/``run()`` hand the
+description to the Rust server, which compiles it into an immutable plan: serving a request that
+no Python handler matches never touches the interpreter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from edgecore import _core
+
+log = logging.getLogger("edgecore")
+
+Handler = Callable[..., Any]
+
+
+def _paths(paths: str | Iterable[str]) -> list[str]:
+    out = [paths] if isinstance(paths, str) else list(paths)
+    if not out:
+        raise _core.ConfigError("paths must name at least one pattern")
+    return out
+
+
+def _countries(c: str | Iterable[str] | None) -> list[str] | None:
+    if c is None:
+        return None
+    return [c] if isinstance(c, str) else list(c)
+
+
+class Env:
+    """What handlers receive as ``env``: ``env.kv[name]`` for each ``app.kv(name, …)``."""
+
+    def __init__(self, kv: dict[str, _core.KV]) -> None:
+        self.kv = kv
+
+
+class Edge:
+    """An edge application. Requests no rule or handler answers go to ``origin``."""
+
+    def __init__(self, origin: str | None = None) -> None:
+        self._spec: dict[str, Any] = {
+            "origin": origin,
+            "trusted_proxies": [],
+            "redirects": [],
+            "rewrites": [],
+            "origins": [],
+            "headers": [],
+            "jwt": [],
+            "rate_limits": [],
+            "ab_tests": [],
+            "cache": [],
+            "routes": [],
+            "middleware": [],
+            "server": {},
+        }
+        self._handlers: list[Handler] = []
+        self._verifiers: list[_core.JWTVerifier] = []
+        self._limiters: list[_core.RateLimiter] = []
+        self._geo: _core.GeoDB | None = None
+        self._bots: _core.BotDetector | None = None
+        self._kv: dict[str, _core.KV] = {}
+        if origin is not None:
+            self._check_origin(origin)
+
+    # ---- policies ----
+
+    @staticmethod
+    def _check_origin(url: str) -> None:
+        if not (url.startswith("http://") or url.startswith("https://")):
+            raise _core.ConfigError(f"origin {url!r} must start with http:// or https://")
+
+    def trust_proxies(self, cidrs: Iterable[str]) -> Edge:
+        """X-Forwarded-For is believed only from peers in these CIDRs."""
+        cidrs = list(cidrs)
+        _core.client_ip("127.0.0.1", None, cidrs)  # validates
+        self._spec["trusted_proxies"] = cidrs
+        return self
+
+    def geo(self, database: str) -> Edge:
+        """Look up every client in this MaxMind database (City, Country or ASN)."""
+        self._geo = _core.GeoDB(database)
+        return self
+
+    def bots(self, action: str = "block", allow: Iterable[str] = ()) -> Edge:
+        """Detect bots by User-Agent: "block" answers 403, "tag" adds ``x-edge-bot: 1`` toward the
+        origin. ``allow`` lists patterns of bots to let through (e.g. ``["Googlebot"]``)."""
+        if action not in ("block", "tag"):
+            raise _core.ConfigError(f'bots action must be "block" or "tag", not {action!r}')
+        self._bots = self._bots or _core.BotDetector()
+        self._spec["bots"] = {"action": action, "allow": list(allow)}
+        return self
+
+    def redirect(
+        self,
+        *,
+        to: str,
+        status: int = 302,
+        paths: str | Iterable[str] = ("/*",),
+        country: str | Iterable[str] | None = None,
+    ) -> Edge:
+        """Redirect matching requests (``to`` may use ``{path}``, ``{query}``, ``{geo.country}``…)."""
+        _core.redirect("/", status)
+        self._spec["redirects"].append(
+            {"to": to, "status": status, "paths": _paths(paths), "country": _countries(country)}
+        )
+        return self
+
+    def rewrite(
+        self, *, to: str, paths: str | Iterable[str] = ("/*",), country: str | Iterable[str] | None = None
+    ) -> Edge:
+        """Serve another path, without the client seeing a redirect."""
+        self._spec["rewrites"].append({"to": to, "paths": _paths(paths), "country": _countries(country)})
+        return self
+
+    def origin_for(
+        self,
+        url: str,
+        *,
+        country: str | Iterable[str] | None = None,
+        continent: str | Iterable[str] | None = None,
+        paths: str | Iterable[str] = ("/*",),
+    ) -> Edge:
+        """Send matching clients (by country or continent) to this origin instead of the default."""
+        self._check_origin(url)
+        self._spec["origins"].append(
+            {"url": url, "country": _countries(country), "continent": _countries(continent), "paths": _paths(paths)}
+        )
+        return self
+
+    def headers(
+        self,
+        *,
+        paths: str | Iterable[str] = ("/*",),
+        request: dict[str, str] | None = None,
+        response: dict[str, str] | None = None,
+    ) -> Edge:
+        """Set headers toward the origin (``request``) and the client (``response``). Values may use
+        ``{geo.country} {geo.region} {geo.city} {claims.NAME} {variant.NAME} {client_ip} {bot}``."""
+        self._spec["headers"].append(
+            {"paths": _paths(paths), "request": dict(request or {}), "response": dict(response or {})}
+        )
+        return self
+
+    def jwt(
+        self,
+        *,
+        paths: str | Iterable[str],
+        key: Any = None,
+        algorithms: list[str],
+        audience: str | list[str] | None = None,
+        issuer: str | list[str] | None = None,
+        leeway: float = 0,
+        jwks: dict[str, Any] | None = None,
+        jwks_url: str | None = None,
+        cookie: str | None = None,
+        claims_to_headers: dict[str, str] | None = None,
+        required_claims: list[str] | None = None,
+    ) -> Edge:
+        """Require a valid JWT (Authorization: Bearer, or ``cookie``); 401 otherwise."""
+        kwargs: dict[str, Any] = {"algorithms": algorithms, "audience": audience, "issuer": issuer, "leeway": leeway}
+        if required_claims is not None:
+            kwargs["required_claims"] = required_claims
+        verifier = _core.JWTVerifier(key, jwks=jwks, jwks_url=jwks_url, **kwargs)
+        self._verifiers.append(verifier)
+        self._spec["jwt"].append(
+            {
+                "paths": _paths(paths),
+                "verifier": len(self._verifiers) - 1,
+                "cookie": cookie,
+                "claims_to_headers": dict(claims_to_headers or {}),
+            }
+        )
+        return self
+
+    def rate_limit(
+        self,
+        *,
+        paths: str | Iterable[str],
+        limit: int,
+        period: float,
+        burst: int | None = None,
+        key: str = "ip",
+        store: str | None = None,
+        on_store_error: str = "open",
+    ) -> Edge:
+        """Limit matching requests per key ("ip", "header:NAME" or "claim:NAME"); 429 beyond."""
+        if not (key == "ip" or key.startswith("header:") or key.startswith("claim:")):
+            raise _core.ConfigError(f'rate limit key must be "ip", "header:NAME" or "claim:NAME", not {key!r}')
+        self._limiters.append(_core.RateLimiter(limit, period, burst=burst, store=store, on_store_error=on_store_error))
+        self._spec["rate_limits"].append({"paths": _paths(paths), "limiter": len(self._limiters) - 1, "key": key})
+        return self
+
+    def ab_test(self, name: str, variants: dict[str, float], *, paths: str | Iterable[str] = ("/*",)) -> Edge:
+        """Assign each client a sticky variant (cookie ``ec-ab-NAME``), forwarded as ``x-ab-NAME``."""
+        _core.Experiment(name, variants)
+        self._spec["ab_tests"].append({"name": name, "variants": dict(variants), "paths": _paths(paths)})
+        return self
+
+    def cache(
+        self,
+        *,
+        paths: str | Iterable[str],
+        ttl: float | None = None,
+        max_bytes: int = 64 << 20,
+        ignore_query: bool = False,
+        ignore_params: Iterable[str] = (),
+    ) -> Edge:
+        """Cache matching GET responses as a shared cache (RFC 9111); ``ttl`` applies to responses
+        without their own freshness."""
+        if ttl is not None and ttl <= 0:
+            raise _core.ConfigError("cache ttl must be a positive number of seconds")
+        self._spec["cache"].append(
+            {
+                "paths": _paths(paths),
+                "ttl": ttl,
+                "max_bytes": max_bytes,
+                "ignore_query": ignore_query,
+                "ignore_params": list(ignore_params),
+            }
+        )
+        return self
+
+    def kv(self, name: str, url: str | None = None) -> Edge:
+        """A KV store handlers reach as ``env.kv[name]`` (in process, or Redis with ``url``)."""
+        self._kv[name] = _core.KV(url)
+        return self
+
+    def configure(self, **limits: Any) -> Edge:
+        """Server limits and timeouts: header_read_timeout, max_body_bytes, max_header_bytes,
+        max_uri_bytes, max_connections, python_queue, handler_timeout, origin_connect_timeout,
+        origin_timeout, grace_period, threads, dev_mode."""
+        self._spec["server"].update(limits)
+        return self
+
+    # ---- Python code ----
+
+    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[Handler], Handler]:
+        """Register ``handler(request, env) -> Response`` (``def`` or ``async def``) for ``path``."""
+
+        def register(fn: Handler) -> Handler:
+            self._handlers.append(fn)
+            self._spec["routes"].append({"path": path, "methods": list(methods), "handler": len(self._handlers) - 1})
+            return fn
+
+        return register
+
+    def middleware(self, matcher: str | Iterable[str]) -> Callable[[Handler], Handler]:
+        """Register ``handler(request) -> Response | None`` to run before routing on matching
+        paths (patterns, or regular expressions written ``re:^/api/``). None continues, with any
+        edits made to ``request.headers``."""
+
+        def register(fn: Handler) -> Handler:
+            self._handlers.append(fn)
+            self._spec["middleware"].append({"matcher": _paths(matcher), "handler": len(self._handlers) - 1})
+            return fn
+
+        return register
+
+    # ---- running ----
+
+    def _core_args(self) -> dict[str, Any]:
+        return {"verifiers": self._verifiers, "limiters": self._limiters, "geo": self._geo, "bots": self._bots}
+
+    def spec_json(self) -> str:
+        """The app description the Rust plan is compiled from."""
+        return json.dumps(self._spec)
+
+    def serve(self, host: str = "127.0.0.1", port: int = 0, *, workers: int = 4) -> Running:
+        """Start serving in the background; use as a context manager (stops and drains on exit)."""
+        core = _core.Server(self.spec_json(), host=host, port=port, **self._core_args())
+        return Running(self, core, workers)
+
+    def run(self, host: str = "127.0.0.1", port: int = 8080, *, workers: int = 4) -> None:
+        """Serve until Ctrl-C or SIGTERM, then drain in-flight requests and return."""
+        running = self.serve(host, port, workers=workers)
+        print(f"edgecore listening on {running.url}", file=sys.stderr, flush=True)
+        for line in running.core.summary:
+            print(f"  active: {line}", file=sys.stderr)
+        for w in running.core.warnings:
+            print(f"  warning: {w}", file=sys.stderr)
+        stop = threading.Event()
+        previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            while not stop.wait(0.5):
+                pass
+        finally:
+            print("edgecore: draining in-flight requests…", file=sys.stderr, flush=True)
+            running.stop()
+            for s, h in previous.items():
+                signal.signal(s, h)
+
+
+class Running:
+    """A server running in the background: ``url``, ``port``, ``stop()``; a context manager."""
+
+    def __init__(self, app: Edge, core: _core.Server, workers: int) -> None:
+        self.app = app
+        self.core = core
+        self._env = Env(app._kv)
+        self._stopping = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._loop_thread = threading.Thread(target=self._loop.run_forever, name="edgecore-asyncio", daemon=True)
+        self._loop_thread.start()
+        self._workers = [
+            threading.Thread(target=self._work, name=f"edgecore-python-{i}", daemon=True)
+            for i in range(max(1, workers))
+        ]
+        for t in self._workers:
+            t.start()
+
+    @property
+    def url(self) -> str:
+        return self.core.url
+
+    @property
+    def port(self) -> int:
+        return self.core.port
+
+    def reload(self, app: Edge | None = None) -> None:
+        """Swap in ``app``'s configuration (same handlers list) without dropping connections."""
+        app = app or self.app
+        self.core.reload(app.spec_json(), **app._core_args())
+        self.app = app
+        self._env = Env(app._kv)
+
+    def stop(self) -> None:
+        """Stop accepting, drain in-flight requests (grace period), stop the Python workers."""
+        self.core.stop()
+        self._stopping.set()
+        for t in self._workers:
+            t.join(timeout=5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop_thread.join(timeout=5)
+
+    def __enter__(self) -> Running:  # noqa: PYI034 (typing.Self needs Python 3.11)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- the Python side of the bridge ----
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            for job in self.core.next_jobs(64, 0.1):
+                self._dispatch(job)
+
+    def _dispatch(self, job: _core.PendingJob) -> None:
+        fn = self.app._handlers[job.handler]
+        try:
+            result = fn(job.request, self._env) if job.kind == "route" else fn(job.request)
+        except Exception:
+            self._failed(job, fn)
+            return
+        if inspect.isawaitable(result):
+            future = asyncio.run_coroutine_threadsafe(_await(result), self._loop)
+            future.add_done_callback(lambda f: self._finish(job, fn, f))
+            return
+        self._answer(job, fn, result)
+
+    def _finish(self, job: _core.PendingJob, fn: Handler, future: Any) -> None:
+        try:
+            result = future.result()
+        except Exception:
+            self._failed(job, fn)
+            return
+        self._answer(job, fn, result)
+
+    def _answer(self, job: _core.PendingJob, fn: Handler, result: Any) -> None:
+        try:
+            job.respond(result)
+        except Exception:
+            self._failed(job, fn)
+
+    @staticmethod
+    def _failed(job: _core.PendingJob, fn: Handler) -> None:
+        message = traceback.format_exc()
+        log.error("edgecore: %s handler %s failed:\n%s", job.kind, getattr(fn, "__qualname__", fn), message)
+        job.fail(message)
+
+
+async def _await(awaitable: Any) -> Any:
+    return await awaitable

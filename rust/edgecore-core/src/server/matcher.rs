@@ -1,0 +1,188 @@
+//! Path patterns: `/exact`, `/prefix/*` (the prefix itself and anything below), `/users/:id`
+//! (one segment, captured), `/*` (everything), and — for middleware — regular expressions
+//! written as `re:^/api/(v1|v2)/`. Compiled once when the plan is built.
+
+use regex::Regex;
+
+use crate::error::{Error, Result};
+
+/// One segment of a `/users/:id` pattern.
+#[derive(Debug, Clone)]
+pub enum Seg {
+    /// A literal segment.
+    Lit(String),
+    /// A `:name` parameter.
+    Param(String),
+}
+
+/// One compiled pattern.
+#[derive(Debug, Clone)]
+pub enum Pattern {
+    /// Every path.
+    All,
+    /// Exactly this path.
+    Exact(String),
+    /// This path and everything below it.
+    Prefix(String),
+    /// Segments with `:name` parameters (and an optional trailing `*`).
+    Segments(Vec<Seg>, bool),
+    /// A regular expression (`re:` prefix).
+    Regex(Regex),
+}
+
+impl Pattern {
+    /// Compiles one pattern.
+    pub fn new(p: &str) -> Result<Pattern> {
+        if let Some(re) = p.strip_prefix("re:") {
+            return Regex::new(re)
+                .map(Pattern::Regex)
+                .map_err(|e| Error::config(format!("invalid path regex {p:?}: {e}")));
+        }
+        if !p.starts_with('/') {
+            return Err(Error::config(format!(
+                "path pattern {p:?} must start with / (or re: for a regex)"
+            )));
+        }
+        if p == "/*" {
+            return Ok(Pattern::All);
+        }
+        let (body, star) = match p.strip_suffix("/*") {
+            Some(b) => (b, true),
+            None => (p, false),
+        };
+        if body.contains('*') {
+            return Err(Error::config(format!(
+                "path pattern {p:?}: * is only allowed as a final /*"
+            )));
+        }
+        if !body.contains("/:") {
+            return Ok(if star {
+                Pattern::Prefix(body.to_owned())
+            } else {
+                Pattern::Exact(body.to_owned())
+            });
+        }
+        let segs = body
+            .split('/')
+            .skip(1)
+            .map(|s| match s.strip_prefix(':') {
+                Some(name) if !name.is_empty() => Ok(Seg::Param(name.to_owned())),
+                Some(_) => Err(Error::config(format!("path pattern {p:?} has an unnamed parameter"))),
+                None => Ok(Seg::Lit(s.to_owned())),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Pattern::Segments(segs, star))
+    }
+
+    /// Whether `path` matches; captured parameters are appended to `params`.
+    pub fn matches(&self, path: &str, params: &mut Vec<(String, String)>) -> bool {
+        match self {
+            Pattern::All => true,
+            Pattern::Exact(e) => path == e,
+            Pattern::Prefix(pre) => path
+                .strip_prefix(pre.as_str())
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+            Pattern::Regex(r) => r.is_match(path),
+            Pattern::Segments(segs, star) => {
+                let mut parts = path.split('/').skip(1);
+                let start = params.len();
+                for seg in segs {
+                    let ok = match (seg, parts.next()) {
+                        (Seg::Lit(l), Some(p)) => l == p,
+                        (Seg::Param(name), Some(p)) if !p.is_empty() => {
+                            params.push((name.clone(), p.to_owned()));
+                            true
+                        }
+                        _ => false,
+                    };
+                    if !ok {
+                        params.truncate(start);
+                        return false;
+                    }
+                }
+                if *star || parts.next().is_none() {
+                    true
+                } else {
+                    params.truncate(start);
+                    false
+                }
+            }
+        }
+    }
+
+    /// Whether every path this pattern matches is also matched by `other` (for shadowing checks).
+    pub fn shadowed_by(&self, other: &Pattern) -> bool {
+        match (other, self) {
+            (Pattern::All, _) => true,
+            (Pattern::Prefix(o), Pattern::Exact(s) | Pattern::Prefix(s)) => {
+                s == o || s.strip_prefix(o.as_str()).is_some_and(|r| r.starts_with('/'))
+            }
+            (Pattern::Exact(o), Pattern::Exact(s)) => o == s,
+            _ => false,
+        }
+    }
+}
+
+/// A set of patterns; matches when any does.
+#[derive(Debug, Clone)]
+pub struct Matcher(Vec<Pattern>);
+
+impl Matcher {
+    /// Compiles patterns.
+    pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Matcher> {
+        if patterns.is_empty() {
+            return Err(Error::config("paths must name at least one pattern"));
+        }
+        patterns
+            .iter()
+            .map(|p| Pattern::new(p.as_ref()))
+            .collect::<Result<Vec<_>>>()
+            .map(Matcher)
+    }
+
+    /// Whether `path` matches.
+    pub fn matches(&self, path: &str) -> bool {
+        let mut scratch = Vec::new();
+        self.0.iter().any(|p| p.matches(path, &mut scratch))
+    }
+
+    /// Whether `path` matches; parameters of the first matching pattern are captured.
+    pub fn matches_capture(&self, path: &str, params: &mut Vec<(String, String)>) -> bool {
+        self.0.iter().any(|p| p.matches(path, params))
+    }
+
+    /// The patterns.
+    pub fn patterns(&self) -> &[Pattern] {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, path: &str) -> Option<Vec<(String, String)>> {
+        let mut params = Vec::new();
+        Pattern::new(p).unwrap().matches(path, &mut params).then_some(params)
+    }
+
+    #[test]
+    fn forms() {
+        assert!(m("/a", "/a").is_some() && m("/a", "/a/b").is_none());
+        assert!(m("/a/*", "/a").is_some() && m("/a/*", "/a/b/c").is_some() && m("/a/*", "/ab").is_none());
+        assert!(m("/*", "/anything").is_some());
+        assert_eq!(m("/users/:id", "/users/42"), Some(vec![("id".into(), "42".into())]));
+        assert!(m("/users/:id", "/users/42/x").is_none() && m("/users/:id", "/users/").is_none());
+        assert_eq!(m("/u/:id/*", "/u/7/files/x").unwrap()[0].1, "7");
+        assert!(m("re:^/api/v[12]/", "/api/v2/x").is_some());
+        assert!(Pattern::new("a").is_err() && Pattern::new("/a*b").is_err() && Pattern::new("re:(").is_err());
+    }
+
+    #[test]
+    fn shadowing() {
+        let p = |s| Pattern::new(s).unwrap();
+        assert!(p("/api/x").shadowed_by(&p("/api/*")));
+        assert!(p("/api/*").shadowed_by(&p("/*")));
+        assert!(!p("/apix").shadowed_by(&p("/api/*")));
+    }
+}

@@ -1,0 +1,186 @@
+//! The edge server: hyper 1.x on a multi-threaded tokio runtime.
+//!
+//! - HTTP/1.1 with keep-alive and pipelining, and HTTP/2 over cleartext with prior knowledge
+//!   (hyper-util's auto builder picks per connection).
+//! - A header-read timer on every connection (slowloris connections close; it also bounds idle
+//!   keep-alive), a cap on request-head size (431), a connection cap (more wait in the accept
+//!   queue), and the pipeline's own limits (414, 413).
+//! - When a response is sent before the body was read (a rejection, a cache hit), hyper either
+//!   drains the body or closes the connection: body bytes are never parsed as the next request.
+//! - Graceful shutdown: stop accepting, let in-flight requests finish within the grace period,
+//!   then close what remains.
+//! - The plan is an `ArcSwap`: `reload` swaps a new one in without touching connections.
+
+pub mod bridge;
+pub mod matcher;
+pub mod pipeline;
+pub mod plan;
+pub mod proxy;
+pub mod template;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::sync::{watch, Semaphore};
+
+use self::bridge::Bridge;
+use self::pipeline::Shared;
+use self::plan::Plan;
+use self::proxy::Proxy;
+use crate::error::{Error, Result};
+
+/// A running server.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    done: Option<std::sync::mpsc::Receiver<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    grace: Duration,
+}
+
+impl ServerHandle {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Swaps in a new plan; requests already running finish with the old one.
+    pub fn reload(&self, plan: Plan) {
+        self.shared.plan.store(Arc::new(plan));
+    }
+
+    /// Requests served so far.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stops accepting, drains in-flight requests for up to the grace period, then stops.
+    /// Blocks the calling thread (call it off the runtime).
+    pub fn shutdown(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(done) = self.done.take() {
+            let _ = done.recv_timeout(self.grace + Duration::from_secs(1));
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts serving `plan` on `listener` (already bound). Python handlers go through `bridge`.
+pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::TcpListener) -> Result<ServerHandle> {
+    let s = plan.server.clone();
+    let threads = if s.threads == 0 {
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    } else {
+        s.threads
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .thread_name("edgecore-worker")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::config(format!("starting the server runtime: {e}")))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| Error::config(format!("listener: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::config(format!("listener: {e}")))?;
+    let shared = Arc::new(Shared {
+        plan: ArcSwap::from_pointee(plan),
+        proxy: Proxy::new(
+            Duration::from_secs_f64(s.origin_connect_timeout),
+            Duration::from_secs_f64(s.origin_timeout),
+        ),
+        bridge,
+        requests: AtomicU64::new(0),
+        uid_counter: AtomicU64::new(0),
+        uid_seed: Default::default(),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let grace = Duration::from_secs_f64(s.grace_period);
+    let accept_shared = shared.clone();
+    let _guard = runtime.enter();
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| Error::config(format!("listener: {e}")))?;
+    runtime.spawn(async move {
+        accept_loop(listener, accept_shared, stop_rx, s).await;
+        let _ = done_tx.send(());
+    });
+    drop(_guard);
+    Ok(ServerHandle {
+        addr,
+        shared,
+        stop: stop_tx,
+        done: Some(done_rx),
+        runtime: Some(runtime),
+        grace,
+    })
+}
+
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    s: plan::ServerSpec,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let permits = Arc::new(Semaphore::new(s.max_connections.max(1)));
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs_f64(s.header_read_timeout))
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .keep_alive(true)
+        .pipeline_flush(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(s.max_header_bytes as u32);
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let service = service_fn(move |req| {
+            let shared = shared.clone();
+            async move { Ok::<_, std::convert::Infallible>(shared.handle(req, peer).await) }
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs_f64(s.grace_period), graceful.shutdown()).await;
+}

@@ -1,0 +1,761 @@
+//! The request pipeline, one phase per step, in the order of DESIGN.md:
+//!
+//! limits → client IP → geo → bots → redirects and rewrites → JWT → rate limit → A/B →
+//! request headers → cache lookup → Python middleware → Python route, or proxy to the origin
+//! chosen for this client → cache store → response headers.
+//!
+//! Each phase runs only when configured and matched; a phase that answers (a rejection, a
+//! redirect, a cache hit) ends the pipeline, and the response still gets the response-header
+//! phase. Nothing here touches Python except the two bridge phases, and those only hand a job to
+//! the bridge and await a oneshot. The request body is read only when a phase needs it (a Python
+//! handler, a cache fetch); otherwise it streams to the origin.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+
+use super::bridge::{Bridge, Job, JobKind, Reply};
+use super::plan::{CacheRule, LimitKey, Origin, Plan};
+use super::proxy::{Body, BoxError, Proxy};
+use crate::cache::{cache_key, Lookup};
+use crate::error::{Error, ErrorKind};
+use crate::http::{Headers, Request, Response};
+use crate::limit::Decision;
+
+/// What every request shares: the current plan (swapped atomically on reload), the origin
+/// client, the bridge to Python, and counters.
+pub struct Shared {
+    /// The plan in force.
+    pub plan: ArcSwap<Plan>,
+    /// The origin client.
+    pub proxy: Proxy,
+    /// Python handlers, when any are registered.
+    pub bridge: Option<Arc<dyn Bridge>>,
+    /// Requests served. Relaxed: statistics.
+    pub requests: AtomicU64,
+    /// Per-request unique ids for A/B units (mixed with a random seed).
+    pub uid_counter: AtomicU64,
+    /// Seed for unit ids.
+    pub uid_seed: foldhash::fast::RandomState,
+}
+
+/// A full body.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).map_err(|never| match never {}).boxed()
+}
+
+fn status_response(status: StatusCode, msg: &str) -> http::Response<Body> {
+    let mut r = http::Response::new(full(format!("{msg}\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn from_core(r: Response) -> http::Response<Body> {
+    let mut out = http::Response::new(full(r.body));
+    *out.status_mut() = r.status;
+    *out.headers_mut() = r.headers;
+    out
+}
+
+fn error_response(e: &Error) -> http::Response<Body> {
+    let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = status_response(status, status.canonical_reason().unwrap_or("error"));
+    if status.is_client_error() {
+        r.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    r
+}
+
+enum BodyState {
+    Unread(Incoming),
+    Read(Bytes),
+}
+
+/// Per-request state gathered by the phases, applied to the response at the end.
+#[derive(Default)]
+struct Extras {
+    set_cookies: Vec<HeaderValue>,
+    rate: Option<Decision>,
+    cache_status: Option<&'static str>,
+}
+
+fn now() -> f64 {
+    crate::clock::now()
+}
+
+fn rate_headers(d: &Decision, h: &mut http::HeaderMap) {
+    h.insert("ratelimit-limit", HeaderValue::from(d.limit));
+    h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
+    h.insert("ratelimit-reset", HeaderValue::from(d.reset_after.ceil() as u64));
+}
+
+fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    req.headers
+        .get_all("cookie")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn country_ok(allowed: &Option<Vec<String>>, req: &Request) -> bool {
+    match allowed {
+        None => true,
+        Some(list) => req
+            .edge
+            .geo
+            .as_ref()
+            .and_then(|g| g.country.as_deref())
+            .is_some_and(|c| list.iter().any(|a| a == c)),
+    }
+}
+
+impl Shared {
+    /// Serves one request.
+    pub async fn handle(self: Arc<Self>, req: http::Request<Incoming>, peer: SocketAddr) -> http::Response<Body> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let plan = self.plan.load_full();
+        let mut extras = Extras::default();
+        let mut resp = match self.run(&plan, req, peer, &mut extras).await {
+            Ok(r) => r,
+            Err(e) => error_response(&e),
+        };
+        let h = resp.headers_mut();
+        for c in extras.set_cookies {
+            h.append(http::header::SET_COOKIE, c);
+        }
+        if let Some(d) = &extras.rate {
+            rate_headers(d, h);
+        }
+        if let Some(s) = extras.cache_status {
+            h.entry(HeaderName::from_static("x-cache"))
+                .or_insert(HeaderValue::from_static(s));
+        }
+        resp
+    }
+
+    async fn run(
+        self: &Arc<Self>,
+        plan: &Arc<Plan>,
+        req: http::Request<Incoming>,
+        peer: SocketAddr,
+        extras: &mut Extras,
+    ) -> Result<http::Response<Body>, Error> {
+        let (parts, incoming) = req.into_parts();
+        // ---- limits (the head was already bounded by hyper: 431) ----
+        if parts.uri.to_string().len() > plan.limits.max_uri_bytes {
+            return Err(Error::downstream(ErrorKind::UriTooLong, "request target too long"));
+        }
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > plan.limits.max_body_bytes as u64) {
+            return Err(Error::downstream(ErrorKind::BodyTooLarge, "request body too large"));
+        }
+        let mut request = Request {
+            method: parts.method,
+            uri: parts.uri,
+            version: parts.version,
+            headers: Headers::Map(parts.headers),
+            body: Bytes::new(),
+            edge: Default::default(),
+        };
+        let body = BodyState::Unread(incoming);
+
+        // ---- client IP ----
+        let peer_ip = crate::geo::client_ip::normalize(peer.ip());
+        let trusted_peer = plan.trusted.contains(peer_ip);
+        let prior_xff = trusted_peer.then(|| {
+            request
+                .headers
+                .get_all("x-forwarded-for")
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let mut ip = crate::geo::client_ip(peer_ip, request.headers.get_all("x-forwarded-for"), &plan.trusted);
+        let dev = plan.server.dev_mode;
+        if dev {
+            if let Some(v) = request
+                .header("x-edge-dev-client-ip")
+                .and_then(|v| v.parse::<IpAddr>().ok())
+            {
+                ip = v;
+            }
+        }
+        request.edge.client_ip = Some(ip);
+
+        // ---- geo ----
+        if let Some(db) = &plan.geo {
+            request.edge.geo = db.lookup(ip).map(Arc::new);
+        }
+        if dev {
+            if let Some(c) = request.header("x-edge-dev-country").map(str::to_ascii_uppercase) {
+                let mut g = request.edge.geo.as_deref().cloned().unwrap_or_default();
+                g.country = Some(c);
+                request.edge.geo = Some(Arc::new(g));
+            }
+        }
+
+        // ---- bots ----
+        if let Some(b) = &plan.bots {
+            let ua = request.header("user-agent").unwrap_or("");
+            let mut is_bot = b.detector.is_bot(ua) && !b.allow.as_ref().is_some_and(|a| a.is_match(ua));
+            if dev {
+                if let Some(v) = request.header("x-edge-dev-bot") {
+                    is_bot = v == "1" || v.eq_ignore_ascii_case("true");
+                }
+            }
+            request.edge.is_bot = is_bot;
+            if is_bot && b.block {
+                return Ok(status_response(StatusCode::FORBIDDEN, "Forbidden"));
+            }
+            if is_bot {
+                request
+                    .headers
+                    .as_map_mut()
+                    .insert("x-edge-bot", HeaderValue::from_static("1"));
+            }
+        }
+        if dev || request.headers.contains("x-edge-dev-client-ip") || request.headers.contains("x-edge-dev-country") {
+            // Never forwarded, and never honoured outside dev mode.
+            let h = request.headers.as_map_mut();
+            h.remove("x-edge-dev-client-ip");
+            h.remove("x-edge-dev-country");
+            h.remove("x-edge-dev-bot");
+        }
+
+        // ---- redirects and rewrites ----
+        let path = request.path().to_owned();
+        for r in &plan.redirects {
+            if r.paths.matches(&path) && country_ok(&r.country, &request) {
+                let location = r.to.render(&request);
+                return Ok(from_core(crate::http::redirect(&location, r.status)?));
+            }
+        }
+        for r in &plan.rewrites {
+            if r.paths.matches(&path) && country_ok(&r.country, &request) {
+                let new_path = r.to.render(&request);
+                let target = match request.uri.query() {
+                    Some(q) => format!("{new_path}?{q}"),
+                    None => new_path,
+                };
+                request.uri = target
+                    .parse()
+                    .map_err(|_| Error::config(format!("rewrite produced an invalid path {target:?}")))?;
+                break;
+            }
+        }
+        let path = request.path().to_owned();
+
+        // ---- JWT ----
+        if let Some(rule) = plan.jwt.iter().find(|r| r.paths.matches(&path)) {
+            let token = request
+                .header("authorization")
+                .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
+                .map(str::trim)
+                .map(str::to_owned)
+                .or_else(|| {
+                    rule.cookie
+                        .as_deref()
+                        .and_then(|c| cookie(&request, c))
+                        .map(str::to_owned)
+                });
+            let Some(token) = token else {
+                return Ok(unauthorized(None));
+            };
+            let t = now();
+            let mut result = rule.verifier.verify_now(token.as_bytes(), t);
+            if matches!(&result, Err(e) if e.kind == ErrorKind::TokenKeyNotFound) {
+                if let Some(remote) = rule.verifier.remote_jwks() {
+                    if remote.refresh_if_allowed().await {
+                        result = rule.verifier.verify_now(token.as_bytes(), t);
+                    }
+                }
+            }
+            match result {
+                Ok(claims) => {
+                    for (claim, header) in &rule.claims_to_headers {
+                        let v = match claims.get(claim) {
+                            Some(serde_json::Value::String(s)) => s.clone(),
+                            Some(v) => v.to_string(),
+                            None => continue,
+                        };
+                        if let Ok(v) = HeaderValue::from_str(&v) {
+                            request.headers.as_map_mut().insert(header.clone(), v);
+                        }
+                    }
+                    request.edge.claims = Some(Arc::new(claims));
+                }
+                Err(e) => return Ok(unauthorized(Some(&e))),
+            }
+        }
+
+        // ---- rate limits ----
+        for rule in plan.rate_limits.iter().filter(|r| r.paths.matches(&path)) {
+            let key = match &rule.key {
+                LimitKey::Ip => ip.to_string(),
+                LimitKey::Header(h) => match request.headers.get(h.as_str()) {
+                    Some(v) => String::from_utf8_lossy(v).into_owned(),
+                    None => format!("ip:{ip}"),
+                },
+                LimitKey::Claim(c) => match request.edge.claims.as_ref().and_then(|m| m.get(c)) {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None => format!("ip:{ip}"),
+                },
+            };
+            let d = rule.limiter.check(&format!("{}{key}", rule.namespace), 1).await?;
+            if !d.allowed {
+                let mut r = status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+                rate_headers(&d, r.headers_mut());
+                r.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    HeaderValue::from((d.retry_after.ceil() as u64).max(1)),
+                );
+                return Ok(r);
+            }
+            extras.rate = Some(d);
+        }
+
+        // ---- A/B ----
+        for rule in plan.ab_tests.iter().filter(|r| r.paths.matches(&path)) {
+            let sticky = cookie(&request, &rule.cookie)
+                .filter(|v| rule.experiment.variants().any(|x| x == *v))
+                .map(str::to_owned);
+            let variant = match sticky {
+                Some(v) => v,
+                None => {
+                    let uid = match cookie(&request, "ec-uid") {
+                        Some(u) => u.to_owned(),
+                        None => {
+                            use std::hash::BuildHasher;
+                            let n = self.uid_counter.fetch_add(1, Ordering::Relaxed);
+                            let uid = format!(
+                                "{:016x}{:016x}",
+                                self.uid_seed.hash_one(n),
+                                self.uid_seed.hash_one(now().to_bits() ^ n)
+                            );
+                            extras.set_cookies.push(
+                                HeaderValue::from_str(&format!(
+                                    "ec-uid={uid}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly"
+                                ))
+                                .expect("ascii"),
+                            );
+                            uid
+                        }
+                    };
+                    let v = rule.experiment.assign(&uid).to_owned();
+                    extras.set_cookies.push(
+                        HeaderValue::from_str(&format!("{}={v}; Path=/; Max-Age=2592000; SameSite=Lax", rule.cookie))
+                            .map_err(|_| Error::config("variant names must be valid cookie values"))?,
+                    );
+                    v
+                }
+            };
+            if let Ok(hv) = HeaderValue::from_str(&variant) {
+                request.headers.as_map_mut().insert(rule.header.clone(), hv);
+            }
+            request
+                .edge
+                .variants
+                .push((Arc::from(rule.experiment.name()), Arc::from(variant.as_str())));
+        }
+
+        // ---- request headers ----
+        for rule in plan.headers.iter().filter(|r| r.paths.matches(&path)) {
+            for (name, t) in &rule.request {
+                if let Ok(v) = HeaderValue::from_str(&t.render(&request)) {
+                    request.headers.as_map_mut().insert(name.clone(), v);
+                }
+            }
+        }
+
+        // Response-header templates depend only on the request and what the edge learned about
+        // it, so they are rendered now and the request can be moved into the handler or proxy.
+        let mut response_headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
+        for rule in plan.headers.iter().filter(|r| r.paths.matches(&path)) {
+            for (name, t) in &rule.response {
+                if let Ok(v) = HeaderValue::from_str(&t.render(&request)) {
+                    response_headers.push((name.clone(), v));
+                }
+            }
+        }
+
+        // ---- cache, then middleware and handler or origin ----
+        let cache_rule = plan.cache.iter().position(|r| r.paths.matches(&path));
+        let mut resp = match cache_rule {
+            Some(i) if request.method == Method::GET || request.method == Method::HEAD => {
+                self.through_cache(plan, i, request, body, prior_xff, extras).await?
+            }
+            Some(i) => {
+                // An unsafe method on a cached path: a success invalidates the URL.
+                let rule = &plan.cache[i];
+                let method = request.method.clone();
+                let mut get = Request::new(Method::GET, request.uri.clone());
+                get.headers = request.headers.clone();
+                let url_key = cache_key(&get, "http", &rule.key, &[]);
+                let resp = self.produce(plan, request, body, prior_xff).await?;
+                let url = url_key.split(crate::cache::key::SEP).next().unwrap_or("");
+                rule.cache
+                    .invalidate(&Request::new(method, "/".parse().expect("valid")), resp.status(), url);
+                resp
+            }
+            None => self.produce(plan, request, body, prior_xff).await?,
+        };
+
+        // ---- response headers ----
+        for (name, v) in response_headers {
+            resp.headers_mut().insert(name, v);
+        }
+        Ok(resp)
+    }
+
+    /// Cache lookup, and on a miss one coalesced fetch through middleware/handler/origin.
+    async fn through_cache(
+        self: &Arc<Self>,
+        plan: &Arc<Plan>,
+        rule_index: usize,
+        request: Request,
+        body: BodyState,
+        prior_xff: Option<String>,
+        extras: &mut Extras,
+    ) -> Result<http::Response<Body>, Error> {
+        let rule: &CacheRule = &plan.cache[rule_index];
+        let mut dims: Vec<(String, String)> = request
+            .edge
+            .variants
+            .iter()
+            .map(|(e, v)| (format!("variant:{e}"), v.to_string()))
+            .collect();
+        if plan.geo.is_some() || plan.server.dev_mode {
+            dims.push((
+                "country".into(),
+                request
+                    .edge
+                    .geo
+                    .as_ref()
+                    .and_then(|g| g.country.clone())
+                    .unwrap_or_default(),
+            ));
+        }
+        let dims_ref: Vec<(&str, &str)> = dims.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        let key = cache_key(&request, "http", &rule.key, &dims_ref);
+        let t = now();
+        match rule.cache.lookup(&request, &key, t) {
+            Lookup::Hit(r) => {
+                extras.cache_status = Some("HIT");
+                Ok(from_core(r))
+            }
+            Lookup::Stale(r, _entry) => {
+                // Serve the stale copy now and refresh it in the background (one refresh per key
+                // at a time: the coalescer).
+                extras.cache_status = Some("STALE");
+                let (this, plan) = (self.clone(), plan.clone());
+                tokio::spawn(async move {
+                    let rule = &plan.cache[rule_index];
+                    let _ = rule
+                        .coalescer
+                        .run(&key, || async {
+                            let fetched = this
+                                .fetch_full(&plan, request.clone(), BodyState::Read(Bytes::new()), prior_xff)
+                                .await;
+                            match fetched {
+                                Ok(resp) => {
+                                    rule.cache.store(&request, &key, &resp, now());
+                                    Ok(resp)
+                                }
+                                Err(e) => Err((e.http_status(), e.context.to_string())),
+                            }
+                        })
+                        .await;
+                });
+                Ok(from_core(r))
+            }
+            Lookup::Revalidate(entry, cond) => {
+                let mut conditional = request.clone();
+                for (n, v) in cond {
+                    conditional.headers.as_map_mut().insert(n, v);
+                }
+                match self.fetch_full(plan, conditional, body, prior_xff).await {
+                    Ok(r) if r.status == StatusCode::NOT_MODIFIED => {
+                        extras.cache_status = Some("REVALIDATED");
+                        Ok(from_core(rule.cache.revalidated(&request, &key, &entry, &r, now())))
+                    }
+                    Ok(r) => {
+                        rule.cache.store(&request, &key, &r, now());
+                        extras.cache_status = Some("MISS");
+                        Ok(from_core(r))
+                    }
+                    Err(e) => rule.cache.stale_on_error(&entry, now()).map(from_core).ok_or(e),
+                }
+            }
+            Lookup::Miss(entry) => {
+                extras.cache_status = Some("MISS");
+                let cache = rule.cache.clone();
+                let fetched = rule
+                    .coalescer
+                    .run(&key, || async {
+                        match self.fetch_full(plan, request.clone(), body, prior_xff).await {
+                            Ok(r) => {
+                                cache.store(&request, &key, &r, now());
+                                Ok(r)
+                            }
+                            Err(e) => Err((e.http_status(), e.context.to_string())),
+                        }
+                    })
+                    .await
+                    .0;
+                match fetched {
+                    Ok(r) => Ok(from_core(r)),
+                    Err((status, msg)) => match entry.and_then(|e| rule.cache.stale_on_error(&e, now())) {
+                        Some(stale) => Ok(from_core(stale)),
+                        None => {
+                            let kind = if status == 504 {
+                                ErrorKind::UpstreamTimeout
+                            } else {
+                                ErrorKind::Upstream
+                            };
+                            Err(Error::new(kind, crate::error::ErrorSource::Upstream, msg))
+                        }
+                    },
+                }
+            }
+            Lookup::Bypass => {
+                extras.cache_status = Some("BYPASS");
+                self.produce(plan, request, body, prior_xff).await
+            }
+        }
+    }
+
+    /// `produce` with the response body read into memory (for the cache).
+    async fn fetch_full(
+        &self,
+        plan: &Plan,
+        request: Request,
+        body: BodyState,
+        prior_xff: Option<String>,
+    ) -> Result<Response, Error> {
+        let resp = self.produce(plan, request, body, prior_xff).await?;
+        let (parts, b) = resp.into_parts();
+        let bytes = b
+            .collect()
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Upstream,
+                    crate::error::ErrorSource::Upstream,
+                    format!("reading the response: {e}"),
+                )
+            })?
+            .to_bytes();
+        Ok(Response {
+            status: parts.status,
+            headers: parts.headers,
+            body: bytes,
+        })
+    }
+
+    async fn read_body(&self, plan: &Plan, body: BodyState) -> Result<Bytes, Error> {
+        match body {
+            BodyState::Read(b) => Ok(b),
+            BodyState::Unread(inc) => match Limited::new(inc, plan.limits.max_body_bytes).collect().await {
+                Ok(c) => Ok(c.to_bytes()),
+                Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                    Err(Error::downstream(ErrorKind::BodyTooLarge, "request body too large"))
+                }
+                Err(e) => Err(Error::bad_request(format!("reading the request body: {e}"))),
+            },
+        }
+    }
+
+    /// Middleware, then a Python route or the origin.
+    async fn produce(
+        &self,
+        plan: &Plan,
+        mut request: Request,
+        mut body: BodyState,
+        prior_xff: Option<String>,
+    ) -> Result<http::Response<Body>, Error> {
+        let path = request.path().to_owned();
+        let needs_python = plan.middleware.iter().any(|m| m.matcher.matches(&path))
+            || plan.routes.iter().any(|r| r.path.matches(&path, &mut Vec::new()));
+        if needs_python {
+            request.body = self.read_body(plan, body).await?;
+            body = BodyState::Read(request.body.clone());
+        }
+        for mw in plan.middleware.iter().filter(|m| m.matcher.matches(&path)) {
+            match self
+                .call_python(plan, JobKind::Middleware(mw.handler), request.clone())
+                .await?
+            {
+                Reply::Respond(r) => return Ok(from_core(r)),
+                Reply::Continue(edited) => {
+                    request.headers = edited.headers;
+                    request.uri = edited.uri;
+                }
+                Reply::Failed(msg) => {
+                    return Err(Error::new(
+                        ErrorKind::Internal,
+                        crate::error::ErrorSource::Internal,
+                        msg,
+                    ))
+                }
+            }
+        }
+        let path = request.path().to_owned();
+        let mut allowed: Vec<&Method> = Vec::new();
+        for route in &plan.routes {
+            let mut params = Vec::new();
+            if !route.path.matches(&path, &mut params) {
+                continue;
+            }
+            let ok = if route.methods.is_empty() {
+                request.method == Method::GET || request.method == Method::HEAD
+            } else {
+                route.methods.contains(&request.method)
+            };
+            if !ok {
+                allowed.extend(route.methods.iter());
+                continue;
+            }
+            request.edge.params = params.into_iter().map(|(k, v)| (Arc::from(k.as_str()), v)).collect();
+            return match self.call_python(plan, JobKind::Route(route.handler), request).await? {
+                Reply::Respond(r) => Ok(from_core(r)),
+                Reply::Continue(_) => Err(Error::new(
+                    ErrorKind::Internal,
+                    crate::error::ErrorSource::Internal,
+                    "a route handler must return a response",
+                )),
+                Reply::Failed(msg) => Err(Error::new(
+                    ErrorKind::Internal,
+                    crate::error::ErrorSource::Internal,
+                    msg,
+                )),
+            };
+        }
+        if !allowed.is_empty() {
+            let mut r = status_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            let list: Vec<&str> = allowed.iter().map(|m| m.as_str()).collect();
+            r.headers_mut().insert(
+                http::header::ALLOW,
+                HeaderValue::from_str(&list.join(", ")).expect("methods are tokens"),
+            );
+            return Ok(r);
+        }
+        let origin = self
+            .choose_origin(plan, &request)
+            .ok_or_else(|| Error::downstream(ErrorKind::BadRequest, "no route"));
+        let Ok(origin) = origin else {
+            return Ok(status_response(StatusCode::NOT_FOUND, "Not Found"));
+        };
+        let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts.method = request.method;
+        parts.uri = request.uri;
+        parts.version = request.version;
+        parts.headers = request.headers.into_map();
+        let up_body: Body = match body {
+            BodyState::Read(b) => full(b),
+            BodyState::Unread(inc) => {
+                let limit = plan.limits.max_body_bytes;
+                Limited::new(inc, limit).map_err(|e| -> BoxError { e }).boxed()
+            }
+        };
+        let resp = self.proxy.forward(&origin, parts, up_body, ip, prior_xff).await?;
+        Ok(resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+    }
+
+    fn choose_origin(&self, plan: &Plan, request: &Request) -> Option<Origin> {
+        let path = request.path();
+        let geo = request.edge.geo.as_deref();
+        for rule in &plan.origins {
+            if !rule.paths.matches(path) {
+                continue;
+            }
+            let country_ok = rule.country.as_ref().is_none_or(|l| {
+                geo.and_then(|g| g.country.as_deref())
+                    .is_some_and(|c| l.iter().any(|x| x == c))
+            });
+            let continent_ok = rule.continent.as_ref().is_none_or(|l| {
+                geo.and_then(|g| g.continent.as_deref())
+                    .is_some_and(|c| l.iter().any(|x| x == c))
+            });
+            if country_ok && continent_ok {
+                return Some(rule.origin.clone());
+            }
+        }
+        plan.origin.clone()
+    }
+
+    async fn call_python(&self, plan: &Plan, kind: JobKind, request: Request) -> Result<Reply, Error> {
+        let bridge = self.bridge.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Internal,
+                crate::error::ErrorSource::Internal,
+                "no Python bridge",
+            )
+        })?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !bridge.submit(Job {
+            kind,
+            request,
+            reply: tx,
+        }) {
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                crate::error::ErrorSource::Internal,
+                "the Python work queue is full",
+            ));
+        }
+        let timeout = Duration::from_secs_f64(plan.server.handler_timeout);
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Ok(Reply::Failed("the handler ended without answering".into())),
+            Err(_) => Err(Error::new(
+                ErrorKind::UpstreamTimeout,
+                crate::error::ErrorSource::Internal,
+                "the handler timed out",
+            )),
+        }
+    }
+}
+
+fn unauthorized(e: Option<&Error>) -> http::Response<Body> {
+    let mut r = status_response(StatusCode::UNAUTHORIZED, "Unauthorized");
+    let challenge = match e {
+        None => "Bearer".to_owned(),
+        Some(e) => {
+            let desc: String = e
+                .context
+                .chars()
+                .filter(|c| *c != '"' && *c != '\\' && !c.is_control())
+                .collect();
+            format!("Bearer error=\"invalid_token\", error_description=\"{desc}\"")
+        }
+    };
+    r.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        HeaderValue::from_str(&challenge).unwrap_or(HeaderValue::from_static("Bearer")),
+    );
+    r
+}

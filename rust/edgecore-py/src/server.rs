@@ -1,0 +1,309 @@
+//! The bridge between the Rust server and Python handlers (granian's shape).
+//!
+//! Tokio hands each job to a bounded crossbeam queue (`try_send`: a full queue is a 503 at once,
+//! never a wait). Python worker threads call `Server.next_jobs()`, which detaches from the
+//! interpreter while it blocks and returns every job waiting (up to a batch size) in one go, so
+//! under load one interpreter acquisition serves many requests. Each `PendingJob` carries the
+//! request (built lazily: headers are only copied if Python reads them) and the oneshot reply;
+//! Python answers with `respond(...)` or `fail(...)` — from the worker thread for a `def`
+//! handler, or from the asyncio loop thread for an `async def` one. A job dropped unanswered
+//! closes its oneshot and the pipeline answers 500.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use edgecore_core::http as core;
+use edgecore_core::server::bridge::{Bridge, Job, JobKind, Reply};
+use edgecore_core::server::plan::{AppSpec, Objects, Plan};
+use edgecore_core::server::{self, ServerHandle};
+use parking_lot::Mutex;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
+use tokio::sync::oneshot;
+
+use crate::auth::PyJWTVerifier;
+use crate::classify::PyBotDetector;
+use crate::errors::{config_error, CoreError};
+use crate::geo::PyGeoDB;
+use crate::http::{PyRequest, PyResponse};
+use crate::limit::PyRateLimiter;
+
+struct QueueBridge {
+    tx: Sender<Job>,
+}
+
+impl Bridge for QueueBridge {
+    fn submit(&self, job: Job) -> bool {
+        self.tx.try_send(job).is_ok()
+    }
+    fn queued(&self) -> usize {
+        self.tx.len()
+    }
+}
+
+/// Builds the plan from the spec (JSON text) and the library objects it refers to.
+fn build_plan(
+    spec: &str,
+    verifiers: &[PyRef<'_, PyJWTVerifier>],
+    limiters: &[PyRef<'_, PyRateLimiter>],
+    geo: Option<&PyRef<'_, PyGeoDB>>,
+    bots: Option<&PyRef<'_, PyBotDetector>>,
+) -> PyResult<Plan> {
+    let spec: AppSpec =
+        serde_json::from_str(spec).map_err(|e| config_error(format!("invalid app configuration: {e}")))?;
+    let objects = Objects {
+        verifiers: verifiers.iter().map(|v| v.inner.clone()).collect(),
+        limiters: limiters.iter().map(|l| l.inner.clone()).collect(),
+        geo: geo.map(|g| g.inner.clone()),
+        bots: bots.map(|b| b.inner.clone()),
+    };
+    Plan::build(spec, objects).map_err(|e| CoreError(e).into())
+}
+
+/// A running edge server.
+#[pyclass(frozen, module = "edgecore._core", name = "Server")]
+pub struct PyServer {
+    handle: Mutex<Option<ServerHandle>>,
+    rx: Receiver<Job>,
+    bridge: Arc<QueueBridge>,
+    addr: SocketAddr,
+    summary: Vec<String>,
+    warnings: Vec<String>,
+}
+
+#[pymethods]
+impl PyServer {
+    /// Compiles the app and starts serving on host:port (port 0: any free port).
+    #[new]
+    #[pyo3(signature = (spec, *, host="127.0.0.1", port=0, verifiers=vec![], limiters=vec![], geo=None, bots=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        spec: &str,
+        host: &str,
+        port: u16,
+        verifiers: Vec<PyRef<'_, PyJWTVerifier>>,
+        limiters: Vec<PyRef<'_, PyRateLimiter>>,
+        geo: Option<PyRef<'_, PyGeoDB>>,
+        bots: Option<PyRef<'_, PyBotDetector>>,
+    ) -> PyResult<Self> {
+        let plan = build_plan(spec, &verifiers, &limiters, geo.as_ref(), bots.as_ref())?;
+        let summary = plan.summary();
+        let warnings = plan.warnings();
+        let queue = plan.server.python_queue.max(1);
+        let listener = TcpListener::bind((host, port))
+            .map_err(|e| config_error(format!("cannot listen on {host}:{port}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| config_error(e.to_string()))?;
+        let (tx, rx) = crossbeam_channel::bounded(queue);
+        let bridge = Arc::new(QueueBridge { tx });
+        let dyn_bridge: Arc<dyn Bridge> = bridge.clone();
+        let handle = py
+            .detach(|| server::start(plan, Some(dyn_bridge), listener))
+            .map_err(CoreError)?;
+        Ok(PyServer {
+            handle: Mutex::new(Some(handle)),
+            rx,
+            bridge,
+            addr,
+            summary,
+            warnings,
+        })
+    }
+
+    /// Waits up to `timeout` seconds for Python work; returns every job waiting (at most `max`).
+    #[pyo3(signature = (max=64, timeout=0.1))]
+    fn next_jobs(&self, py: Python<'_>, max: usize, timeout: f64) -> PyResult<Vec<PyPendingJob>> {
+        let wait = Duration::from_secs_f64(timeout.max(0.0));
+        let jobs: Vec<Job> = py.detach(|| {
+            let mut jobs = Vec::new();
+            match self.rx.recv_timeout(wait) {
+                Ok(j) => jobs.push(j),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return jobs,
+            }
+            while jobs.len() < max.max(1) {
+                match self.rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            jobs
+        });
+        Ok(jobs
+            .into_iter()
+            .map(|j| {
+                let (kind, handler) = match j.kind {
+                    JobKind::Route(h) => ("route", h),
+                    JobKind::Middleware(h) => ("middleware", h),
+                };
+                PyPendingJob {
+                    kind,
+                    handler,
+                    request: Py::new(py, PyRequest::from_core(j.request)).expect("allocating a Request"),
+                    reply: Mutex::new(Some(j.reply)),
+                }
+            })
+            .collect())
+    }
+
+    /// Swaps in a new configuration without dropping connections; an invalid one raises
+    /// ConfigError and the running one stays.
+    #[pyo3(signature = (spec, *, verifiers=vec![], limiters=vec![], geo=None, bots=None))]
+    fn reload(
+        &self,
+        spec: &str,
+        verifiers: Vec<PyRef<'_, PyJWTVerifier>>,
+        limiters: Vec<PyRef<'_, PyRateLimiter>>,
+        geo: Option<PyRef<'_, PyGeoDB>>,
+        bots: Option<PyRef<'_, PyBotDetector>>,
+    ) -> PyResult<()> {
+        let plan = build_plan(spec, &verifiers, &limiters, geo.as_ref(), bots.as_ref())?;
+        match &*self.handle.lock() {
+            Some(h) => {
+                h.reload(plan);
+                Ok(())
+            }
+            None => Err(config_error("the server is stopped")),
+        }
+    }
+
+    /// Stops accepting, drains in-flight requests (up to the grace period), and stops.
+    fn stop(&self, py: Python<'_>) {
+        let handle = self.handle.lock().take();
+        if let Some(mut h) = handle {
+            py.detach(move || h.shutdown());
+        }
+    }
+
+    /// The bound port.
+    #[getter]
+    fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The bound host.
+    #[getter]
+    fn host(&self) -> String {
+        self.addr.ip().to_string()
+    }
+
+    /// `http://host:port`.
+    #[getter]
+    fn url(&self) -> String {
+        match self.addr {
+            SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
+            SocketAddr::V4(a) => format!("http://{}:{}", a.ip(), a.port()),
+        }
+    }
+
+    /// Requests served so far.
+    #[getter]
+    fn requests(&self) -> u64 {
+        self.handle.lock().as_ref().map_or(0, |h| h.requests())
+    }
+
+    /// Python jobs waiting now.
+    #[getter]
+    fn queued(&self) -> usize {
+        self.bridge.queued()
+    }
+
+    /// The active policies.
+    #[getter]
+    fn summary(&self) -> Vec<String> {
+        self.summary.clone()
+    }
+
+    /// Warnings about risky configuration.
+    #[getter]
+    fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+}
+
+/// A request waiting for a Python answer.
+#[pyclass(frozen, module = "edgecore._core", name = "PendingJob")]
+pub struct PyPendingJob {
+    kind: &'static str,
+    handler: usize,
+    request: Py<PyRequest>,
+    reply: Mutex<Option<oneshot::Sender<Reply>>>,
+}
+
+fn to_response(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Option<core::Response>> {
+    if let Ok(r) = obj.cast::<PyResponse>() {
+        return Ok(Some(r.get().to_core(py)));
+    }
+    let text = |body: bytes::Bytes, ct: &'static str| {
+        let mut r = core::Response::new(200, body).expect("200 is valid");
+        r.headers
+            .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(ct));
+        r
+    };
+    if let Ok(s) = obj.cast::<PyString>() {
+        return Ok(Some(text(
+            bytes::Bytes::copy_from_slice(s.to_str()?.as_bytes()),
+            "text/plain; charset=utf-8",
+        )));
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Some(text(
+            bytes::Bytes::copy_from_slice(b.as_bytes()),
+            "application/octet-stream",
+        )));
+    }
+    if obj.is_instance_of::<PyDict>() || obj.is_instance_of::<PyList>() {
+        return Ok(Some(text(crate::convert::dumps_json(py, obj)?, "application/json")));
+    }
+    Ok(None)
+}
+
+#[pymethods]
+impl PyPendingJob {
+    /// "route" or "middleware".
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    /// The handler's index.
+    #[getter]
+    fn handler(&self) -> usize {
+        self.handler
+    }
+    /// The request.
+    #[getter]
+    fn request(&self, py: Python<'_>) -> Py<PyRequest> {
+        self.request.clone_ref(py)
+    }
+
+    /// Answers with what the handler returned: a Response, str, bytes, dict/list (JSON), or —
+    /// for middleware — None to continue with the (possibly edited) request. Anything else is a
+    /// 500. Returns False when the request already had its answer.
+    fn respond(&self, py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let Some(tx) = self.reply.lock().take() else {
+            return Ok(false);
+        };
+        let reply = match to_response(py, result)? {
+            Some(r) => Reply::Respond(r),
+            None if result.is_none() && self.kind == "middleware" => {
+                Reply::Continue(self.request.bind(py).get().to_core())
+            }
+            None => Reply::Failed(format!(
+                "{} handler returned {}, expected a Response, str, bytes or dict{}",
+                self.kind,
+                result.get_type().name()?,
+                if self.kind == "middleware" { " (or None)" } else { "" }
+            )),
+        };
+        Ok(tx.send(reply).is_ok())
+    }
+
+    /// Answers 500 (the handler raised); `message` is for the log.
+    fn fail(&self, message: String) -> bool {
+        match self.reply.lock().take() {
+            Some(tx) => tx.send(Reply::Failed(message)).is_ok(),
+            None => false,
+        }
+    }
+}
