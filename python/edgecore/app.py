@@ -342,8 +342,10 @@ class Running:
         self._stopping.set()
         for t in self._workers:
             t.join(timeout=5)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._loop_thread.join(timeout=5)
+        if not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop_thread.join(timeout=5)
+            self._loop.close()
 
     def __enter__(self) -> Running:  # noqa: PYI034 (typing.Self needs Python 3.11)
         return self

@@ -145,7 +145,9 @@ async fn accept_loop(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs_f64(s.header_read_timeout))
-        .max_buf_size(s.max_header_bytes.max(8192))
+        // Headroom above the configured limit, so an oversized head gets a 431 from the
+        // pipeline; a head beyond even this is an attack and the connection is closed.
+        .max_buf_size(s.max_header_bytes.saturating_mul(2).max(64 * 1024))
         .keep_alive(true)
         .pipeline_flush(true);
     builder

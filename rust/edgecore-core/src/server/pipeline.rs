@@ -164,6 +164,21 @@ impl Shared {
         if parts.uri.to_string().len() > plan.limits.max_uri_bytes {
             return Err(Error::downstream(ErrorKind::UriTooLong, "request target too long"));
         }
+        // Framing ambiguity is refused outright, as the parser does: never guess between them.
+        if parts.headers.contains_key(http::header::TRANSFER_ENCODING)
+            && (parts.headers.contains_key(http::header::CONTENT_LENGTH) || parts.version == http::Version::HTTP_10)
+        {
+            return Err(Error::bad_request(
+                "both Content-Length and Transfer-Encoding (or Transfer-Encoding in HTTP/1.0)",
+            ));
+        }
+        let head_bytes: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
+        if head_bytes > plan.limits.max_header_bytes {
+            return Err(Error::downstream(
+                ErrorKind::HeadersTooLarge,
+                "request header fields too large",
+            ));
+        }
         let declared = parts
             .headers
             .get(http::header::CONTENT_LENGTH)

@@ -1,0 +1,127 @@
+"""A real origin server on loopback for end-to-end tests: records every request it receives and
+answers according to the path."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Origin:
+    def __init__(self) -> None:
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        self.version = 1
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _record(self, body: bytes) -> dict:
+                rec = {
+                    "method": self.command,
+                    "path": self.path,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body,
+                }
+                with outer.lock:
+                    outer.requests.append(rec)
+                return rec
+
+            def _read_body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                    out = b""
+                    while True:
+                        size = int(self.rfile.readline().strip().split(b";")[0], 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            return out
+                        out += self.rfile.read(size)
+                        self.rfile.readline()
+                n = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(n) if n else b""
+
+            def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def handle_any(self) -> None:
+                body = self._read_body()
+                rec = self._record(body)
+                path = self.path.split("?")[0]
+                if path.startswith("/slow"):
+                    time.sleep(float(self.path.split("s=")[-1]) if "s=" in self.path else 2.0)
+                    self._send(200, b"slow")
+                elif path.startswith("/fail"):
+                    self._send(500, b"boom")
+                elif path.startswith("/drop"):
+                    self.close_connection = True
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: nonsense\r\n\r\n")
+                elif path.startswith("/chunked"):
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for part in [b"one-", b"two-", b"three"]:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                    self.wfile.write(b"0\r\n\r\n")
+                elif path.startswith("/etag"):
+                    tag = f'"v{outer.version}"'
+                    if self.headers.get("If-None-Match") == tag:
+                        self._send(304, b"", {"ETag": tag, "Cache-Control": "max-age=1"})
+                    else:
+                        self._send(
+                            200, f"version {outer.version}".encode(), {"ETag": tag, "Cache-Control": "max-age=1"}
+                        )
+                elif path.startswith("/cached"):
+                    time.sleep(0.2 if "slowfill" in self.path else 0)
+                    self._send(200, f"cached {path} #{len(outer.requests)}".encode(), {"Cache-Control": "max-age=60"})
+                elif path.startswith("/private"):
+                    self._send(200, b"mine", {"Cache-Control": "private, max-age=60"})
+                else:
+                    out = json.dumps(
+                        {
+                            "method": rec["method"],
+                            "path": rec["path"],
+                            "headers": rec["headers"],
+                            "body": body.decode("latin-1"),
+                        }
+                    ).encode()
+                    self._send(
+                        200,
+                        out,
+                        {
+                            "Content-Type": "application/json",
+                            "Connection": "x-hop",
+                            "X-Hop": "secret",
+                            "Keep-Alive": "timeout=5",
+                        },
+                    )
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = handle_any
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self, path_prefix: str) -> int:
+        with self.lock:
+            return sum(1 for r in self.requests if r["path"].startswith(path_prefix))
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
