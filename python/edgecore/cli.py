@@ -1,22 +1,57 @@
-"""The `edgecore` command line."""
+"""The `edgecore` command line: `edgecore demo`, `edgecore serve MODULE:ATTR`."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import logging
+import os
 import sys
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _load(path: str):
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise SystemExit(f"edgecore: expected MODULE:ATTR (like app:app), got {path!r}")
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise SystemExit(f"edgecore: cannot import {module_name!r}: {e}") from e
+    try:
+        return getattr(module, attr)
+    except AttributeError as e:
+        raise SystemExit(f"edgecore: {module_name!r} has no attribute {attr!r}") from e
+
+
+def _run_demo(args: argparse.Namespace) -> int:
     from edgecore import _demo
 
     return _demo.main(args)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = _load(args.app)
+    app.run(args.host, args.port, workers=args.python_workers)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from edgecore import _demo
+
     ap = argparse.ArgumentParser(prog="edgecore", description="edgecore: the fast edge layer for Python")
     sub = ap.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="show edgecore working on an embedded default (no external services)")
-    demo.set_defaults(func=_demo)
+    demo = sub.add_parser("demo", help="run an edge server on embedded defaults (no external services)")
+    _demo.add_arguments(demo)
+    demo.set_defaults(func=_run_demo)
+    serve = sub.add_parser("serve", help="serve an app: edgecore serve app:app")
+    serve.add_argument("app", help="MODULE:ATTR of an ec.Edge")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--python-workers", type=int, default=4, help="threads running Python handlers")
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
     return ap
 
 
