@@ -49,7 +49,7 @@ def test_demo_runs_and_its_curl_commands_work(tmp_path):
             outputs[cmd] = r.stdout
         by = lambda part: next(v for k, v in outputs.items() if part in k)  # noqa: E731
         assert json.loads(by(f"curl -s http://127.0.0.1:{port}/hello"))["hello"] == "from a Python handler"
-        assert "401" in by("-i http://127.0.0.1:%d/api/orders" % port).splitlines()[0]
+        assert "401" in by(f"-i http://127.0.0.1:{port}/api/orders").splitlines()[0]
         assert json.loads(by("Authorization"))["headers_from_edge"]["x-user"] == "demo-user"
         assert "x-cache: miss" in by("/cached/item").lower()
         assert json.loads(by(f"curl -s http://127.0.0.1:{port}/page"))["headers_from_edge"]["x-edge-bot"] == "1"
