@@ -57,7 +57,8 @@ $(VENV)/.bench-deps: requirements-bench.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-bench.txt
 	touch $@
 
-bench: system-deps $(VENV)/.deps $(VENV)/.bench-deps ## Release build, then the benchmark report
+bench: $(VENV)/.deps $(VENV)/.bench-deps ## Release build, then the benchmark report
+	./scripts/system-deps.sh bench
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH $(BIN)/maturin develop -q --release
 	$(BIN)/python -m edgecore.bench $(BENCH_ARGS)
 

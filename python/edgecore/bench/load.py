@@ -1,0 +1,268 @@
+"""The server load benchmark: wrk on loopback against each contender, contenders alternating
+round by round, reporting requests/s, p99 latency and server CPU microseconds per request (from
+/proc/PID/stat, children included). Scenarios:
+
+- pipeline: the full pipeline on a cache hit (client IP, geo, HS256 JWT, rate limit, cache hit)
+  — edgecore vs the same pipeline in pure Python on uvicorn+Starlette, and nginx `return 200`;
+- hello: a Python `def` handler returning "hello" — edgecore vs uvicorn raw ASGI and Granian RSGI;
+- proxy: forwarding to a local origin (nginx) — edgecore vs nginx `proxy_pass` with keep-alive.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._harness import version
+
+SECRET = bytes.fromhex("6b" * 32)
+CLIENT_IP = "81.2.69.160"
+
+
+def _token() -> str:
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+    head = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(json.dumps({"sub": "bench", "exp": int(time.time()) + 86400}).encode())
+    sig = hmac.new(SECRET, f"{head}.{body}".encode(), hashlib.sha256).digest()
+    return f"{head}.{body}.{b64(sig)}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def cpu_seconds(pgid: int) -> float:
+    """utime+stime of every process in the server's process group (a master and its forked
+    workers, as nginx and Granian run), all threads included."""
+    ticks = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat: the process group
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Contender:
+    name: str
+    cmd: list[str]
+    port: int
+    path: str = "/"
+    headers: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    runs: list[dict] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def nginx_conf(dir: Path, port: int, body: str, upstream: int | None = None) -> Path:
+    loc = (
+        'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
+        if upstream
+        else f'return 200 "{body}";'
+    )
+    up = f"upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}" if upstream else ""
+    conf = dir / f"nginx-{port}.conf"
+    conf.write_text(
+        f"""
+worker_processes 2; daemon off; pid {dir}/nginx-{port}.pid; error_log {dir}/error-{port}.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off; keepalive_requests 1000000;
+  client_body_temp_path {dir}; proxy_temp_path {dir};
+  fastcgi_temp_path {dir}; uwsgi_temp_path {dir}; scgi_temp_path {dir};
+  {up}
+  server {{ listen 127.0.0.1:{port}; location / {{ {loc} }} }}
+}}
+"""
+    )
+    return conf
+
+
+def wrk(c: Contender, seconds: float, connections: int) -> dict:
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency"]
+    for k, v in c.headers.items():
+        args += ["-H", f"{k}: {v}"]
+    args.append(f"http://127.0.0.1:{c.port}{c.path}")
+    cpu0 = cpu_seconds(c.proc.pid)
+    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    cpu1 = cpu_seconds(c.proc.pid)
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    scale = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan"),
+        "cpu_us": (cpu1 - cpu0) / max(total, 1) * 1e6,
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def median(c: Contender, key: str) -> float:
+    return statistics.median(r[key] for r in c.runs)
+
+
+def run(quick: bool = False) -> dict:
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is not installed: run `make bench` (scripts/system-deps.sh bench installs it)")
+    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    tmp = Path(tempfile.mkdtemp(prefix="edgecore-load-"))
+    py = sys.executable
+    srv = [py, "-m", "edgecore.bench.servers"]
+    started: list[Contender] = []
+    origin_port = free_port()
+    if nginx:
+        origin = Contender(
+            "origin (nginx)", [nginx, "-c", str(nginx_conf(tmp, origin_port, "origin says hi"))], origin_port
+        )
+    else:
+        origin = Contender("origin (edgecore)", [*srv, "edgecore-hello", "--port", str(origin_port)], origin_port)
+    origin.start()
+    started.append(origin)
+    origin_url = f"http://127.0.0.1:{origin_port}"
+    auth = {"Authorization": f"Bearer {_token()}", "X-Forwarded-For": CLIENT_IP}
+
+    def contender(name: str, server: str, **kw) -> Contender:
+        port = free_port()
+        return Contender(name, [*srv, server, "--port", str(port), "--origin", origin_url], port, **kw)
+
+    scenarios: dict[str, list[Contender]] = {
+        "pipeline": [
+            contender("edgecore", "edgecore-pipeline", path="/page", headers=auth),
+            contender("uvicorn+Starlette (pure-Python pipeline)", "starlette-pipeline", path="/page", headers=auth),
+        ],
+        "hello": [
+            contender("edgecore def handler", "edgecore-hello"),
+            contender("uvicorn raw ASGI", "uvicorn-hello"),
+        ],
+        "proxy": [contender("edgecore proxy", "edgecore-proxy", path="/page")],
+    }
+    granian = shutil.which("granian") or str(Path(py).parent / "granian")
+    if Path(granian).exists():
+        port = free_port()
+        scenarios["hello"].append(
+            Contender(
+                "Granian RSGI",
+                [
+                    granian,
+                    "--interface",
+                    "rsgi",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    "1",
+                    "--no-ws",
+                    "--log-level",
+                    "warning",
+                    "edgecore.bench.servers:rsgi_hello",
+                ],
+                port,
+            )
+        )
+    if nginx:
+        port = free_port()
+        scenarios["pipeline"].append(
+            Contender("nginx return 200", [nginx, "-c", str(nginx_conf(tmp, port, "hello"))], port)
+        )
+        port = free_port()
+        scenarios["proxy"].append(
+            Contender(
+                "nginx proxy_pass (keep-alive)",
+                [nginx, "-c", str(nginx_conf(tmp, port, "", origin_port))],
+                port,
+                path="/page",
+            )
+        )
+    rounds = 3 if quick else 7
+    seconds = 2.0 if quick else 4.0
+    try:
+        for cs in scenarios.values():
+            for c in cs:
+                c.start()
+                started.append(c)
+                wrk(c, 1.0, 32)  # warm-up: fill caches, pools and JITs alike
+        for r in range(rounds):
+            for name, cs in scenarios.items():
+                order = cs[r % len(cs) :] + cs[: r % len(cs)]
+                for c in order:
+                    c.runs.append(wrk(c, seconds, 32))
+                    print(
+                        f"  load {name} round {r + 1}/{rounds}: {c.name}: {c.runs[-1]['rps']:.0f} req/s",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    finally:
+        for c in started:
+            c.stop()
+    result = {
+        "rounds": rounds,
+        "seconds": seconds,
+        "versions": [version(v) for v in ("uvicorn", "starlette", "granian", "httptools", "uvloop")]
+        + [
+            subprocess.run([nginx, "-v"], capture_output=True, text=True).stderr.strip()
+            if nginx
+            else "nginx: not installed"
+        ],
+        "scenarios": {
+            name: [
+                {
+                    "name": c.name,
+                    "rps": median(c, "rps"),
+                    "rps_spread": (max(r["rps"] for r in c.runs) - min(r["rps"] for r in c.runs)) / median(c, "rps"),
+                    "p99_ms": median(c, "p99_ms"),
+                    "cpu_us": median(c, "cpu_us"),
+                    "errors": sum(r["errors"] for r in c.runs),
+                }
+                for c in cs
+            ]
+            for name, cs in scenarios.items()
+        },
+    }
+    return result

@@ -1,0 +1,148 @@
+"""The servers the load benchmark compares, each started as its own process:
+
+    python -m edgecore.bench.servers NAME --port P [--origin URL] [--token-secret HEX]
+
+NAME: edgecore-pipeline | starlette-pipeline (the same pipeline in pure Python: PyJWT, limits,
+cachetools, maxminddb on uvicorn with httptools and uvloop) | edgecore-hello | uvicorn-hello (raw
+ASGI) | granian-hello (RSGI) | edgecore-proxy."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+from pathlib import Path
+
+
+def geolite_path() -> str:
+    import _maxminddb_geolite2
+
+    return str(Path(_maxminddb_geolite2.__file__).parent / "GeoLite2-City.mmdb")
+
+
+def edgecore_pipeline(port: int, origin: str, secret: bytes) -> None:
+    import edgecore as ec
+
+    app = ec.Edge(origin=origin)
+    app.trust_proxies(["127.0.0.1"])
+    app.geo(geolite_path())
+    app.jwt(paths=["/*"], key=secret, algorithms=["HS256"])
+    app.rate_limit(paths=["/*"], limit=1_000_000, period=1.0)
+    app.cache(paths=["/*"], ttl=3600)
+    app.run("127.0.0.1", port)
+
+
+def edgecore_hello(port: int) -> None:
+    import edgecore as ec
+
+    app = ec.Edge()
+
+    @app.route("/")
+    def hello(request, env):
+        return "hello"
+
+    app.run("127.0.0.1", port, workers=1)
+
+
+def edgecore_proxy(port: int, origin: str) -> None:
+    import edgecore as ec
+
+    ec.Edge(origin=origin).run("127.0.0.1", port)
+
+
+def starlette_pipeline(port: int, origin: str, secret: bytes) -> None:
+    import cachetools
+    import httpx
+    import jwt
+    import limits
+    import maxminddb
+    import uvicorn
+    from limits import storage, strategies
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse, Response
+    from starlette.routing import Route
+
+    reader = maxminddb.open_database(geolite_path(), maxminddb.MODE_MMAP_EXT)
+    limiter = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
+    rate = limits.parse("1000000/second")
+    cache: cachetools.TTLCache = cachetools.TTLCache(maxsize=10_000, ttl=3600)
+    trusted = ipaddress.ip_network("127.0.0.1/32")
+    client = httpx.AsyncClient(base_url=origin)
+
+    async def pipeline(request: Request) -> Response:
+        peer = request.client.host if request.client else "0.0.0.0"
+        ip = peer
+        if ipaddress.ip_address(peer) in trusted and "x-forwarded-for" in request.headers:
+            ip = request.headers["x-forwarded-for"].split(",")[-1].strip()
+        reader.get(ip)
+        auth = request.headers.get("authorization", "")
+        if not auth.startswith("Bearer "):
+            return PlainTextResponse("Unauthorized", status_code=401)
+        try:
+            jwt.decode(auth[7:], secret, algorithms=["HS256"])
+        except jwt.InvalidTokenError:
+            return PlainTextResponse("Unauthorized", status_code=401)
+        if not limiter.hit(rate, ip):
+            return PlainTextResponse("Too Many Requests", status_code=429)
+        key = request.url.path
+        hit = cache.get(key)
+        if hit is None:
+            upstream = await client.get(key)
+            hit = (upstream.status_code, upstream.content, upstream.headers.get("content-type", "text/plain"))
+            cache[key] = hit
+        return Response(hit[1], status_code=hit[0], media_type=hit[2])
+
+    app = Starlette(routes=[Route("/{path:path}", pipeline)])
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, http="httptools", loop="uvloop", log_level="warning", access_log=False
+    )
+
+
+async def _raw_hello(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def uvicorn_hello(port: int) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        _raw_hello, host="127.0.0.1", port=port, http="httptools", loop="uvloop", log_level="warning", access_log=False
+    )
+
+
+class RsgiHello:
+    async def __rsgi__(self, scope, proto):
+        proto.response_str(200, [("content-type", "text/plain")], "hello")
+
+
+rsgi_hello = RsgiHello()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("name")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--origin", default="http://127.0.0.1:9")
+    ap.add_argument("--token-secret", default="6b" * 32)
+    a = ap.parse_args()
+    secret = bytes.fromhex(a.token_secret)
+    if a.name == "edgecore-pipeline":
+        edgecore_pipeline(a.port, a.origin, secret)
+    elif a.name == "starlette-pipeline":
+        starlette_pipeline(a.port, a.origin, secret)
+    elif a.name == "edgecore-hello":
+        edgecore_hello(a.port)
+    elif a.name == "uvicorn-hello":
+        uvicorn_hello(a.port)
+    elif a.name == "edgecore-proxy":
+        edgecore_proxy(a.port, a.origin)
+    else:
+        sys.exit(f"unknown server {a.name}")
+
+
+if __name__ == "__main__":
+    main()
