@@ -220,14 +220,14 @@ def run(quick: bool = False) -> dict:
                 path="/page",
             )
         )
-    rounds = 3 if quick else 7
-    seconds = 2.0 if quick else 4.0
+    rounds = 2 if quick else 7
+    seconds = 1.0 if quick else 4.0
     try:
         for cs in scenarios.values():
             for c in cs:
                 c.start()
                 started.append(c)
-                wrk(c, 1.0, 32)  # warm-up: fill caches, pools and JITs alike
+                wrk(c, 1.0, 32)  # warm-up: fill caches and connection pools alike
         for r in range(rounds):
             for name, cs in scenarios.items():
                 order = cs[r % len(cs) :] + cs[: r % len(cs)]
