@@ -3,14 +3,6 @@
 The hot path runs in a Rust core (``edgecore._core``); this package is the public Python API.
 """
 
-import os as _os
-
-# The extension allocates with mimalloc. Return freed memory to the OS promptly and commit arena
-# memory lazily, so resident memory tracks live data (the limiter's and the cache's bounds are
-# stated in resident memory). mimalloc reads these when the extension loads; users may override.
-_os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
-_os.environ.setdefault("MIMALLOC_ARENA_EAGER_COMMIT", "0")
-
 from edgecore._core import (
     KV,
     URL,

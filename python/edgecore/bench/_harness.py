@@ -89,6 +89,30 @@ def compare(
     return stats
 
 
+def thread_cpu_cost(make: Callable[[int], Callable[[], object]], threads: int, per_thread: int) -> float:
+    """CPU seconds per call with `threads` threads calling concurrently; `make(i)` gives thread
+    i its zero-argument function (so per-thread keys are built outside the timed loop)."""
+    import threading
+
+    barrier = threading.Barrier(threads)
+    cpu = [0.0] * threads
+
+    def work(i: int) -> None:
+        fn = make(i)
+        barrier.wait()
+        t0 = time.thread_time()
+        for _ in range(per_thread):
+            fn()
+        cpu[i] = time.thread_time() - t0
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return sum(cpu) / (threads * per_thread)
+
+
 def version(dist: str) -> str:
     try:
         return f"{dist} {metadata.version(dist)}"

@@ -7,10 +7,8 @@ import functools
 import itertools
 import subprocess
 import sys
-import threading
-import time
 
-from ._harness import Ratio, SuiteResult, compare, version
+from ._harness import Ratio, SuiteResult, compare, thread_cpu_cost, version
 
 MEMORY_SCRIPT = """
 import edgecore as ec
@@ -28,25 +26,6 @@ for i in range(1_000_000):
     cache.put(f"https://shop.example.com/item/{i}", resp, 3600)
 print(rss() - base, cache.size_bytes, budget, len(cache))
 """
-
-
-def _thread_cost(fn, threads: int, per_thread: int) -> float:
-    barrier = threading.Barrier(threads)
-    cpu = [0.0] * threads
-
-    def work(i: int) -> None:
-        barrier.wait()
-        t0 = time.thread_time()
-        for _ in range(per_thread):
-            fn()
-        cpu[i] = time.thread_time() - t0
-
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return sum(cpu) / (threads * per_thread)
 
 
 def run(quick: bool = False) -> SuiteResult:
@@ -95,8 +74,8 @@ def run(quick: bool = False) -> SuiteResult:
         rounds=7 if quick else 11,
     )
     n = 50_000 if quick else 200_000
-    one = sorted(_thread_cost(lambda: ours.get("k1"), 1, n) for _ in range(3))[1]
-    two = sorted(_thread_cost(lambda: ours.get("k1"), 2, n) for _ in range(3))[1]
+    one = sorted(thread_cpu_cost(lambda i: functools.partial(ours.get, "k1"), 1, n) for _ in range(3))[1]
+    two = sorted(thread_cpu_cost(lambda i: functools.partial(ours.get, "k1"), 2, n) for _ in range(3))[1]
     out = subprocess.run(
         [sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, check=True
     ).stdout.split()

@@ -3,12 +3,12 @@ window) and a hand-written pure-Python token bucket; two threads vs one; memory 
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
-import threading
 import time
 
-from ._harness import Ratio, SuiteResult, compare, version
+from ._harness import Ratio, SuiteResult, compare, thread_cpu_cost, version
 
 
 class PyTokenBucket:
@@ -28,27 +28,6 @@ class PyTokenBucket:
             return True
         self.buckets[key] = (tokens, now)
         return False
-
-
-def _thread_cost(check, threads: int, per_thread: int) -> float:
-    """CPU seconds per check with `threads` threads checking concurrently (distinct keys)."""
-    barrier = threading.Barrier(threads)
-    cpu = [0.0] * threads
-
-    def work(i: int) -> None:
-        key = f"client-{i}"
-        barrier.wait()
-        t0 = time.thread_time()
-        for _ in range(per_thread):
-            check(key)
-        cpu[i] = time.thread_time() - t0
-
-    ts = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return sum(cpu) / (threads * per_thread)
 
 
 MEMORY_SCRIPT = """
@@ -91,8 +70,9 @@ def run(quick: bool = False) -> SuiteResult:
         rounds=7 if quick else 11,
     )
     n = 50_000 if quick else 200_000
-    one = [_thread_cost(lambda k: rl.check(k), 1, n) for _ in range(3)]
-    two = [_thread_cost(lambda k: rl.check(k), 2, n) for _ in range(3)]
+    per_thread_check = lambda i: functools.partial(rl.check, f"client-{i}")  # noqa: E731
+    one = [thread_cpu_cost(per_thread_check, 1, n) for _ in range(3)]
+    two = [thread_cpu_cost(per_thread_check, 2, n) for _ in range(3)]
     one.sort()
     two.sort()
     out = subprocess.run(

@@ -14,12 +14,6 @@ mod server;
 
 use pyo3::prelude::*;
 
-/// Rust-side allocations (requests, headers, cache entries) use mimalloc: the server allocates
-/// many small short-lived objects across threads, where glibc malloc spent ~12% of the CPU in the
-/// load profile (including `malloc_consolidate`). Python objects keep CPython's allocator.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The Rust core of edgecore.
 #[pymodule]
 mod _core {

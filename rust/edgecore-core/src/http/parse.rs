@@ -140,7 +140,7 @@ pub fn parse_request(buf: &Bytes, limits: &Limits) -> Result<Parsed> {
         headers.push_raw(h.name.as_bytes(), h.value);
         framing.note(h.name.as_bytes(), h.value)?;
     }
-    check_host(&framing, &uri, version)?;
+    check_host(buf, &framing, &uri, version)?;
     let (body, consumed) = read_body(buf, head_len, &headers, &framing, version, limits)?;
     Ok(Parsed {
         request: Request {
@@ -317,7 +317,7 @@ fn parse_content_length(part: &[u8]) -> Result<u64> {
 }
 
 /// HTTP/1.1 requires exactly one valid `Host` (RFC 9112 §3.2); HTTP/1.0 allows at most one.
-fn check_host(framing: &Framing<'_>, uri: &Uri, version: Version) -> Result<()> {
+fn check_host(buf: &Bytes, framing: &Framing<'_>, uri: &Uri, version: Version) -> Result<()> {
     match framing.host {
         _ if framing.hosts > 1 => Err(Error::bad_request("more than one Host header")),
         None if version == Version::HTTP_11 => Err(Error::bad_request("missing Host header (required in HTTP/1.1)")),
@@ -331,10 +331,8 @@ fn check_host(framing: &Framing<'_>, uri: &Uri, version: Version) -> Result<()> 
                     Ok(())
                 };
             }
-            match std::str::from_utf8(h)
-                .ok()
-                .and_then(|s| s.parse::<http::uri::Authority>().ok())
-            {
+            // Zero-copy: validates a slice of the message buffer (from_str would copy it).
+            match http::uri::Authority::from_maybe_shared(buf.slice_ref(h)).ok() {
                 Some(a) if !a.as_str().contains('@') && !a.host().is_empty() => Ok(()),
                 _ => Err(Error::bad_request("invalid Host header")),
             }
