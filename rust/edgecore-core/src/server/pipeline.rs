@@ -161,7 +161,11 @@ impl Shared {
     ) -> Result<http::Response<Body>, Error> {
         let (parts, incoming) = req.into_parts();
         // ---- limits (the head was already bounded by hyper: 431) ----
-        if parts.uri.to_string().len() > plan.limits.max_uri_bytes {
+        // Measured from the parts (no allocation): scheme, authority and path-and-query.
+        let uri_len = parts.uri.scheme_str().map_or(0, |s| s.len() + 3)
+            + parts.uri.authority().map_or(0, |a| a.as_str().len())
+            + parts.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if uri_len > plan.limits.max_uri_bytes {
             return Err(Error::downstream(ErrorKind::UriTooLong, "request target too long"));
         }
         // Framing ambiguity is refused outright, as the parser does: never guess between them.
