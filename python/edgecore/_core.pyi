@@ -409,6 +409,14 @@ class Server:
     @property
     def warnings(self) -> list[str]: ...
 
+def check_app(
+    spec: str,
+    *,
+    verifiers: list[JWTVerifier] = ...,
+    limiters: list[RateLimiter] = ...,
+    geo: GeoDB | None = None,
+    bots: BotDetector | None = None,
+) -> tuple[list[str], list[str]]: ...
 def _raw_verify_seconds(
     alg: str, key: str | bytes | dict[str, Any], message: bytes, signature: bytes, iterations: int
 ) -> float: ...

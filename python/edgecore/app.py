@@ -278,6 +278,11 @@ class Edge:
         """The app description the Rust plan is compiled from."""
         return json.dumps(self._spec)
 
+    def check(self) -> tuple[list[str], list[str]]:
+        """Compiles the app without serving it: (active policies, warnings about rules that can
+        never apply or risky settings). A bad configuration raises ``ec.ConfigError``."""
+        return _core.check_app(self.spec_json(), **self._core_args())
+
     def serve(self, host: str = "127.0.0.1", port: int = 0, *, workers: int = 4) -> Running:
         """Start serving in the background; use as a context manager (stops and drains on exit)."""
         core = _core.Server(self.spec_json(), host=host, port=port, **self._core_args())

@@ -1,4 +1,4 @@
-"""The `edgecore` command line: `edgecore demo`, `edgecore serve MODULE:ATTR`."""
+"""The `edgecore` command line: `edgecore demo`, `edgecore serve MODULE:ATTR`, `edgecore check MODULE:ATTR`."""
 
 from __future__ import annotations
 
@@ -37,6 +37,24 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from edgecore import ConfigError, Edge
+
+    try:
+        app = _load(args.app)
+        if not isinstance(app, Edge):
+            print(f"error: {args.app} is a {type(app).__name__}, not an edgecore.Edge", file=sys.stderr)
+            return 1
+        summary, warnings = app.check()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"ok: {args.app}: " + (", ".join(summary) or "no policies"))
+    for w in warnings:
+        print(f"warning: {w}")
+    return 1 if warnings and args.strict else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from edgecore import _demo
 
@@ -52,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--python-workers", type=int, default=4, help="threads running Python handlers")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
+    check = sub.add_parser("check", help="validate an app before deploying it: edgecore check app:app")
+    check.add_argument("app", help="MODULE:ATTR of an ec.Edge")
+    check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    check.set_defaults(func=_check)
     return ap
 
 

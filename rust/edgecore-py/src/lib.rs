@@ -43,7 +43,7 @@ mod _core {
 
     // server
     #[pymodule_export]
-    use crate::server::{PyPendingJob, PyServer};
+    use crate::server::{check_app, PyPendingJob, PyServer};
 
     // geo
     #[pymodule_export]

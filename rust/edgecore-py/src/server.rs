@@ -62,6 +62,21 @@ fn build_plan(
     Plan::build(spec, objects).map_err(|e| CoreError(e).into())
 }
 
+/// Compiles an app without serving it: returns (active policies, warnings); a bad configuration
+/// raises ConfigError. `edgecore check` uses it.
+#[pyfunction]
+#[pyo3(signature = (spec, *, verifiers=vec![], limiters=vec![], geo=None, bots=None))]
+pub fn check_app(
+    spec: &str,
+    verifiers: Vec<PyRef<'_, PyJWTVerifier>>,
+    limiters: Vec<PyRef<'_, PyRateLimiter>>,
+    geo: Option<PyRef<'_, PyGeoDB>>,
+    bots: Option<PyRef<'_, PyBotDetector>>,
+) -> PyResult<(Vec<String>, Vec<String>)> {
+    let plan = build_plan(spec, &verifiers, &limiters, geo.as_ref(), bots.as_ref())?;
+    Ok((plan.summary(), plan.warnings()))
+}
+
 /// A running edge server.
 #[pyclass(frozen, module = "edgecore._core", name = "Server")]
 pub struct PyServer {

@@ -155,6 +155,11 @@ impl Matcher {
     pub fn patterns(&self) -> &[Pattern] {
         &self.0
     }
+
+    /// Whether every path this matcher matches is already matched by `earlier`.
+    pub fn shadowed_by(&self, earlier: &Matcher) -> bool {
+        self.0.iter().all(|p| earlier.0.iter().any(|e| p.shadowed_by(e)))
+    }
 }
 
 #[cfg(test)]

@@ -710,6 +710,41 @@ impl Plan {
                     .into(),
             );
         }
+        // First-match policies: a rule whose paths an earlier rule already covers never applies.
+        let first_match = |what: &str, rules: Vec<(&Matcher, bool)>, w: &mut Vec<String>| {
+            for (i, (m, _)) in rules.iter().enumerate() {
+                if let Some(j) = rules[..i]
+                    .iter()
+                    .position(|(e, unconditional)| *unconditional && m.shadowed_by(e))
+                {
+                    w.push(format!(
+                        "{what} #{i} can never apply: {what} #{j} matches every path it does"
+                    ));
+                }
+            }
+        };
+        first_match(
+            "redirect",
+            self.redirects.iter().map(|r| (&r.paths, r.country.is_none())).collect(),
+            &mut w,
+        );
+        first_match(
+            "rewrite",
+            self.rewrites.iter().map(|r| (&r.paths, r.country.is_none())).collect(),
+            &mut w,
+        );
+        first_match("jwt rule", self.jwt.iter().map(|r| (&r.paths, true)).collect(), &mut w);
+        first_match(
+            "cache rule",
+            self.cache.iter().map(|r| (&r.paths, true)).collect(),
+            &mut w,
+        );
+        if !self.trusted.is_empty() && self.jwt.is_empty() && self.rate_limits.is_empty() && self.geo.is_none() {
+            w.push("trusted proxies are set but nothing uses the client IP".into());
+        }
+        if self.origin.is_none() && self.origins.is_empty() && self.routes.is_empty() {
+            w.push("no origin and no routes: every request that no policy answers gets 404".into());
+        }
         for (i, r) in self.routes.iter().enumerate() {
             for (j, earlier) in self.routes[..i].iter().enumerate() {
                 if r.path.shadowed_by(&earlier.path)

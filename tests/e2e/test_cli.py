@@ -1,0 +1,111 @@
+"""`edgecore check` and `edgecore serve` as subprocesses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+
+from tests.redis_server import free_port
+
+
+def write_app(tmp_path, body: str) -> None:
+    (tmp_path / "myapp.py").write_text("import edgecore as ec\n" + textwrap.dedent(body))
+
+
+def edgecore(tmp_path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "edgecore", *args], cwd=tmp_path, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_check_accepts_a_good_app(tmp_path):
+    write_app(
+        tmp_path,
+        """
+        app = ec.Edge(origin="http://127.0.0.1:9000")
+        app.rate_limit(paths=["/api/*"], limit=10, period=60)
+        app.cache(paths=["/static/*"], ttl=60)
+        """,
+    )
+    r = edgecore(tmp_path, "check", "myapp:app")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("ok: myapp:app: ") and "1 rate limit(s)" in r.stdout and "warning" not in r.stdout
+
+
+def test_check_reports_rules_that_can_never_apply(tmp_path):
+    write_app(
+        tmp_path,
+        """
+        app = ec.Edge(origin="http://127.0.0.1:9000")
+        app.cache(paths=["/*"], ttl=60)
+        app.cache(paths=["/products/*"], ttl=5)
+
+        @app.route("/api/*")
+        def a(request, env):
+            return "a"
+
+        @app.route("/api/users")
+        def b(request, env):
+            return "b"
+        """,
+    )
+    r = edgecore(tmp_path, "check", "myapp:app")
+    assert r.returncode == 0
+    assert "warning: cache rule #1 can never apply: cache rule #0 matches every path it does" in r.stdout
+    assert "warning: route #1 can never match" in r.stdout
+    assert edgecore(tmp_path, "check", "--strict", "myapp:app").returncode == 1
+
+
+def test_check_fails_on_bad_configuration_naming_the_problem(tmp_path):
+    write_app(tmp_path, 'app = ec.Edge(origin="http://127.0.0.1:9000")\napp.headers(request={"x": "{geo.nope}"})\n')
+    r = edgecore(tmp_path, "check", "myapp:app")
+    assert r.returncode == 1 and "unknown template variable {geo.nope}" in r.stderr
+    write_app(tmp_path, 'app = ec.Edge()\napp.geo("/no/such/GeoLite2.mmdb")\n')
+    r = edgecore(tmp_path, "check", "myapp:app")
+    assert r.returncode == 1 and "/no/such/GeoLite2.mmdb" in r.stderr
+    write_app(tmp_path, 'app = ec.Edge()\napp.jwt(paths=["/*"], key="short", algorithms=["HS256"])\n')
+    r = edgecore(tmp_path, "check", "myapp:app")
+    assert r.returncode == 1 and "HMAC secret is 5 bytes" in r.stderr
+    r = edgecore(tmp_path, "check", "nosuchmodule:app")
+    assert r.returncode != 0 and "cannot import" in r.stderr
+
+
+def test_serve_runs_an_app_and_stops_on_sigterm(tmp_path):
+    write_app(
+        tmp_path,
+        """
+        app = ec.Edge()
+
+        @app.route("/hi")
+        def hi(request, env):
+            return "hi from serve"
+        """,
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgecore", "serve", "myapp:app", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/hi", timeout=2).read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline, (
+                    proc.stderr.read() if proc.poll() is not None else "timeout"
+                )
+                time.sleep(0.1)
+        assert body == b"hi from serve"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert f"edgecore listening on http://127.0.0.1:{port}" in err and "draining" in err
