@@ -241,7 +241,8 @@ class Edge:
     def configure(self, **limits: Any) -> Edge:
         """Server limits and timeouts: header_read_timeout, max_body_bytes, max_header_bytes,
         max_uri_bytes, max_connections, python_queue, handler_timeout, origin_connect_timeout,
-        origin_timeout, grace_period, threads, dev_mode."""
+        origin_timeout, grace_period, threads, dev_mode, access_log ("-" for stderr or a file path:
+        one JSON line per request)."""
         self._spec["server"].update(limits)
         return self
 

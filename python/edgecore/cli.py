@@ -33,6 +33,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = _load(args.app)
+    if args.access_log:
+        app.configure(access_log=args.access_log)
     app.run(args.host, args.port, workers=args.python_workers)
     return 0
 
@@ -69,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--python-workers", type=int, default=4, help="threads running Python handlers")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--access-log", metavar="FILE", help="JSON-lines access log to FILE (- for stderr); off by default"
+    )
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check", help="validate an app before deploying it: edgecore check app:app")
     check.add_argument("app", help="MODULE:ATTR of an ec.Edge")

@@ -11,6 +11,7 @@
 //!   then close what remains.
 //! - The plan is an `ArcSwap`: `reload` swaps a new one in without touching connections.
 
+pub mod access_log;
 pub mod bridge;
 pub mod matcher;
 pub mod pipeline;
@@ -100,7 +101,9 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
     let addr = listener
         .local_addr()
         .map_err(|e| Error::config(format!("listener: {e}")))?;
+    let access_log = s.access_log.as_deref().map(access_log::AccessLog::open).transpose()?;
     let shared = Arc::new(Shared {
+        access_log,
         plan: ArcSwap::from_pointee(plan),
         proxy: Proxy::new(
             Duration::from_secs_f64(s.origin_connect_timeout),

@@ -33,6 +33,8 @@ use crate::limit::Decision;
 /// What every request shares: the current plan (swapped atomically on reload), the origin
 /// client, the bridge to Python, and counters.
 pub struct Shared {
+    /// The access log, when enabled.
+    pub access_log: Option<super::access_log::AccessLog>,
     /// The plan in force.
     pub plan: ArcSwap<Plan>,
     /// The origin client.
@@ -89,8 +91,43 @@ enum BodyState {
 }
 
 /// Per-request state gathered by the phases, applied to the response at the end.
+/// Which path produced a response that no earlier phase answered (set in the response
+/// extensions by `produce`, read by the access log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A Python route handler.
+    Handler,
+    /// A Python middleware answered.
+    Middleware,
+    /// The origin.
+    Proxied,
+    /// No route and no origin.
+    NotFound,
+    /// The path has routes, not for this method.
+    MethodNotAllowed,
+}
+
+impl Source {
+    fn as_str(self) -> &'static str {
+        match self {
+            Source::Handler => "handler",
+            Source::Middleware => "middleware",
+            Source::Proxied => "proxied",
+            Source::NotFound => "not_found",
+            Source::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+fn tag(mut r: http::Response<Body>, s: Source) -> http::Response<Body> {
+    r.extensions_mut().insert(s);
+    r
+}
+
 #[derive(Default)]
 struct Extras {
+    decision: Option<&'static str>,
+    client_ip: Option<IpAddr>,
     set_cookies: Vec<HeaderValue>,
     rate: Option<Decision>,
     cache_status: Option<&'static str>,
@@ -134,6 +171,13 @@ impl Shared {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let plan = self.plan.load_full();
         let mut extras = Extras::default();
+        let logged = self.access_log.as_ref().map(|_| {
+            (
+                std::time::Instant::now(),
+                req.method().clone(),
+                req.uri().path().to_owned(),
+            )
+        });
         let mut resp = match self.run(&plan, req, peer, &mut extras).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
@@ -148,6 +192,37 @@ impl Shared {
         if let Some(s) = extras.cache_status {
             h.entry(HeaderName::from_static("x-cache"))
                 .or_insert(HeaderValue::from_static(s));
+        }
+        if let (Some(log), Some((t0, method, path))) = (&self.access_log, logged) {
+            let decision = extras
+                .decision
+                .or(match extras.cache_status {
+                    Some("HIT") => Some("cache_hit"),
+                    Some("STALE") => Some("cache_stale"),
+                    Some("REVALIDATED") => Some("cache_revalidated"),
+                    Some("MISS") => Some("cache_miss"),
+                    _ => None,
+                })
+                .or_else(|| resp.extensions().get::<Source>().map(|s| s.as_str()))
+                .unwrap_or(if resp.status().is_server_error() {
+                    "error"
+                } else {
+                    "rejected"
+                });
+            // The body's exact size when known (full bodies, or a Content-Length from the origin);
+            // null for a streamed body of unknown length.
+            let bytes = hyper::body::Body::size_hint(resp.body()).exact();
+            let line = serde_json::json!({
+                "time": crate::clock::now(),
+                "client_ip": extras.client_ip.unwrap_or(peer.ip()).to_string(),
+                "method": method.as_str(),
+                "path": path,
+                "status": resp.status().as_u16(),
+                "bytes": bytes,
+                "duration_ms": t0.elapsed().as_secs_f64() * 1000.0,
+                "decision": decision,
+            });
+            log.write(line.to_string());
         }
         resp
     }
@@ -222,6 +297,7 @@ impl Shared {
             }
         }
         request.edge.client_ip = Some(ip);
+        extras.client_ip = Some(ip);
 
         // ---- geo ----
         if let Some(db) = &plan.geo {
@@ -246,6 +322,7 @@ impl Shared {
             }
             request.edge.is_bot = is_bot;
             if is_bot && b.block {
+                extras.decision = Some("bot_blocked");
                 return Ok(status_response(StatusCode::FORBIDDEN, "Forbidden"));
             }
             if is_bot {
@@ -268,6 +345,7 @@ impl Shared {
         for r in &plan.redirects {
             if r.paths.matches(&path) && country_ok(&r.country, &request) {
                 let location = r.to.render(&request);
+                extras.decision = Some("redirect");
                 return Ok(from_core(crate::http::redirect(&location, r.status)?));
             }
         }
@@ -300,6 +378,7 @@ impl Shared {
                         .map(str::to_owned)
                 });
             let Some(token) = token else {
+                extras.decision = Some("jwt_rejected");
                 return Ok(unauthorized(None));
             };
             let t = now();
@@ -325,7 +404,10 @@ impl Shared {
                     }
                     request.edge.claims = Some(Arc::new(claims));
                 }
-                Err(e) => return Ok(unauthorized(Some(&e))),
+                Err(e) => {
+                    extras.decision = Some("jwt_rejected");
+                    return Ok(unauthorized(Some(&e)));
+                }
             }
         }
 
@@ -345,6 +427,7 @@ impl Shared {
             };
             let d = rule.limiter.check(&format!("{}{key}", rule.namespace), 1).await?;
             if !d.allowed {
+                extras.decision = Some("rate_limited");
                 let mut r = status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
                 rate_headers(&d, r.headers_mut());
                 r.headers_mut().insert(
@@ -627,7 +710,7 @@ impl Shared {
                 .call_python(plan, JobKind::Middleware(mw.handler), request.clone())
                 .await?
             {
-                Reply::Respond(r) => return Ok(from_core(r)),
+                Reply::Respond(r) => return Ok(tag(from_core(r), Source::Middleware)),
                 Reply::Continue(edited) => {
                     request.headers = edited.headers;
                     request.uri = edited.uri;
@@ -659,7 +742,7 @@ impl Shared {
             }
             request.edge.params = params.into_iter().map(|(k, v)| (Arc::from(k.as_str()), v)).collect();
             return match self.call_python(plan, JobKind::Route(route.handler), request).await? {
-                Reply::Respond(r) => Ok(from_core(r)),
+                Reply::Respond(r) => Ok(tag(from_core(r), Source::Handler)),
                 Reply::Continue(_) => Err(Error::new(
                     ErrorKind::Internal,
                     crate::error::ErrorSource::Internal,
@@ -679,13 +762,16 @@ impl Shared {
                 http::header::ALLOW,
                 HeaderValue::from_str(&list.join(", ")).expect("methods are tokens"),
             );
-            return Ok(r);
+            return Ok(tag(r, Source::MethodNotAllowed));
         }
         let origin = self
             .choose_origin(plan, &request)
             .ok_or_else(|| Error::downstream(ErrorKind::BadRequest, "no route"));
         let Ok(origin) = origin else {
-            return Ok(status_response(StatusCode::NOT_FOUND, "Not Found"));
+            return Ok(tag(
+                status_response(StatusCode::NOT_FOUND, "Not Found"),
+                Source::NotFound,
+            ));
         };
         let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let mut parts = http::Request::new(()).into_parts().0;
@@ -701,7 +787,10 @@ impl Shared {
             }
         };
         let resp = self.proxy.forward(&origin, parts, up_body, ip, prior_xff).await?;
-        Ok(resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()))
+        Ok(tag(
+            resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()),
+            Source::Proxied,
+        ))
     }
 
     fn choose_origin(&self, plan: &Plan, request: &Request) -> Option<Origin> {

@@ -56,6 +56,8 @@ pub struct ServerSpec {
     pub dev_mode: bool,
     /// Worker threads of the runtime (0: one per core).
     pub threads: usize,
+    /// JSON-lines access log: "-" for stderr or a file path (None: off).
+    pub access_log: Option<String>,
 }
 
 impl Default for ServerSpec {
@@ -73,6 +75,7 @@ impl Default for ServerSpec {
             grace_period: 10.0,
             dev_mode: false,
             threads: 0,
+            access_log: None,
         }
     }
 }

@@ -1,0 +1,80 @@
+//! The structured access log: one JSON line per request (time, client IP, method, path, status,
+//! bytes, duration, decision), off by default, to stderr (`-`) or a file (appended).
+//!
+//! Requests never wait for the disk: lines go through a bounded channel to one writer thread,
+//! which flushes whenever the channel runs empty. If the writer falls behind, lines are dropped
+//! and counted rather than stalling the pipeline. Nothing is formatted when the log is off.
+
+use std::fs::OpenOptions;
+use std::io::{BufWriter, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, SyncSender, TryRecvError};
+
+use crate::error::{Error, Result};
+
+/// Lines waiting for the writer before new ones are dropped.
+const QUEUE: usize = 65_536;
+
+/// The log's sending side.
+pub struct AccessLog {
+    tx: SyncSender<String>,
+    /// Lines dropped because the writer fell behind. Relaxed: a statistic.
+    dropped: AtomicU64,
+}
+
+impl AccessLog {
+    /// Opens `target` ("-" for stderr, else a file path, appended) and starts the writer thread.
+    pub fn open(target: &str) -> Result<AccessLog> {
+        let out: Box<dyn Write + Send> = if target == "-" {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(target)
+                    .map_err(|e| Error::config(format!("cannot open the access log {target:?}: {e}")))?,
+            )
+        };
+        let (tx, rx) = sync_channel::<String>(QUEUE);
+        std::thread::Builder::new()
+            .name("edgecore-access-log".into())
+            .spawn(move || {
+                let mut w = BufWriter::with_capacity(64 * 1024, out);
+                while let Ok(line) = rx.recv() {
+                    let _ = writeln!(w, "{line}");
+                    loop {
+                        match rx.try_recv() {
+                            Ok(line) => {
+                                let _ = writeln!(w, "{line}");
+                            }
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                let _ = w.flush();
+                                return;
+                            }
+                        }
+                    }
+                    let _ = w.flush();
+                }
+                let _ = w.flush();
+            })
+            .map_err(|e| Error::config(format!("starting the access log writer: {e}")))?;
+        Ok(AccessLog {
+            tx,
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Queues one line.
+    pub fn write(&self, line: String) {
+        if self.tx.try_send(line).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lines dropped so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
