@@ -242,7 +242,7 @@ class Edge:
         """Server limits and timeouts: header_read_timeout, max_body_bytes, max_header_bytes,
         max_uri_bytes, max_connections, python_queue, handler_timeout, origin_connect_timeout,
         origin_timeout, grace_period, threads, dev_mode, access_log ("-" for stderr or a file path:
-        one JSON line per request)."""
+        one JSON line per request), metrics_path (e.g. "/metrics": Prometheus text, served by Rust)."""
         self._spec["server"].update(limits)
         return self
 

@@ -14,6 +14,7 @@
 pub mod access_log;
 pub mod bridge;
 pub mod matcher;
+pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod proxy;
@@ -104,6 +105,7 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
     let access_log = s.access_log.as_deref().map(access_log::AccessLog::open).transpose()?;
     let shared = Arc::new(Shared {
         access_log,
+        metrics: Default::default(),
         plan: ArcSwap::from_pointee(plan),
         proxy: Proxy::new(
             Duration::from_secs_f64(s.origin_connect_timeout),

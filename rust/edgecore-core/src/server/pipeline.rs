@@ -33,6 +33,8 @@ use crate::limit::Decision;
 /// What every request shares: the current plan (swapped atomically on reload), the origin
 /// client, the bridge to Python, and counters.
 pub struct Shared {
+    /// Prometheus counters.
+    pub metrics: super::metrics::Metrics,
     /// The access log, when enabled.
     pub access_log: Option<super::access_log::AccessLog>,
     /// The plan in force.
@@ -166,18 +168,41 @@ fn country_ok(allowed: &Option<Vec<String>>, req: &Request) -> bool {
 }
 
 impl Shared {
+    /// The Prometheus text for a scrape (served by Rust: no Python, no lock).
+    fn metrics_response(&self, plan: &Plan) -> http::Response<Body> {
+        let queued = self.bridge.as_ref().map_or(0, |b| b.queued()) as f64;
+        let cache_bytes = plan.cache.iter().map(|c| c.cache.size_bytes()).sum::<usize>() as f64;
+        let gauges = [
+            ("edgecore_python_queue_depth", "Python jobs waiting.", queued),
+            (
+                "edgecore_cache_bytes",
+                "Bytes held by the response caches.",
+                cache_bytes,
+            ),
+        ];
+        let mut r = http::Response::new(full(self.metrics.render(&gauges)));
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        r
+    }
+
     /// Serves one request.
     pub async fn handle(self: Arc<Self>, req: http::Request<Incoming>, peer: SocketAddr) -> http::Response<Body> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let plan = self.plan.load_full();
         let mut extras = Extras::default();
-        let logged = self.access_log.as_ref().map(|_| {
-            (
-                std::time::Instant::now(),
-                req.method().clone(),
-                req.uri().path().to_owned(),
-            )
-        });
+        let t0 = std::time::Instant::now();
+        if let Some(p) = &plan.server.metrics_path {
+            if req.uri().path() == p {
+                return self.metrics_response(&plan);
+            }
+        }
+        let logged = self
+            .access_log
+            .as_ref()
+            .map(|_| (req.method().clone(), req.uri().path().to_owned()));
         let mut resp = match self.run(&plan, req, peer, &mut extras).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
@@ -193,24 +218,26 @@ impl Shared {
             h.entry(HeaderName::from_static("x-cache"))
                 .or_insert(HeaderValue::from_static(s));
         }
-        if let (Some(log), Some((t0, method, path))) = (&self.access_log, logged) {
-            let decision = extras
-                .decision
-                .or(match extras.cache_status {
-                    Some("HIT") => Some("cache_hit"),
-                    Some("STALE") => Some("cache_stale"),
-                    Some("REVALIDATED") => Some("cache_revalidated"),
-                    Some("MISS") => Some("cache_miss"),
-                    _ => None,
-                })
-                .or_else(|| resp.extensions().get::<Source>().map(|s| s.as_str()))
-                .unwrap_or(if resp.status().is_server_error() {
-                    "error"
-                } else {
-                    "rejected"
-                });
-            // The body's exact size when known (full bodies, or a Content-Length from the origin);
-            // null for a streamed body of unknown length.
+        let decision = extras
+            .decision
+            .or(match extras.cache_status {
+                Some("HIT") => Some("cache_hit"),
+                Some("STALE") => Some("cache_stale"),
+                Some("REVALIDATED") => Some("cache_revalidated"),
+                Some("MISS") => Some("cache_miss"),
+                _ => None,
+            })
+            .or_else(|| resp.extensions().get::<Source>().map(|s| s.as_str()))
+            .unwrap_or(if resp.status().is_server_error() {
+                "error"
+            } else {
+                "rejected"
+            });
+        // The body's exact size when known (full bodies, or a Content-Length from the origin);
+        // null for a streamed body of unknown length.
+        self.metrics.request(decision, resp.status().as_u16());
+        self.metrics.latency.observe(t0.elapsed());
+        if let (Some(log), Some((method, path))) = (&self.access_log, logged) {
             let bytes = hyper::body::Body::size_hint(resp.body()).exact();
             let line = serde_json::json!({
                 "time": crate::clock::now(),
@@ -426,6 +453,7 @@ impl Shared {
                 },
             };
             let d = rule.limiter.check(&format!("{}{key}", rule.namespace), 1).await?;
+            self.metrics.limiter[usize::from(!d.allowed)].fetch_add(1, Ordering::Relaxed);
             if !d.allowed {
                 extras.decision = Some("rate_limited");
                 let mut r = status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
@@ -786,7 +814,13 @@ impl Shared {
                 Limited::new(inc, limit).map_err(|e| -> BoxError { e }).boxed()
             }
         };
-        let resp = self.proxy.forward(&origin, parts, up_body, ip, prior_xff).await?;
+        let started = std::time::Instant::now();
+        let forwarded = self.proxy.forward(&origin, parts, up_body, ip, prior_xff).await;
+        self.metrics.origin_latency.observe(started.elapsed());
+        if forwarded.is_err() {
+            self.metrics.origin_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        let resp = forwarded?;
         Ok(tag(
             resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()),
             Source::Proxied,

@@ -58,6 +58,8 @@ pub struct ServerSpec {
     pub threads: usize,
     /// JSON-lines access log: "-" for stderr or a file path (None: off).
     pub access_log: Option<String>,
+    /// Serve Prometheus metrics on this path (None: off), e.g. "/metrics".
+    pub metrics_path: Option<String>,
 }
 
 impl Default for ServerSpec {
@@ -76,6 +78,7 @@ impl Default for ServerSpec {
             dev_mode: false,
             threads: 0,
             access_log: None,
+            metrics_path: None,
         }
     }
 }
