@@ -289,8 +289,17 @@ class Edge:
         core = _core.Server(self.spec_json(), host=host, port=port, **self._core_args())
         return Running(self, core, workers)
 
-    def run(self, host: str = "127.0.0.1", port: int = 8080, *, workers: int = 4) -> None:
-        """Serve until Ctrl-C or SIGTERM, then drain in-flight requests and return."""
+    def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        workers: int = 4,
+        reload_app: Callable[[], Edge] | None = None,
+    ) -> None:
+        """Serve until Ctrl-C or SIGTERM, then drain in-flight requests and return. With
+        ``reload_app``, SIGHUP builds a new app with it and swaps it in without dropping a
+        connection; a configuration that fails keeps the old one (the error is logged)."""
         running = self.serve(host, port, workers=workers)
         print(f"edgecore listening on {running.url}", file=sys.stderr, flush=True)
         for line in running.core.summary:
@@ -298,10 +307,23 @@ class Edge:
         for w in running.core.warnings:
             print(f"  warning: {w}", file=sys.stderr)
         stop = threading.Event()
+        hup = threading.Event()
         previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+        if reload_app is not None:
+            previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: hup.set())
         try:
-            while not stop.wait(0.5):
-                pass
+            while not stop.wait(0.2):
+                if hup.is_set():
+                    hup.clear()
+                    try:
+                        running.reload(reload_app())
+                        print("edgecore: configuration reloaded", file=sys.stderr, flush=True)
+                    except Exception as e:
+                        print(
+                            f"edgecore: reload rejected, keeping the running configuration: {e}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
         finally:
             print("edgecore: draining in-flight requests…", file=sys.stderr, flush=True)
             running.stop()

@@ -9,11 +9,15 @@ import os
 import sys
 
 
-def _load(path: str):
+def _load(path: str, fresh: bool = False):
+    """Imports MODULE and returns ATTR; `fresh` re-executes the module (SIGHUP reload)."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise SystemExit(f"edgecore: expected MODULE:ATTR (like app:app), got {path!r}")
-    sys.path.insert(0, os.getcwd())
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    if fresh:
+        sys.modules.pop(module_name, None)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
@@ -32,10 +36,14 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = _load(args.app)
-    if args.access_log:
-        app.configure(access_log=args.access_log)
-    app.run(args.host, args.port, workers=args.python_workers)
+
+    def build():
+        app = _load(args.app, fresh=True)
+        if args.access_log:
+            app.configure(access_log=args.access_log)
+        return app
+
+    build().run(args.host, args.port, workers=args.python_workers, reload_app=build)
     return 0
 
 

@@ -109,3 +109,44 @@ def test_serve_runs_an_app_and_stops_on_sigterm(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert f"edgecore listening on http://127.0.0.1:{port}" in err and "draining" in err
+
+
+def test_sighup_reloads_the_configuration_and_rejects_a_bad_one(tmp_path):
+    import signal
+
+    write_app(tmp_path, 'app = ec.Edge()\n\n@app.route("/v")\ndef v(request, env):\n    return "one"\n')
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgecore", "serve", "myapp:app", "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def get() -> bytes:
+        deadline = time.time() + 30
+        while True:
+            try:
+                return urllib.request.urlopen(f"http://127.0.0.1:{port}/v", timeout=2).read()
+            except OSError:
+                assert proc.poll() is None and time.time() < deadline
+                time.sleep(0.1)
+
+    try:
+        assert get() == b"one"
+        write_app(tmp_path, 'app = ec.Edge()\n\n@app.route("/v")\ndef v(request, env):\n    return "two"\n')
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while get() != b"two":
+            assert time.time() < deadline, "not reloaded"
+            time.sleep(0.1)
+        # A bad configuration is rejected and the running one stays.
+        write_app(tmp_path, 'app = ec.Edge()\napp.headers(request={"x": "{nope}"})\n')
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert get() == b"two"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "configuration reloaded" in err and "reload rejected" in err and "unknown template variable" in err
