@@ -191,6 +191,21 @@ impl PyServer {
         }
     }
 
+    /// Moves the server's clock forward by `seconds`, for tests (token expiry, cache freshness,
+    /// in-process rate limits). `edgecore.testing.TestClient.advance` calls it.
+    fn advance_clock(&self, seconds: f64) -> PyResult<()> {
+        if !(seconds.is_finite() && seconds >= 0.0) {
+            return Err(config_error("seconds must be a non-negative number"));
+        }
+        match &*self.handle.lock() {
+            Some(h) => {
+                h.advance_clock(seconds);
+                Ok(())
+            }
+            None => Err(config_error("the server is stopped")),
+        }
+    }
+
     /// The bound port.
     #[getter]
     fn port(&self) -> u16 {

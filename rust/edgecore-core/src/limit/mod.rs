@@ -189,6 +189,14 @@ impl RateLimiter {
         self.redis.as_ref().map(|r| r.conn())
     }
 
+    /// The in-process limiter's clock (ns), or None for a shared limiter.
+    pub fn local_now(&self) -> Option<u64> {
+        if self.redis.is_some() {
+            return None;
+        }
+        self.local.as_ref().map(LocalLimiter::now)
+    }
+
     /// Checks decided by the failure policy so far.
     pub fn fallbacks(&self) -> u64 {
         self.fallbacks.load(Ordering::Relaxed)

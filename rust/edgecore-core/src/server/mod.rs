@@ -58,6 +58,15 @@ impl ServerHandle {
         self.shared.plan.store(Arc::new(plan));
     }
 
+    /// Moves the pipeline's clock forward by `seconds` (tests: token expiry, cache freshness,
+    /// in-process rate limits).
+    pub fn advance_clock(&self, seconds: f64) {
+        let ns = (seconds.max(0.0) * 1e9) as u64;
+        self.shared
+            .clock_offset_ns
+            .fetch_add(ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(std::sync::atomic::Ordering::Relaxed)
@@ -106,6 +115,7 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
     let shared = Arc::new(Shared {
         access_log,
         metrics: Default::default(),
+        clock_offset_ns: AtomicU64::new(0),
         plan: ArcSwap::from_pointee(plan),
         proxy: Proxy::new(
             Duration::from_secs_f64(s.origin_connect_timeout),

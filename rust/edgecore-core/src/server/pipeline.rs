@@ -33,6 +33,9 @@ use crate::limit::Decision;
 /// What every request shares: the current plan (swapped atomically on reload), the origin
 /// client, the bridge to Python, and counters.
 pub struct Shared {
+    /// Seconds added to the clock (nanoseconds): only `TestClient.advance` moves it, so that
+    /// tests control token expiry, cache freshness and in-process rate limits. 0 in production.
+    pub clock_offset_ns: AtomicU64,
     /// Prometheus counters.
     pub metrics: super::metrics::Metrics,
     /// The access log, when enabled.
@@ -139,6 +142,9 @@ fn now() -> f64 {
     crate::clock::now()
 }
 
+/// Nanoseconds per second, for the test clock.
+const NS: f64 = 1e9;
+
 fn rate_headers(d: &Decision, h: &mut http::HeaderMap) {
     h.insert("ratelimit-limit", HeaderValue::from(d.limit));
     h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
@@ -168,6 +174,11 @@ fn country_ok(allowed: &Option<Vec<String>>, req: &Request) -> bool {
 }
 
 impl Shared {
+    /// The pipeline's clock: wall time plus the test offset.
+    pub fn now(&self) -> f64 {
+        now() + self.clock_offset_ns.load(Ordering::Relaxed) as f64 / NS
+    }
+
     /// The Prometheus text for a scrape (served by Rust: no Python, no lock).
     fn metrics_response(&self, plan: &Plan) -> http::Response<Body> {
         let queued = self.bridge.as_ref().map_or(0, |b| b.queued()) as f64;
@@ -408,7 +419,7 @@ impl Shared {
                 extras.decision = Some("jwt_rejected");
                 return Ok(unauthorized(None));
             };
-            let t = now();
+            let t = self.now();
             let mut result = rule.verifier.verify_now(token.as_bytes(), t);
             if matches!(&result, Err(e) if e.kind == ErrorKind::TokenKeyNotFound) {
                 if let Some(remote) = rule.verifier.remote_jwks() {
@@ -452,7 +463,13 @@ impl Shared {
                     None => format!("ip:{ip}"),
                 },
             };
-            let d = rule.limiter.check(&format!("{}{key}", rule.namespace), 1).await?;
+            let offset = self.clock_offset_ns.load(Ordering::Relaxed);
+            let limit_key = format!("{}{key}", rule.namespace);
+            let d = match rule.limiter.local_now() {
+                // The test clock moves in-process limiters too (Redis keeps its own clock).
+                Some(t) if offset > 0 => rule.limiter.check_local(limit_key.as_bytes(), 1, Some(t + offset))?,
+                _ => rule.limiter.check(&limit_key, 1).await?,
+            };
             self.metrics.limiter[usize::from(!d.allowed)].fetch_add(1, Ordering::Relaxed);
             if !d.allowed {
                 extras.decision = Some("rate_limited");
@@ -590,7 +607,7 @@ impl Shared {
         }
         let dims_ref: Vec<(&str, &str)> = dims.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         let key = cache_key(&request, "http", &rule.key, &dims_ref);
-        let t = now();
+        let t = self.now();
         match rule.cache.lookup(&request, &key, t) {
             Lookup::Hit(r) => {
                 extras.cache_status = Some("HIT");
@@ -611,7 +628,7 @@ impl Shared {
                                 .await;
                             match fetched {
                                 Ok(resp) => {
-                                    rule.cache.store(&request, &key, &resp, now());
+                                    rule.cache.store(&request, &key, &resp, this.now());
                                     Ok(resp)
                                 }
                                 Err(e) => Err((e.http_status(), e.context.to_string())),
@@ -629,14 +646,20 @@ impl Shared {
                 match self.fetch_full(plan, conditional, body, prior_xff).await {
                     Ok(r) if r.status == StatusCode::NOT_MODIFIED => {
                         extras.cache_status = Some("REVALIDATED");
-                        Ok(from_core(rule.cache.revalidated(&request, &key, &entry, &r, now())))
+                        Ok(from_core(rule.cache.revalidated(
+                            &request,
+                            &key,
+                            &entry,
+                            &r,
+                            self.now(),
+                        )))
                     }
                     Ok(r) => {
-                        rule.cache.store(&request, &key, &r, now());
+                        rule.cache.store(&request, &key, &r, self.now());
                         extras.cache_status = Some("MISS");
                         Ok(from_core(r))
                     }
-                    Err(e) => rule.cache.stale_on_error(&entry, now()).map(from_core).ok_or(e),
+                    Err(e) => rule.cache.stale_on_error(&entry, self.now()).map(from_core).ok_or(e),
                 }
             }
             Lookup::Miss(entry) => {
@@ -647,7 +670,7 @@ impl Shared {
                     .run(&key, || async {
                         match self.fetch_full(plan, request.clone(), body, prior_xff).await {
                             Ok(r) => {
-                                cache.store(&request, &key, &r, now());
+                                cache.store(&request, &key, &r, self.now());
                                 Ok(r)
                             }
                             Err(e) => Err((e.http_status(), e.context.to_string())),
@@ -657,7 +680,7 @@ impl Shared {
                     .0;
                 match fetched {
                     Ok(r) => Ok(from_core(r)),
-                    Err((status, msg)) => match entry.and_then(|e| rule.cache.stale_on_error(&e, now())) {
+                    Err((status, msg)) => match entry.and_then(|e| rule.cache.stale_on_error(&e, self.now())) {
                         Some(stale) => Ok(from_core(stale)),
                         None => {
                             let kind = if status == 504 {
