@@ -337,6 +337,8 @@ class Running:
     def __init__(self, app: Edge, core: _core.Server, workers: int) -> None:
         self.app = app
         self.core = core
+        # Handlers only ever grow (see reload): a job refers to an index that stays valid.
+        self._handlers: list[Handler] = list(app._handlers)
         self._env = Env(app._kv)
         self._stopping = threading.Event()
         self._loop = asyncio.new_event_loop()
@@ -358,9 +360,19 @@ class Running:
         return self.core.port
 
     def reload(self, app: Edge | None = None) -> None:
-        """Swap in ``app``'s configuration (same handlers list) without dropping connections."""
+        """Swap in ``app``'s configuration without dropping connections.
+
+        The new app's handlers are appended (its handler indices offset accordingly) before the
+        plan is swapped, so requests the old plan already handed to Python and those the new plan
+        hands over both find their functions: there is no window where an index points into the
+        wrong list."""
         app = app or self.app
-        self.core.reload(app.spec_json(), **app._core_args())
+        base = len(self._handlers)
+        spec = json.loads(app.spec_json())
+        for entry in spec["routes"] + spec["middleware"]:
+            entry["handler"] += base
+        self._handlers.extend(app._handlers)
+        self.core.reload(json.dumps(spec), **app._core_args())
         self.app = app
         self._env = Env(app._kv)
 
@@ -389,7 +401,7 @@ class Running:
                 self._dispatch(job)
 
     def _dispatch(self, job: _core.PendingJob) -> None:
-        fn = self.app._handlers[job.handler]
+        fn = self._handlers[job.handler]
         try:
             result = fn(job.request, self._env) if job.kind == "route" else fn(job.request)
         except Exception:

@@ -433,3 +433,30 @@ def test_configuration_errors_name_the_problem():
         bad = ec.Edge()
         bad.cache(paths=["no-slash"])
         bad.serve()
+
+
+def test_reload_swaps_handlers_and_policies_without_dropping_connections(origin):
+    app = ec.Edge(origin=origin.url)
+
+    @app.route("/v")
+    def one(request, env):
+        return "one"
+
+    new = ec.Edge(origin=origin.url)
+    new.redirect(to="/elsewhere", paths=["/old"])
+
+    @new.route("/v")
+    def two(request, env):
+        return "two"
+
+    with app.serve() as s:
+        assert call(s.url, "/v").body == b"one"
+        assert call(s.url, "/old").status == 200
+        s.reload(new)
+        assert call(s.url, "/v").body == b"two"
+        assert call(s.url, "/old").status == 302
+        bad = ec.Edge()
+        bad.headers(request={"x": "{nope}"})
+        with pytest.raises(ec.ConfigError):
+            s.reload(bad)
+        assert call(s.url, "/v").body == b"two", "a rejected reload keeps the running app"
