@@ -382,6 +382,7 @@ class Server:
         limiters: list[RateLimiter] = ...,
         geo: GeoDB | None = None,
         bots: BotDetector | None = None,
+        reuse_port: bool = False,
     ) -> Server: ...
     def next_jobs(self, max: int = 64, timeout: float = 0.1) -> list[PendingJob]: ...
     def reload(

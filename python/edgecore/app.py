@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -284,9 +285,11 @@ class Edge:
         never apply or risky settings). A bad configuration raises ``ec.ConfigError``."""
         return _core.check_app(self.spec_json(), **self._core_args())
 
-    def serve(self, host: str = "127.0.0.1", port: int = 0, *, workers: int = 4) -> Running:
-        """Start serving in the background; use as a context manager (stops and drains on exit)."""
-        core = _core.Server(self.spec_json(), host=host, port=port, **self._core_args())
+    def serve(self, host: str = "127.0.0.1", port: int = 0, *, workers: int = 4, reuse_port: bool = False) -> Running:
+        """Start serving in the background; use as a context manager (stops and drains on exit).
+        ``workers`` is the number of Python handler threads; ``reuse_port`` lets several processes
+        share the port (SO_REUSEPORT)."""
+        core = _core.Server(self.spec_json(), host=host, port=port, reuse_port=reuse_port, **self._core_args())
         return Running(self, core, workers)
 
     def run(
@@ -296,12 +299,13 @@ class Edge:
         *,
         workers: int = 4,
         reload_app: Callable[[], Edge] | None = None,
+        reuse_port: bool = False,
     ) -> None:
         """Serve until Ctrl-C or SIGTERM, then drain in-flight requests and return. With
         ``reload_app``, SIGHUP builds a new app with it and swaps it in without dropping a
         connection; a configuration that fails keeps the old one (the error is logged)."""
-        running = self.serve(host, port, workers=workers)
-        print(f"edgecore listening on {running.url}", file=sys.stderr, flush=True)
+        running = self.serve(host, port, workers=workers, reuse_port=reuse_port)
+        print(f"edgecore listening on {running.url} (pid {os.getpid()})", file=sys.stderr, flush=True)
         for line in running.core.summary:
             print(f"  active: {line}", file=sys.stderr)
         for w in running.core.warnings:

@@ -37,13 +37,42 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if args.workers > 1:
+        return _supervise(args)
+
     def build():
         app = _load(args.app, fresh=True)
         if args.access_log:
             app.configure(access_log=args.access_log)
         return app
 
-    build().run(args.host, args.port, workers=args.python_workers, reload_app=build)
+    build().run(args.host, args.port, workers=args.python_workers, reload_app=build, reuse_port=args.reuse_port)
+    return 0
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    """--workers N: N server processes sharing the port (SO_REUSEPORT); signals are forwarded,
+    and the supervisor exits when they have all stopped."""
+    import signal
+    import subprocess
+
+    if args.port == 0:
+        raise SystemExit("edgecore: --workers needs a fixed --port")
+    child = [sys.executable, "-m", "edgecore", "serve", args.app, "--host", args.host, "--port", str(args.port)]
+    child += ["--python-workers", str(args.python_workers), "--log-level", args.log_level, "--reuse-port"]
+    if args.access_log:
+        child += ["--access-log", args.access_log]
+    procs = [subprocess.Popen(child) for _ in range(args.workers)]
+
+    def forward(signum, _frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, forward)
+    codes = [p.wait() for p in procs]
+    return max(codes, key=abs)
     return 0
 
 
@@ -77,7 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("app", help="MODULE:ATTR of an ec.Edge")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--python-workers", type=int, default=4, help="threads running Python handlers")
+    serve.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
+    serve.add_argument("--python-workers", type=int, default=4, help="threads running Python handlers, per process")
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--access-log", metavar="FILE", help="JSON-lines access log to FILE (- for stderr); off by default"

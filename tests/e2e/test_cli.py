@@ -150,3 +150,36 @@ def test_sighup_reloads_the_configuration_and_rejects_a_bad_one(tmp_path):
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "configuration reloaded" in err and "reload rejected" in err and "unknown template variable" in err
+
+
+def test_workers_share_the_port_and_stop_together(tmp_path):
+    import signal
+
+    write_app(
+        tmp_path,
+        'import os\napp = ec.Edge()\n\n@app.route("/pid")\ndef pid(request, env):\n    return str(os.getpid())\n',
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgecore", "serve", "myapp:app", "--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pids = set()
+        deadline = time.time() + 30
+        while len(pids) < 2 and time.time() < deadline:
+            try:
+                # A new connection each time: the kernel spreads connections across the processes.
+                pids.add(urllib.request.urlopen(f"http://127.0.0.1:{port}/pid", timeout=2).read())
+            except OSError:
+                assert proc.poll() is None
+                time.sleep(0.05)
+        assert len(pids) == 2, pids
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert err.count("edgecore listening on") == 2

@@ -62,6 +62,28 @@ fn build_plan(
     Plan::build(spec, objects).map_err(|e| CoreError(e).into())
 }
 
+/// Binds the listening socket. With `reuse_port`, several processes can bind the same port and
+/// the kernel spreads connections between them (SO_REUSEPORT: `edgecore serve --workers N`).
+fn bind(host: &str, port: u16, reuse_port: bool) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 /// Compiles an app without serving it: returns (active policies, warnings); a bad configuration
 /// raises ConfigError. `edgecore check` uses it.
 #[pyfunction]
@@ -92,7 +114,7 @@ pub struct PyServer {
 impl PyServer {
     /// Compiles the app and starts serving on host:port (port 0: any free port).
     #[new]
-    #[pyo3(signature = (spec, *, host="127.0.0.1", port=0, verifiers=vec![], limiters=vec![], geo=None, bots=None))]
+    #[pyo3(signature = (spec, *, host="127.0.0.1", port=0, verifiers=vec![], limiters=vec![], geo=None, bots=None, reuse_port=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -103,13 +125,14 @@ impl PyServer {
         limiters: Vec<PyRef<'_, PyRateLimiter>>,
         geo: Option<PyRef<'_, PyGeoDB>>,
         bots: Option<PyRef<'_, PyBotDetector>>,
+        reuse_port: bool,
     ) -> PyResult<Self> {
         let plan = build_plan(spec, &verifiers, &limiters, geo.as_ref(), bots.as_ref())?;
         let summary = plan.summary();
         let warnings = plan.warnings();
         let queue = plan.server.python_queue.max(1);
-        let listener = TcpListener::bind((host, port))
-            .map_err(|e| config_error(format!("cannot listen on {host}:{port}: {e}")))?;
+        let listener =
+            bind(host, port, reuse_port).map_err(|e| config_error(format!("cannot listen on {host}:{port}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| config_error(e.to_string()))?;
         let (tx, rx) = crossbeam_channel::bounded(queue);
         let bridge = Arc::new(QueueBridge { tx });
