@@ -21,6 +21,28 @@ def edgecore(tmp_path, *args: str, timeout: float = 60) -> subprocess.CompletedP
     )
 
 
+def start_serve(tmp_path, port: int, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgecore", "serve", "myapp:app", "--port", str(port), *extra],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def fetch(proc: subprocess.Popen, url: str, timeout: float = 30) -> bytes:
+    """GETs url, retrying while the server starts; fails if the server process exits."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            return urllib.request.urlopen(url, timeout=2).read()
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline, f"no answer from {url}"
+            time.sleep(0.05)
+
+
 def test_check_accepts_a_good_app(tmp_path):
     write_app(
         tmp_path,
@@ -85,25 +107,9 @@ def test_serve_runs_an_app_and_stops_on_sigterm(tmp_path):
         """,
     )
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgecore", "serve", "myapp:app", "--port", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_serve(tmp_path, port)
     try:
-        deadline = time.time() + 30
-        while True:
-            try:
-                body = urllib.request.urlopen(f"http://127.0.0.1:{port}/hi", timeout=2).read()
-                break
-            except OSError:
-                assert proc.poll() is None and time.time() < deadline, (
-                    proc.stderr.read() if proc.poll() is not None else "timeout"
-                )
-                time.sleep(0.1)
-        assert body == b"hi from serve"
+        assert fetch(proc, f"http://127.0.0.1:{port}/hi") == b"hi from serve"
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
@@ -116,22 +122,10 @@ def test_sighup_reloads_the_configuration_and_rejects_a_bad_one(tmp_path):
 
     write_app(tmp_path, 'app = ec.Edge()\n\n@app.route("/v")\ndef v(request, env):\n    return "one"\n')
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgecore", "serve", "myapp:app", "--port", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_serve(tmp_path, port)
 
     def get() -> bytes:
-        deadline = time.time() + 30
-        while True:
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{port}/v", timeout=2).read()
-            except OSError:
-                assert proc.poll() is None and time.time() < deadline
-                time.sleep(0.1)
+        return fetch(proc, f"http://127.0.0.1:{port}/v")
 
     try:
         assert get() == b"one"
@@ -160,23 +154,13 @@ def test_workers_share_the_port_and_stop_together(tmp_path):
         'import os\napp = ec.Edge()\n\n@app.route("/pid")\ndef pid(request, env):\n    return str(os.getpid())\n',
     )
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edgecore", "serve", "myapp:app", "--port", str(port), "--workers", "2"],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_serve(tmp_path, port, "--workers", "2")
     try:
         pids = set()
         deadline = time.time() + 30
         while len(pids) < 2 and time.time() < deadline:
-            try:
-                # A new connection each time: the kernel spreads connections across the processes.
-                pids.add(urllib.request.urlopen(f"http://127.0.0.1:{port}/pid", timeout=2).read())
-            except OSError:
-                assert proc.poll() is None
-                time.sleep(0.05)
+            # A new connection each time: the kernel spreads connections across the processes.
+            pids.add(fetch(proc, f"http://127.0.0.1:{port}/pid"))
         assert len(pids) == 2, pids
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -65,6 +65,20 @@ def test_origin_failures_are_502_and_504(origin):
         assert call(s.url, "/").status == 502
 
 
+def test_dev_headers_are_ignored_and_dropped_outside_dev_mode(origin):
+    app = ec.Edge(origin=origin.url).bots("tag")
+    dev = {"X-Edge-Dev-Client-Ip": "192.0.2.1", "X-Edge-Dev-Country": "DE", "X-Edge-Dev-Bot": "1"}
+    browser = "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
+    with app.serve() as s:
+        seen = call(s.url, "/", headers={**dev, "User-Agent": browser}).json()["headers"]
+        assert not [h for h in seen if h.startswith("x-edge-dev-")], seen
+        assert "x-edge-bot" not in seen, "X-Edge-Dev-Bot is not honoured outside dev mode"
+        assert seen["x-forwarded-for"] == "127.0.0.1"
+        # Alone, too: the bot header must not reach the origin either.
+        only_bot = call(s.url, "/", headers={"X-Edge-Dev-Bot": "1", "User-Agent": browser}).json()["headers"]
+        assert "x-edge-dev-bot" not in only_bot and "x-edge-bot" not in only_bot
+
+
 def test_no_origin_and_no_route_is_404():
     with ec.Edge().serve() as s:
         assert call(s.url, "/nothing").status == 404

@@ -451,11 +451,8 @@ impl PyHTTPCache {
     /// After a response to an unsafe method, drops the target URL (all variants); returns how many.
     fn invalidate(&self, request: &Bound<'_, PyRequest>, response: &Bound<'_, PyResponse>) -> PyResult<usize> {
         let req = request.get().to_core();
-        let mut get = req.clone();
-        get.method = http::Method::GET;
-        let key = self.key(&get, None)?;
-        let url = key.split(cache::key::SEP).next().unwrap_or("");
-        Ok(self.inner.invalidate(&req, response.get().status, url))
+        let url = cache::url_key(&req, &self.scheme, &self.opts);
+        Ok(self.inner.invalidate(&req.method, response.get().status, &url))
     }
 
     /// Removes every entry whose key starts with `prefix` (a URL prefix); returns how many.

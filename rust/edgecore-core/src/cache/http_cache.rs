@@ -274,13 +274,13 @@ impl HttpCache {
         (!entry.decision.must_revalidate && s < entry.decision.stale_if_error).then(|| entry.served(now, "STALE"))
     }
 
-    /// After an unsafe method's response, drops the cached URL (every variant and dimension of
-    /// `url_prefix`, which is the key up to and excluding the method). Returns entries removed.
-    pub fn invalidate(&self, request: &Request, status: http::StatusCode, url_prefix: &str) -> usize {
-        if !invalidates(&request.method, status) {
+    /// After an unsafe method's response, drops the cached URL: every method, variant and
+    /// dimension stored under `url_key` (see [`super::key::url_key`]). Returns entries removed.
+    pub fn invalidate(&self, method: &http::Method, status: http::StatusCode, url_key: &str) -> usize {
+        if !invalidates(method, status) {
             return 0;
         }
-        self.store.purge(&format!("{url_prefix}{SEP}"))
+        self.store.purge(&format!("{url_key}{SEP}"))
     }
 }
 

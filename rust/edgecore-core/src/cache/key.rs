@@ -32,6 +32,21 @@ impl KeyOptions {
 
 /// The primary key of `request`: URL, method and dimensions.
 pub fn cache_key(request: &Request, scheme: &str, opts: &KeyOptions, dimensions: &[(&str, &str)]) -> String {
+    let mut key = url_key(request, scheme, opts);
+    key.push(SEP);
+    key.push_str(request.method.as_str());
+    for (name, value) in dimensions {
+        key.push(SEP);
+        key.push_str(name);
+        key.push('=');
+        key.push_str(value);
+    }
+    key
+}
+
+/// The URL part of the key (`scheme://host/path?normalized-query`): every key of that URL, for
+/// any method and dimension, starts with it followed by [`SEP`].
+pub fn url_key(request: &Request, scheme: &str, opts: &KeyOptions) -> String {
     let url = request.url(scheme);
     let mut host = url.host.to_ascii_lowercase();
     let default_port = if url.scheme == "https" { 443 } else { 80 };
@@ -50,14 +65,6 @@ pub fn cache_key(request: &Request, scheme: &str, opts: &KeyOptions, dimensions:
             key.push('?');
             key.push_str(&params.join("&"));
         }
-    }
-    key.push(SEP);
-    key.push_str(request.method.as_str());
-    for (name, value) in dimensions {
-        key.push(SEP);
-        key.push_str(name);
-        key.push('=');
-        key.push_str(value);
     }
     key
 }

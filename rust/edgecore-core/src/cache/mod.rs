@@ -14,6 +14,6 @@ pub mod policy;
 pub mod store;
 
 pub use http_cache::{Entry, HttpCache, Lookup};
-pub use key::{cache_key, KeyOptions};
+pub use key::{cache_key, url_key, KeyOptions};
 pub use policy::{storable, StoreDecision};
 pub use store::{ShardedLru, Weighted};

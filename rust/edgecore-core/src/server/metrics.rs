@@ -9,8 +9,36 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// What answered a request.
-pub const DECISIONS: [&str; 15] = [
+/// What answered a request (the access log's `decision`, the metrics' `decision` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub enum Decision {
+    Proxied,
+    Handler,
+    Middleware,
+    NotFound,
+    MethodNotAllowed,
+    CacheHit,
+    CacheMiss,
+    CacheStale,
+    CacheRevalidated,
+    BotBlocked,
+    Redirect,
+    JwtRejected,
+    RateLimited,
+    Rejected,
+    Error,
+}
+
+impl Decision {
+    /// The label.
+    pub fn as_str(self) -> &'static str {
+        DECISIONS[self as usize]
+    }
+}
+
+/// Labels, in the order of [`Decision`].
+const DECISIONS: [&str; 15] = [
     "proxied",
     "handler",
     "middleware",
@@ -82,13 +110,9 @@ pub struct Metrics {
 
 impl Metrics {
     /// Counts one request.
-    pub fn request(&self, decision: &str, status: u16) {
-        let d = DECISIONS
-            .iter()
-            .position(|x| *x == decision)
-            .unwrap_or(DECISIONS.len() - 1);
+    pub fn request(&self, decision: Decision, status: u16) {
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
-        self.requests[d][class].fetch_add(1, Ordering::Relaxed);
+        self.requests[decision as usize][class].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The text exposition. `gauges` are (name, help, value) computed at scrape time.
@@ -143,9 +167,9 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_buckets() {
         let m = Metrics::default();
-        m.request("cache_hit", 200);
-        m.request("rate_limited", 429);
-        m.request("unknown", 500);
+        m.request(Decision::CacheHit, 200);
+        m.request(Decision::RateLimited, 429);
+        m.request(Decision::Error, 500);
         m.latency.observe(Duration::from_micros(300));
         m.latency.observe(Duration::from_millis(30));
         let text = m.render(&[("edgecore_python_queue_depth", "Jobs waiting.", 3.0)]);

@@ -23,12 +23,13 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 
 use super::bridge::{Bridge, Job, JobKind, Reply};
+use super::metrics::Decision;
 use super::plan::{CacheRule, LimitKey, Origin, Plan};
 use super::proxy::{Body, BoxError, Proxy};
-use crate::cache::{cache_key, Lookup};
+use crate::cache::{cache_key, url_key, Lookup};
 use crate::error::{Error, ErrorKind};
 use crate::http::{Headers, Request, Response};
-use crate::limit::Decision;
+use crate::limit::Decision as RateDecision;
 
 /// What every request shares: the current plan (swapped atomically on reload), the origin
 /// client, the bridge to Python, and counters.
@@ -96,45 +97,19 @@ enum BodyState {
 }
 
 /// Per-request state gathered by the phases, applied to the response at the end.
-/// Which path produced a response that no earlier phase answered (set in the response
-/// extensions by `produce`, read by the access log).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// A Python route handler.
-    Handler,
-    /// A Python middleware answered.
-    Middleware,
-    /// The origin.
-    Proxied,
-    /// No route and no origin.
-    NotFound,
-    /// The path has routes, not for this method.
-    MethodNotAllowed,
-}
-
-impl Source {
-    fn as_str(self) -> &'static str {
-        match self {
-            Source::Handler => "handler",
-            Source::Middleware => "middleware",
-            Source::Proxied => "proxied",
-            Source::NotFound => "not_found",
-            Source::MethodNotAllowed => "method_not_allowed",
-        }
-    }
-}
-
-fn tag(mut r: http::Response<Body>, s: Source) -> http::Response<Body> {
+/// Marks which path produced a response that no earlier phase answered (`produce` runs inside
+/// coalesced fetches without the per-request extras, so the decision travels in the extensions).
+fn tag(mut r: http::Response<Body>, s: Decision) -> http::Response<Body> {
     r.extensions_mut().insert(s);
     r
 }
 
 #[derive(Default)]
 struct Extras {
-    decision: Option<&'static str>,
+    decision: Option<Decision>,
     client_ip: Option<IpAddr>,
     set_cookies: Vec<HeaderValue>,
-    rate: Option<Decision>,
+    rate: Option<RateDecision>,
     cache_status: Option<&'static str>,
 }
 
@@ -142,10 +117,21 @@ fn now() -> f64 {
     crate::clock::now()
 }
 
+/// Headers that set the client IP, country and bot status in dev mode.
+const DEV_HEADERS: [&str; 3] = ["x-edge-dev-client-ip", "x-edge-dev-country", "x-edge-dev-bot"];
+
+/// A claim as header/key text: strings as they are, other JSON values serialised.
+pub(crate) fn claim_text(v: &serde_json::Value) -> std::borrow::Cow<'_, str> {
+    match v {
+        serde_json::Value::String(s) => std::borrow::Cow::Borrowed(s),
+        v => std::borrow::Cow::Owned(v.to_string()),
+    }
+}
+
 /// Nanoseconds per second, for the test clock.
 const NS: f64 = 1e9;
 
-fn rate_headers(d: &Decision, h: &mut http::HeaderMap) {
+fn rate_headers(d: &RateDecision, h: &mut http::HeaderMap) {
     h.insert("ratelimit-limit", HeaderValue::from(d.limit));
     h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
     h.insert("ratelimit-reset", HeaderValue::from(d.reset_after.ceil() as u64));
@@ -232,23 +218,24 @@ impl Shared {
         let decision = extras
             .decision
             .or(match extras.cache_status {
-                Some("HIT") => Some("cache_hit"),
-                Some("STALE") => Some("cache_stale"),
-                Some("REVALIDATED") => Some("cache_revalidated"),
-                Some("MISS") => Some("cache_miss"),
+                Some("HIT") => Some(Decision::CacheHit),
+                Some("STALE") => Some(Decision::CacheStale),
+                Some("REVALIDATED") => Some(Decision::CacheRevalidated),
+                Some("MISS") => Some(Decision::CacheMiss),
                 _ => None,
             })
-            .or_else(|| resp.extensions().get::<Source>().map(|s| s.as_str()))
+            .or_else(|| resp.extensions().get::<Decision>().copied())
             .unwrap_or(if resp.status().is_server_error() {
-                "error"
+                Decision::Error
             } else {
-                "rejected"
+                Decision::Rejected
             });
-        // The body's exact size when known (full bodies, or a Content-Length from the origin);
-        // null for a streamed body of unknown length.
+        let elapsed = t0.elapsed();
         self.metrics.request(decision, resp.status().as_u16());
-        self.metrics.latency.observe(t0.elapsed());
+        self.metrics.latency.observe(elapsed);
         if let (Some(log), Some((method, path))) = (&self.access_log, logged) {
+            // The body's exact size when known (full bodies, or a Content-Length from the origin);
+            // null for a streamed body of unknown length.
             let bytes = hyper::body::Body::size_hint(resp.body()).exact();
             let line = serde_json::json!({
                 "time": crate::clock::now(),
@@ -257,8 +244,8 @@ impl Shared {
                 "path": path,
                 "status": resp.status().as_u16(),
                 "bytes": bytes,
-                "duration_ms": t0.elapsed().as_secs_f64() * 1000.0,
-                "decision": decision,
+                "duration_ms": elapsed.as_secs_f64() * 1000.0,
+                "decision": decision.as_str(),
             });
             log.write(line.to_string());
         }
@@ -360,7 +347,7 @@ impl Shared {
             }
             request.edge.is_bot = is_bot;
             if is_bot && b.block {
-                extras.decision = Some("bot_blocked");
+                extras.decision = Some(Decision::BotBlocked);
                 return Ok(status_response(StatusCode::FORBIDDEN, "Forbidden"));
             }
             if is_bot {
@@ -370,12 +357,12 @@ impl Shared {
                     .insert("x-edge-bot", HeaderValue::from_static("1"));
             }
         }
-        if dev || request.headers.contains("x-edge-dev-client-ip") || request.headers.contains("x-edge-dev-country") {
+        if DEV_HEADERS.iter().any(|h| request.headers.contains(h)) {
             // Never forwarded, and never honoured outside dev mode.
             let h = request.headers.as_map_mut();
-            h.remove("x-edge-dev-client-ip");
-            h.remove("x-edge-dev-country");
-            h.remove("x-edge-dev-bot");
+            for name in DEV_HEADERS {
+                h.remove(name);
+            }
         }
 
         // ---- redirects and rewrites ----
@@ -383,7 +370,7 @@ impl Shared {
         for r in &plan.redirects {
             if r.paths.matches(&path) && country_ok(&r.country, &request) {
                 let location = r.to.render(&request);
-                extras.decision = Some("redirect");
+                extras.decision = Some(Decision::Redirect);
                 return Ok(from_core(crate::http::redirect(&location, r.status)?));
             }
         }
@@ -408,15 +395,9 @@ impl Shared {
                 .header("authorization")
                 .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
                 .map(str::trim)
-                .map(str::to_owned)
-                .or_else(|| {
-                    rule.cookie
-                        .as_deref()
-                        .and_then(|c| cookie(&request, c))
-                        .map(str::to_owned)
-                });
+                .or_else(|| rule.cookie.as_deref().and_then(|c| cookie(&request, c)));
             let Some(token) = token else {
-                extras.decision = Some("jwt_rejected");
+                extras.decision = Some(Decision::JwtRejected);
                 return Ok(unauthorized(None));
             };
             let t = self.now();
@@ -431,19 +412,15 @@ impl Shared {
             match result {
                 Ok(claims) => {
                     for (claim, header) in &rule.claims_to_headers {
-                        let v = match claims.get(claim) {
-                            Some(serde_json::Value::String(s)) => s.clone(),
-                            Some(v) => v.to_string(),
-                            None => continue,
-                        };
-                        if let Ok(v) = HeaderValue::from_str(&v) {
+                        let Some(v) = claims.get(claim) else { continue };
+                        if let Ok(v) = HeaderValue::from_str(&claim_text(v)) {
                             request.headers.as_map_mut().insert(header.clone(), v);
                         }
                     }
                     request.edge.claims = Some(Arc::new(claims));
                 }
                 Err(e) => {
-                    extras.decision = Some("jwt_rejected");
+                    extras.decision = Some(Decision::JwtRejected);
                     return Ok(unauthorized(Some(&e)));
                 }
             }
@@ -451,20 +428,21 @@ impl Shared {
 
         // ---- rate limits ----
         for rule in plan.rate_limits.iter().filter(|r| r.paths.matches(&path)) {
-            let key = match &rule.key {
-                LimitKey::Ip => ip.to_string(),
+            use std::fmt::Write as _;
+            let mut limit_key = String::with_capacity(rule.namespace.len() + 40);
+            limit_key.push_str(&rule.namespace);
+            let _ = match &rule.key {
+                LimitKey::Ip => write!(limit_key, "{ip}"),
                 LimitKey::Header(h) => match request.headers.get(h.as_str()) {
-                    Some(v) => String::from_utf8_lossy(v).into_owned(),
-                    None => format!("ip:{ip}"),
+                    Some(v) => write!(limit_key, "{}", String::from_utf8_lossy(v)),
+                    None => write!(limit_key, "ip:{ip}"),
                 },
                 LimitKey::Claim(c) => match request.edge.claims.as_ref().and_then(|m| m.get(c)) {
-                    Some(serde_json::Value::String(s)) => s.clone(),
-                    Some(v) => v.to_string(),
-                    None => format!("ip:{ip}"),
+                    Some(v) => write!(limit_key, "{}", claim_text(v)),
+                    None => write!(limit_key, "ip:{ip}"),
                 },
             };
             let offset = self.clock_offset_ns.load(Ordering::Relaxed);
-            let limit_key = format!("{}{key}", rule.namespace);
             let d = match rule.limiter.local_now() {
                 // The test clock moves in-process limiters too (Redis keeps its own clock).
                 Some(t) if offset > 0 => rule.limiter.check_local(limit_key.as_bytes(), 1, Some(t + offset))?,
@@ -472,7 +450,7 @@ impl Shared {
             };
             self.metrics.limiter[usize::from(!d.allowed)].fetch_add(1, Ordering::Relaxed);
             if !d.allowed {
-                extras.decision = Some("rate_limited");
+                extras.decision = Some(Decision::RateLimited);
                 let mut r = status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
                 rate_headers(&d, r.headers_mut());
                 r.headers_mut().insert(
@@ -558,13 +536,9 @@ impl Shared {
                 // An unsafe method on a cached path: a success invalidates the URL.
                 let rule = &plan.cache[i];
                 let method = request.method.clone();
-                let mut get = Request::new(Method::GET, request.uri.clone());
-                get.headers = request.headers.clone();
-                let url_key = cache_key(&get, "http", &rule.key, &[]);
+                let url = url_key(&request, "http", &rule.key);
                 let resp = self.produce(plan, request, body, prior_xff).await?;
-                let url = url_key.split(crate::cache::key::SEP).next().unwrap_or("");
-                rule.cache
-                    .invalidate(&Request::new(method, "/".parse().expect("valid")), resp.status(), url);
+                rule.cache.invalidate(&method, resp.status(), &url);
                 resp
             }
             None => self.produce(plan, request, body, prior_xff).await?,
@@ -761,7 +735,7 @@ impl Shared {
                 .call_python(plan, JobKind::Middleware(mw.handler), request.clone())
                 .await?
             {
-                Reply::Respond(r) => return Ok(tag(from_core(r), Source::Middleware)),
+                Reply::Respond(r) => return Ok(tag(from_core(r), Decision::Middleware)),
                 Reply::Continue(edited) => {
                     request.headers = edited.headers;
                     request.uri = edited.uri;
@@ -793,7 +767,7 @@ impl Shared {
             }
             request.edge.params = params.into_iter().map(|(k, v)| (Arc::from(k.as_str()), v)).collect();
             return match self.call_python(plan, JobKind::Route(route.handler), request).await? {
-                Reply::Respond(r) => Ok(tag(from_core(r), Source::Handler)),
+                Reply::Respond(r) => Ok(tag(from_core(r), Decision::Handler)),
                 Reply::Continue(_) => Err(Error::new(
                     ErrorKind::Internal,
                     crate::error::ErrorSource::Internal,
@@ -813,15 +787,12 @@ impl Shared {
                 http::header::ALLOW,
                 HeaderValue::from_str(&list.join(", ")).expect("methods are tokens"),
             );
-            return Ok(tag(r, Source::MethodNotAllowed));
+            return Ok(tag(r, Decision::MethodNotAllowed));
         }
-        let origin = self
-            .choose_origin(plan, &request)
-            .ok_or_else(|| Error::downstream(ErrorKind::BadRequest, "no route"));
-        let Ok(origin) = origin else {
+        let Some(origin) = Self::choose_origin(plan, &request) else {
             return Ok(tag(
                 status_response(StatusCode::NOT_FOUND, "Not Found"),
-                Source::NotFound,
+                Decision::NotFound,
             ));
         };
         let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
@@ -838,7 +809,7 @@ impl Shared {
             }
         };
         let started = std::time::Instant::now();
-        let forwarded = self.proxy.forward(&origin, parts, up_body, ip, prior_xff).await;
+        let forwarded = self.proxy.forward(origin, parts, up_body, ip, prior_xff).await;
         self.metrics.origin_latency.observe(started.elapsed());
         if forwarded.is_err() {
             self.metrics.origin_errors.fetch_add(1, Ordering::Relaxed);
@@ -846,11 +817,12 @@ impl Shared {
         let resp = forwarded?;
         Ok(tag(
             resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()),
-            Source::Proxied,
+            Decision::Proxied,
         ))
     }
 
-    fn choose_origin(&self, plan: &Plan, request: &Request) -> Option<Origin> {
+    /// The origin for this client: the first matching `origin_for` rule, else the default.
+    fn choose_origin<'p>(plan: &'p Plan, request: &Request) -> Option<&'p Origin> {
         let path = request.path();
         let geo = request.edge.geo.as_deref();
         for rule in &plan.origins {
@@ -866,10 +838,10 @@ impl Shared {
                     .is_some_and(|c| l.iter().any(|x| x == c))
             });
             if country_ok && continent_ok {
-                return Some(rule.origin.clone());
+                return Some(&rule.origin);
             }
         }
-        plan.origin.clone()
+        plan.origin.as_ref()
     }
 
     async fn call_python(&self, plan: &Plan, kind: JobKind, request: Request) -> Result<Reply, Error> {
