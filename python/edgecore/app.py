@@ -243,7 +243,9 @@ class Edge:
         """Server limits and timeouts: header_read_timeout, max_body_bytes, max_header_bytes,
         max_uri_bytes, max_connections, python_queue, handler_timeout, origin_connect_timeout,
         origin_timeout, grace_period, threads, dev_mode, access_log ("-" for stderr or a file path:
-        one JSON line per request), metrics_path (e.g. "/metrics": Prometheus text, served by Rust)."""
+        one JSON line per request), metrics_path (e.g. "/metrics": Prometheus text, served by Rust),
+        tls_cert and tls_key (PEM files: TLS termination with ALPN h2/http1.1; a reload re-reads
+        them, so renewed certificates apply to new connections without a restart)."""
         self._spec["server"].update(limits)
         return self
 

@@ -44,6 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
         app = _load(args.app, fresh=True)
         if args.access_log:
             app.configure(access_log=args.access_log)
+        if args.tls_cert or args.tls_key:
+            app.configure(tls_cert=args.tls_cert, tls_key=args.tls_key)
         return app
 
     build().run(args.host, args.port, workers=args.python_workers, reload_app=build, reuse_port=args.reuse_port)
@@ -62,6 +64,9 @@ def _supervise(args: argparse.Namespace) -> int:
     child += ["--python-workers", str(args.python_workers), "--log-level", args.log_level, "--reuse-port"]
     if args.access_log:
         child += ["--access-log", args.access_log]
+    for flag, value in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if value:
+            child += [flag, value]
     procs = [subprocess.Popen(child) for _ in range(args.workers)]
 
     def forward(signum, _frame):
@@ -73,7 +78,6 @@ def _supervise(args: argparse.Namespace) -> int:
         signal.signal(s, forward)
     codes = [p.wait() for p in procs]
     return max(codes, key=abs)
-    return 0
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -113,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--access-log", metavar="FILE", help="JSON-lines access log to FILE (- for stderr); off by default"
     )
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS: certificate chain (PEM); SIGHUP re-reads it")
+    serve.add_argument("--tls-key", metavar="PEM", help="serve HTTPS: private key (PEM)")
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check", help="validate an app before deploying it: edgecore check app:app")
     check.add_argument("app", help="MODULE:ATTR of an ec.Edge")

@@ -319,7 +319,7 @@ impl PyRequest {
     #[getter]
     fn url(&self) -> PyURL {
         PyURL {
-            inner: self.inner.url("http"),
+            inner: self.inner.url(self.inner.edge.scheme()),
         }
     }
     /// The path of the target.

@@ -108,6 +108,7 @@ pub struct PyServer {
     addr: SocketAddr,
     summary: Vec<String>,
     warnings: Vec<String>,
+    tls: bool,
 }
 
 #[pymethods]
@@ -131,6 +132,7 @@ impl PyServer {
         let summary = plan.summary();
         let warnings = plan.warnings();
         let queue = plan.server.python_queue.max(1);
+        let tls = plan.tls.is_some();
         let listener =
             bind(host, port, reuse_port).map_err(|e| config_error(format!("cannot listen on {host}:{port}: {e}")))?;
         let addr = listener.local_addr().map_err(|e| config_error(e.to_string()))?;
@@ -147,6 +149,7 @@ impl PyServer {
             addr,
             summary,
             warnings,
+            tls,
         })
     }
 
@@ -198,10 +201,7 @@ impl PyServer {
     ) -> PyResult<()> {
         let plan = build_plan(spec, &verifiers, &limiters, geo.as_ref(), bots.as_ref())?;
         match &*self.handle.lock() {
-            Some(h) => {
-                h.reload(plan);
-                Ok(())
-            }
+            Some(h) => h.reload(plan).map_err(|e| CoreError(e).into()),
             None => Err(config_error("the server is stopped")),
         }
     }
@@ -244,9 +244,10 @@ impl PyServer {
     /// `http://host:port`.
     #[getter]
     fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
         match self.addr {
-            SocketAddr::V6(a) => format!("http://[{}]:{}", a.ip(), a.port()),
-            SocketAddr::V4(a) => format!("http://{}:{}", a.ip(), a.port()),
+            SocketAddr::V6(a) => format!("{scheme}://[{}]:{}", a.ip(), a.port()),
+            SocketAddr::V4(a) => format!("{scheme}://{}:{}", a.ip(), a.port()),
         }
     }
 

@@ -30,6 +30,19 @@ pub struct EdgeInfo {
     pub is_bot: bool,
     /// Path parameters captured by a `/users/:id` pattern.
     pub params: Vec<(Arc<str>, String)>,
+    /// The request arrived over TLS (the server terminated it).
+    pub secure: bool,
+}
+
+impl EdgeInfo {
+    /// "https" for a request that arrived over TLS, else "http".
+    pub fn scheme(&self) -> &'static str {
+        if self.secure {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 impl EdgeInfo {

@@ -10,6 +10,8 @@
 //! - Graceful shutdown: stop accepting, let in-flight requests finish within the grace period,
 //!   then close what remains.
 //! - The plan is an `ArcSwap`: `reload` swaps a new one in without touching connections.
+//! - TLS (rustls, see [`tls`]): the handshake runs on the connection's task under the header
+//!   timeout; the acceptor comes from the current plan, so a reload renews the certificate.
 
 pub mod access_log;
 pub mod bridge;
@@ -19,6 +21,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod proxy;
 pub mod template;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -53,9 +56,22 @@ impl ServerHandle {
         self.addr
     }
 
-    /// Swaps in a new plan; requests already running finish with the old one.
-    pub fn reload(&self, plan: Plan) {
+    /// Swaps in a new plan; requests already running finish with the old one. A plan that
+    /// would switch TLS on or off is refused (that needs a restart); one with a renewed
+    /// certificate applies to connections accepted from now on.
+    pub fn reload(&self, plan: Plan) -> Result<()> {
+        if plan.tls.is_some() != self.shared.plan.load().tls.is_some() {
+            return Err(Error::config(
+                "a reload cannot switch TLS on or off; restart the server to change that",
+            ));
+        }
         self.shared.plan.store(Arc::new(plan));
+        Ok(())
+    }
+
+    /// Whether the server terminates TLS.
+    pub fn is_tls(&self) -> bool {
+        self.shared.plan.load().tls.is_some()
     }
 
     /// Moves the pipeline's clock forward by `seconds` (tests: token expiry, cache freshness,
@@ -169,6 +185,9 @@ async fn accept_loop(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(s.max_header_bytes as u32);
+    // Whether the listener speaks TLS is fixed at start (a reload cannot switch it).
+    let tls_on = shared.plan.load().tls.is_some();
+    let handshake_timeout = Duration::from_secs_f64(s.header_read_timeout);
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -186,17 +205,35 @@ async fn accept_loop(
             _ = stop.changed() => break,
         };
         let _ = stream.set_nodelay(true);
+        // Read per connection: a reload that renewed the certificate applies to the next one.
+        let tls = shared.plan.load().tls.clone();
         let shared = shared.clone();
         let service = service_fn(move |req| {
             let shared = shared.clone();
-            async move { Ok::<_, std::convert::Infallible>(shared.handle(req, peer).await) }
+            let secure = tls_on;
+            async move { Ok::<_, std::convert::Infallible>(shared.handle(req, peer, secure).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-            drop(permit);
-        });
+        match tls {
+            None => {
+                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                    drop(permit);
+                });
+            }
+            Some(acceptor) => {
+                // The handshake runs on the connection's task, bounded by the header timeout,
+                // so a slow or silent client never holds up the accept loop.
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
+                tokio::spawn(async move {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                    drop(permit);
+                });
+            }
+        }
     }
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs_f64(s.grace_period), graceful.shutdown()).await;

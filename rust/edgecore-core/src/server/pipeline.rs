@@ -186,7 +186,12 @@ impl Shared {
     }
 
     /// Serves one request.
-    pub async fn handle(self: Arc<Self>, req: http::Request<Incoming>, peer: SocketAddr) -> http::Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: http::Request<Incoming>,
+        peer: SocketAddr,
+        secure: bool,
+    ) -> http::Response<Body> {
         self.requests.fetch_add(1, Ordering::Relaxed);
         let plan = self.plan.load_full();
         let mut extras = Extras::default();
@@ -200,7 +205,7 @@ impl Shared {
             .access_log
             .as_ref()
             .map(|_| (req.method().clone(), req.uri().path().to_owned()));
-        let mut resp = match self.run(&plan, req, peer, &mut extras).await {
+        let mut resp = match self.run(&plan, req, peer, secure, &mut extras).await {
             Ok(r) => r,
             Err(e) => error_response(&e),
         };
@@ -257,6 +262,7 @@ impl Shared {
         plan: &Arc<Plan>,
         req: http::Request<Incoming>,
         peer: SocketAddr,
+        secure: bool,
         extras: &mut Extras,
     ) -> Result<http::Response<Body>, Error> {
         let (parts, incoming) = req.into_parts();
@@ -298,6 +304,7 @@ impl Shared {
             body: Bytes::new(),
             edge: Default::default(),
         };
+        request.edge.secure = secure;
         let body = BodyState::Unread(incoming);
 
         // ---- client IP ----
@@ -536,7 +543,7 @@ impl Shared {
                 // An unsafe method on a cached path: a success invalidates the URL.
                 let rule = &plan.cache[i];
                 let method = request.method.clone();
-                let url = url_key(&request, "http", &rule.key);
+                let url = url_key(&request, request.edge.scheme(), &rule.key);
                 let resp = self.produce(plan, request, body, prior_xff).await?;
                 rule.cache.invalidate(&method, resp.status(), &url);
                 resp
@@ -580,7 +587,7 @@ impl Shared {
             ));
         }
         let dims_ref: Vec<(&str, &str)> = dims.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        let key = cache_key(&request, "http", &rule.key, &dims_ref);
+        let key = cache_key(&request, request.edge.scheme(), &rule.key, &dims_ref);
         let t = self.now();
         match rule.cache.lookup(&request, &key, t) {
             Lookup::Hit(r) => {
@@ -796,6 +803,7 @@ impl Shared {
             ));
         };
         let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        let scheme = request.edge.scheme();
         let mut parts = http::Request::new(()).into_parts().0;
         parts.method = request.method;
         parts.uri = request.uri;
@@ -809,7 +817,7 @@ impl Shared {
             }
         };
         let started = std::time::Instant::now();
-        let forwarded = self.proxy.forward(origin, parts, up_body, ip, prior_xff).await;
+        let forwarded = self.proxy.forward(origin, parts, up_body, ip, scheme, prior_xff).await;
         self.metrics.origin_latency.observe(started.elapsed());
         if forwarded.is_err() {
             self.metrics.origin_errors.fetch_add(1, Ordering::Relaxed);

@@ -60,6 +60,10 @@ pub struct ServerSpec {
     pub access_log: Option<String>,
     /// Serve Prometheus metrics on this path (None: off), e.g. "/metrics".
     pub metrics_path: Option<String>,
+    /// TLS: PEM certificate chain (with `tls_key`; None: plain HTTP).
+    pub tls_cert: Option<String>,
+    /// TLS: PEM private key (with `tls_cert`).
+    pub tls_key: Option<String>,
 }
 
 impl Default for ServerSpec {
@@ -79,6 +83,8 @@ impl Default for ServerSpec {
             threads: 0,
             access_log: None,
             metrics_path: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -441,6 +447,8 @@ pub struct Plan {
     pub server: ServerSpec,
     /// Parser limits derived from `server`.
     pub limits: crate::http::Limits,
+    /// TLS termination (certificate read when the plan was compiled), when configured.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 fn header_name(n: &str) -> Result<HeaderName> {
@@ -687,6 +695,11 @@ impl Plan {
             max_body_bytes: spec.server.max_body_bytes,
         };
         limits.validate()?;
+        let tls = match (&spec.server.tls_cert, &spec.server.tls_key) {
+            (Some(cert), Some(key)) => Some(super::tls::acceptor(cert, key)?),
+            (None, None) => None,
+            _ => return Err(Error::config("TLS needs both tls_cert and tls_key")),
+        };
         Ok(Plan {
             origin: spec.origin.as_deref().map(Origin::parse).transpose()?,
             trusted: TrustedProxies::new(&spec.trusted_proxies)?,
@@ -704,6 +717,7 @@ impl Plan {
             middleware,
             server: spec.server,
             limits,
+            tls,
         })
     }
 
@@ -790,6 +804,9 @@ impl Plan {
         }
         if let Some(o) = &self.origin {
             s.push(format!("origin {}://{}", o.scheme, o.authority));
+        }
+        if let Some(cert) = self.tls.as_ref().and(self.server.tls_cert.as_ref()) {
+            s.push(format!("TLS ({cert}; ALPN h2, http/1.1)"));
         }
         s
     }

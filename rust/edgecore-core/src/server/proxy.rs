@@ -84,13 +84,14 @@ impl Proxy {
     }
 
     /// Sends `parts` + `body` to `origin`. `client_ip` and the original scheme/host feed the
-    /// X-Forwarded-* fields; `prior_xff` is the X-Forwarded-For chain we trust (from a trusted peer).
+    /// X-Forwarded-* fields (`scheme`: how the client reached us); `prior_xff` is the X-Forwarded-For chain we trust (from a trusted peer).
     pub async fn forward(
         &self,
         origin: &Origin,
         mut parts: http::request::Parts,
         body: Body,
         client_ip: IpAddr,
+        scheme: &'static str,
         prior_xff: Option<String>,
     ) -> Result<http::Response<hyper::body::Incoming>> {
         let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
@@ -123,7 +124,7 @@ impl Proxy {
             "x-forwarded-for",
             HeaderValue::from_str(&xff).unwrap_or_else(|_| HeaderValue::from_static("unknown")),
         );
-        h.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+        h.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
         if let Some(host) = original_host {
             h.insert("x-forwarded-host", host);
         }
