@@ -7,8 +7,10 @@
 //!   queue), and the pipeline's own limits (414, 413).
 //! - When a response is sent before the body was read (a rejection, a cache hit), hyper either
 //!   drains the body or closes the connection: body bytes are never parsed as the next request.
-//! - Graceful shutdown: stop accepting, let in-flight requests finish within the grace period,
-//!   then close what remains.
+//! - Graceful shutdown: stop accepting, take the connections already in the kernel's accept queue
+//!   (closing the listener would reset them), answer every request that has started or is about
+//!   to (a just-accepted connection gets its first request served), close idle keep-alive
+//!   connections, and wait up to the grace period; then close what remains.
 //! - The plan is an `ArcSwap`: `reload` swaps a new one in without touching connections.
 //! - TLS (rustls, see [`tls`]): the handshake runs on the connection's task under the header
 //!   timeout; the acceptor comes from the current plan, so a reload renews the certificate.
@@ -24,7 +26,7 @@ pub mod template;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +34,7 @@ use arc_swap::ArcSwap;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 
 use self::bridge::Bridge;
 use self::pipeline::Shared;
@@ -163,14 +165,55 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
     })
 }
 
+/// Serves one connection until it ends or the server stops. On stop: a connection that has not
+/// started a request yet (just accepted; its request may be on the wire) gets up to the header
+/// timeout for its first request, which is answered; then hyper's graceful shutdown ends it
+/// (an idle keep-alive connection closes, a request in progress finishes with
+/// `Connection: close`, HTTP/2 gets GOAWAY). A macro, not a function: hyper's connection type
+/// with our service closure cannot be named in a generic bound without tripping a
+/// higher-ranked lifetime limitation of the compiler.
+macro_rules! serve_connection {
+    ($conn:expr, $stop:expr, $state:expr, $header_timeout:expr) => {{
+        let conn = $conn;
+        let mut stop: watch::Receiver<bool> = $stop;
+        let state: &ConnState = $state;
+        tokio::pin!(conn);
+        let mut finished = false;
+        if !*stop.borrow_and_update() {
+            tokio::select! {
+                _ = conn.as_mut() => finished = true,
+                _ = stop.changed() => {}
+            }
+        }
+        if !finished && !state.started.load(Ordering::Relaxed) {
+            tokio::select! {
+                _ = conn.as_mut() => finished = true,
+                _ = state.first_request.notified() => {}
+                _ = tokio::time::sleep($header_timeout) => {}
+            }
+        }
+        if !finished {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }};
+}
+
+/// Per connection: whether a request has started yet (see [`serve_connection`]).
+#[derive(Default)]
+struct ConnState {
+    started: AtomicBool,
+    first_request: Notify,
+}
+
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     s: plan::ServerSpec,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let permits = Arc::new(Semaphore::new(s.max_connections.max(1)));
+    let max_connections = s.max_connections.clamp(1, Semaphore::MAX_PERMITS) as u32;
+    let permits = Arc::new(Semaphore::new(max_connections as usize));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -185,9 +228,44 @@ async fn accept_loop(
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(s.max_header_bytes as u32);
+    let builder = Arc::new(builder);
     // Whether the listener speaks TLS is fixed at start (a reload cannot switch it).
     let tls_on = shared.plan.load().tls.is_some();
-    let handshake_timeout = Duration::from_secs_f64(s.header_read_timeout);
+    let header_timeout = Duration::from_secs_f64(s.header_read_timeout);
+    let conn_stop = stop.clone();
+    let spawn = |stream: tokio::net::TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit| {
+        let _ = stream.set_nodelay(true);
+        // Read per connection: a reload that renewed the certificate applies to the next one.
+        let tls = shared.plan.load().tls.clone();
+        let (shared, builder, stop) = (shared.clone(), builder.clone(), conn_stop.clone());
+        let state = Arc::new(ConnState::default());
+        let seen = state.clone();
+        let service = service_fn(move |req| {
+            if !seen.started.load(Ordering::Relaxed) {
+                seen.started.store(true, Ordering::Relaxed);
+                seen.first_request.notify_one();
+            }
+            let shared = shared.clone();
+            async move { Ok::<_, std::convert::Infallible>(shared.handle(req, peer, tls_on).await) }
+        });
+        tokio::spawn(async move {
+            match tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    serve_connection!(conn, stop, &state, header_timeout);
+                }
+                // The handshake runs on the connection's task, bounded by the header timeout,
+                // so a slow or silent client never holds up the accept loop.
+                Some(acceptor) => {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                        serve_connection!(conn, stop, &state, header_timeout);
+                    }
+                }
+            }
+            drop(permit);
+        });
+    };
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -204,37 +282,26 @@ async fn accept_loop(
             },
             _ = stop.changed() => break,
         };
-        let _ = stream.set_nodelay(true);
-        // Read per connection: a reload that renewed the certificate applies to the next one.
-        let tls = shared.plan.load().tls.clone();
-        let shared = shared.clone();
-        let service = service_fn(move |req| {
-            let shared = shared.clone();
-            let secure = tls_on;
-            async move { Ok::<_, std::convert::Infallible>(shared.handle(req, peer, secure).await) }
-        });
-        match tls {
-            None => {
-                let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service).into_owned());
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                    drop(permit);
-                });
-            }
-            Some(acceptor) => {
-                // The handshake runs on the connection's task, bounded by the header timeout,
-                // so a slow or silent client never holds up the accept loop.
-                let (builder, watcher) = (builder.clone(), graceful.watcher());
-                tokio::spawn(async move {
-                    if let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                        let _ = watcher.watch(conn).await;
-                    }
-                    drop(permit);
-                });
+        spawn(stream, peer, permit);
+    }
+    // Connections the kernel already completed sit in the accept queue, their requests possibly
+    // sent: closing the listener would reset them. Take them all first; they get their request
+    // answered (with `Connection: close`) like any other connection that is open now.
+    if let Ok(std_listener) = listener.into_std() {
+        while let Ok((stream, peer)) = std_listener.accept() {
+            let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                continue;
+            };
+            match permits.clone().try_acquire_owned() {
+                Ok(permit) => spawn(stream, peer, permit),
+                Err(_) => break,
             }
         }
     }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs_f64(s.grace_period), graceful.shutdown()).await;
+    // Every connection holds a permit until it closes: all of them back means all drained.
+    let _ = tokio::time::timeout(
+        Duration::from_secs_f64(s.grace_period),
+        permits.acquire_many(max_connections),
+    )
+    .await;
 }
