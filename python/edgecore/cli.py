@@ -37,6 +37,8 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
+    if args.reload:
+        return _reload(args)
     if args.workers > 1:
         return _supervise(args)
 
@@ -60,13 +62,7 @@ def _supervise(args: argparse.Namespace) -> int:
 
     if args.port == 0:
         raise SystemExit("edgecore: --workers needs a fixed --port")
-    child = [sys.executable, "-m", "edgecore", "serve", args.app, "--host", args.host, "--port", str(args.port)]
-    child += ["--python-workers", str(args.python_workers), "--log-level", args.log_level, "--reuse-port"]
-    if args.access_log:
-        child += ["--access-log", args.access_log]
-    for flag, value in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
-        if value:
-            child += [flag, value]
+    child = [*_child_command(args), "--reuse-port"]
     procs = [subprocess.Popen(child) for _ in range(args.workers)]
 
     def forward(signum, _frame):
@@ -78,6 +74,59 @@ def _supervise(args: argparse.Namespace) -> int:
         signal.signal(s, forward)
     codes = [p.wait() for p in procs]
     return max(codes, key=abs)
+
+
+def _child_command(args: argparse.Namespace) -> list[str]:
+    """The `edgecore serve` command line a supervisor starts (without --workers/--reload)."""
+    child = [sys.executable, "-m", "edgecore", "serve", args.app, "--host", args.host, "--port", str(args.port)]
+    child += ["--python-workers", str(args.python_workers), "--log-level", args.log_level]
+    for flag, value in (("--access-log", args.access_log), ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if value:
+            child += [flag, value]
+    return child
+
+
+def _reload(args: argparse.Namespace) -> int:
+    """--reload (development): serve in a child process and restart it when a Python file under
+    the watched directories changes. A child that fails to start (a syntax error, a bad
+    configuration) is reported, and the next change starts it again."""
+    import signal
+    import subprocess
+    import threading
+
+    try:
+        from watchfiles import PythonFilter, watch
+    except ImportError:
+        raise SystemExit("edgecore: --reload needs the watchfiles package: pip install 'edgecore[reload]'") from None
+    if args.workers > 1:
+        raise SystemExit("edgecore: --reload runs a single server process; drop --workers")
+    if args.port == 0:
+        raise SystemExit("edgecore: --reload needs a fixed --port (it restarts the server on it)")
+    dirs = [os.path.abspath(d) for d in (args.reload_dir or [os.getcwd()])]
+    for d in dirs:
+        if not os.path.isdir(d):
+            raise SystemExit(f"edgecore: --reload-dir {d!r} is not a directory")
+    child = _child_command(args)
+    stop = threading.Event()
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, lambda *_: stop.set())
+    print(f"edgecore: watching {', '.join(dirs)} for changes to Python files", file=sys.stderr, flush=True)
+
+    def halt(p: subprocess.Popen) -> None:
+        if p.poll() is None:
+            p.terminate()  # graceful: the child drains in-flight requests
+            p.wait()
+
+    proc = subprocess.Popen(child)
+    try:
+        for changes in watch(*dirs, watch_filter=PythonFilter(), stop_event=stop, raise_interrupt=False):
+            names = sorted({os.path.relpath(path) for _, path in changes})
+            print(f"edgecore: {', '.join(names[:5])} changed; restarting", file=sys.stderr, flush=True)
+            halt(proc)
+            proc = subprocess.Popen(child)
+    finally:
+        halt(proc)
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -116,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument(
         "--access-log", metavar="FILE", help="JSON-lines access log to FILE (- for stderr); off by default"
+    )
+    serve.add_argument("--reload", action="store_true", help="development: restart when a Python file changes")
+    serve.add_argument(
+        "--reload-dir",
+        action="append",
+        metavar="DIR",
+        help="directory to watch with --reload (default: cwd; repeatable)",
     )
     serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS: certificate chain (PEM); SIGHUP re-reads it")
     serve.add_argument("--tls-key", metavar="PEM", help="serve HTTPS: private key (PEM)")

@@ -8,6 +8,8 @@ import textwrap
 import time
 import urllib.request
 
+import pytest
+
 from tests.redis_server import free_port
 
 
@@ -167,3 +169,54 @@ def test_workers_share_the_port_and_stop_together(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert err.count("edgecore listening on") == 2
+
+
+def test_reload_restarts_on_file_change_and_survives_a_broken_edit(tmp_path):
+    import signal
+
+    def version(text: str) -> None:
+        write_app(tmp_path, f'app = ec.Edge()\n\n@app.route("/v")\ndef v(request, env):\n    return "{text}"\n')
+
+    version("one")
+    port = free_port()
+    proc = start_serve(tmp_path, port, "--reload")
+    url = f"http://127.0.0.1:{port}/v"
+
+    def wait_for(expected: bytes) -> None:
+        deadline = time.time() + 30
+        while True:
+            try:
+                if urllib.request.urlopen(url, timeout=2).read() == expected:
+                    return
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.time() < deadline, f"never served {expected!r}"
+            time.sleep(0.1)
+
+    try:
+        wait_for(b"one")
+        version("two")
+        wait_for(b"two")
+        # A syntax error stops the child; the supervisor stays and the next good edit serves again.
+        (tmp_path / "myapp.py").write_text("import edgecore as ec\napp = ec.Edge(\n")
+        time.sleep(3)
+        assert proc.poll() is None
+        version("three")
+        wait_for(b"three")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "myapp.py changed; restarting" in err
+    assert "SyntaxError" in err
+    assert err.count("edgecore listening on") >= 3
+    # The child went with the supervisor: nothing listens any more.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=2)
+
+
+def test_reload_needs_a_fixed_port(tmp_path):
+    write_app(tmp_path, "app = ec.Edge()\n")
+    r = edgecore(tmp_path, "serve", "myapp:app", "--reload", "--port", "0")
+    assert r.returncode != 0 and "--reload needs a fixed --port" in r.stderr
