@@ -46,6 +46,7 @@ from edgecore._core import (
     client_ip,
     parse_request,
     parse_request_prefix,
+    publish_purge,
     redirect,
     verify_signature,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "client_ip",
     "parse_request",
     "parse_request_prefix",
+    "publish_purge",
     "redirect",
     "verify_signature",
 ]

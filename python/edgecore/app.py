@@ -196,11 +196,19 @@ class Edge:
         key: str = "ip",
         store: str | None = None,
         on_store_error: str = "open",
+        store_timeout: float = 0.05,
     ) -> Edge:
-        """Limit matching requests per key ("ip", "header:NAME" or "claim:NAME"); 429 beyond."""
+        """Limit matching requests per key ("ip", "header:NAME" or "claim:NAME"); 429 beyond.
+        With a Redis ``store`` the limit is shared by every node; a check that gets no answer
+        within ``store_timeout`` seconds follows ``on_store_error`` ("open": allow, "closed":
+        reject, "local": this node's own limiter)."""
         if not (key == "ip" or key.startswith("header:") or key.startswith("claim:")):
             raise _core.ConfigError(f'rate limit key must be "ip", "header:NAME" or "claim:NAME", not {key!r}')
-        self._limiters.append(_core.RateLimiter(limit, period, burst=burst, store=store, on_store_error=on_store_error))
+        self._limiters.append(
+            _core.RateLimiter(
+                limit, period, burst=burst, store=store, timeout=store_timeout, on_store_error=on_store_error
+            )
+        )
         self._spec["rate_limits"].append({"paths": _paths(paths), "limiter": len(self._limiters) - 1, "key": key})
         return self
 
@@ -232,6 +240,13 @@ class Edge:
                 "ignore_params": list(ignore_params),
             }
         )
+        return self
+
+    def purge_broadcast(self, url: str, *, channel: str = "edgecore:purge") -> Edge:
+        """Share cache purges between nodes through Redis pub/sub: every node subscribes to
+        ``channel`` on ``url`` and purges its caches for each prefix published there, by
+        ``Running.purge()``, ``edgecore purge``, ``ec.publish_purge()`` or any ``PUBLISH``."""
+        self._spec["server"].update(purge_redis=url, purge_channel=channel)
         return self
 
     def kv(self, name: str, url: str | None = None) -> Edge:
@@ -381,6 +396,15 @@ class Running:
         self.core.reload(json.dumps(spec), **app._core_args())
         self.app = app
         self._env = Env(app._kv)
+
+    def purge(self, prefix: str = "") -> int:
+        """Remove cached responses under ``prefix`` (``/products/``: that path on any host;
+        ``https://shop.example/products/``: a URL prefix; ``""``: everything) and, with
+        ``purge_broadcast`` configured, publish the purge to every node. Returns the entries
+        removed here; a broadcast that cannot reach Redis raises ``ec.StoreError`` (after the
+        local purge)."""
+        removed, _nodes = self.core.purge(prefix)
+        return removed
 
     def stop(self) -> None:
         """Stop accepting, drain in-flight requests (grace period), stop the Python workers."""

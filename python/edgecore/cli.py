@@ -1,4 +1,5 @@
-"""The `edgecore` command line: `edgecore demo`, `edgecore serve MODULE:ATTR`, `edgecore check MODULE:ATTR`."""
+"""The `edgecore` command line: `edgecore demo`, `edgecore serve MODULE:ATTR`, `edgecore check MODULE:ATTR`,
+`edgecore purge PREFIX --redis URL`."""
 
 from __future__ import annotations
 
@@ -129,6 +130,21 @@ def _reload(args: argparse.Namespace) -> int:
     return 0
 
 
+def _purge(args: argparse.Namespace) -> int:
+    from edgecore import EdgeError, publish_purge
+
+    try:
+        nodes = publish_purge(args.redis, args.prefix, channel=args.channel)
+    except EdgeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    what = repr(args.prefix) if args.prefix else "everything"
+    print(f"purge of {what} reached {nodes} node(s) on channel {args.channel!r}")
+    if nodes == 0:
+        print("warning: no edgecore node is subscribed to that channel", file=sys.stderr)
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     from edgecore import ConfigError, Edge
 
@@ -176,6 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS: certificate chain (PEM); SIGHUP re-reads it")
     serve.add_argument("--tls-key", metavar="PEM", help="serve HTTPS: private key (PEM)")
     serve.set_defaults(func=_serve)
+    purge = sub.add_parser("purge", help="purge cached responses on every node sharing a Redis")
+    purge.add_argument("prefix", nargs="?", default="", help="/path/prefix, a URL prefix, or nothing for everything")
+    purge.add_argument("--redis", required=True, metavar="URL", help="the Redis the nodes use (redis://host:port/db)")
+    purge.add_argument("--channel", default="edgecore:purge", help="the nodes' purge channel")
+    purge.set_defaults(func=_purge)
     check = sub.add_parser("check", help="validate an app before deploying it: edgecore check app:app")
     check.add_argument("app", help="MODULE:ATTR of an ec.Edge")
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")

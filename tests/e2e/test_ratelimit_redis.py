@@ -28,6 +28,30 @@ def test_shared_limiter_semantics(redis_url):
         rl.check("k", cost=4)
 
 
+def test_a_burst_while_connecting_waits_for_the_connection_instead_of_falling_back(redis_url):
+    # The first checks of a fresh limiter arrive together while its connection is being made:
+    # they must wait for it, not take the fallback (here "local", which would allow 5 more).
+    import threading
+
+    for attempt in range(5):
+        rl = ec.RateLimiter(5, 3600, store=redis_url, on_store_error="local", timeout=2)
+        key = f"burst:{attempt}"
+        barrier = threading.Barrier(20)
+        got: list[ec.Decision] = []
+
+        def check(rl=rl, key=key, barrier=barrier, got=got) -> None:
+            barrier.wait()
+            got.append(rl.check(key))
+
+        threads = [threading.Thread(target=check) for _ in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert {d.source for d in got} == {"redis"}
+        assert sum(d.allowed for d in got) == 5
+
+
 def test_keys_have_ttls_and_cluster_safe_names(redis_url):
     rl = ec.RateLimiter(2, 10.0, store=redis_url)
     rl.check("client-7")

@@ -263,6 +263,17 @@ def test_purge_by_url_prefix():
     assert len(c) == 1
 
 
+def test_purge_by_path_prefix_on_any_host():
+    c = cache()
+    for host in ["shop.test", "eu.shop.test"]:
+        for u in ["/products/1", "/products/2?x=1", "/productsfeed", "/about"]:
+            c.store(req(url=u, Host=host), resp(Cache_Control="max-age=60"), now=NOW)
+    assert c.purge("/products/") == 4  # both hosts, not /productsfeed
+    assert c.purge("/products/") == 0
+    assert sorted(c.lookup(req(url=u), now=NOW).status for u in ["/productsfeed", "/about"]) == ["HIT", "HIT"]
+    assert c.purge("") == 4
+
+
 def test_cache_key_options_and_dimensions():
     r = req(url="/p?utm_source=x&b=1&a=2")
     assert ec.cache_key(r) == "http://shop.test/p?a=2&b=1&utm_source=x\x1fGET"

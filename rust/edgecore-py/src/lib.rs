@@ -43,7 +43,7 @@ mod _core {
 
     // server
     #[pymodule_export]
-    use crate::server::{check_app, PyPendingJob, PyServer};
+    use crate::server::{check_app, publish_purge, PyPendingJob, PyServer};
 
     // geo
     #[pymodule_export]

@@ -86,6 +86,22 @@ fn bind(host: &str, port: u16, reuse_port: bool) -> std::io::Result<TcpListener>
 
 /// Compiles an app without serving it: returns (active policies, warnings); a bad configuration
 /// raises ConfigError. `edgecore check` uses it.
+/// Publishes a cache purge of `prefix` on the Redis at `url` to every subscribed edgecore node;
+/// returns how many nodes received it.
+#[pyfunction]
+#[pyo3(signature = (url, prefix="", *, channel="edgecore:purge"))]
+pub fn publish_purge(py: Python<'_>, url: &str, prefix: &str, channel: &str) -> PyResult<u64> {
+    let b = edgecore_core::server::purge::Broadcast::new(url, channel).map_err(CoreError)?;
+    py.detach(|| {
+        edgecore_core::rt::block_on(async move { b.publish(prefix).await }).unwrap_or_else(|| {
+            Err(edgecore_core::Error::config(
+                "publish_purge called from an async runtime",
+            ))
+        })
+    })
+    .map_err(|e| CoreError(e).into())
+}
+
 #[pyfunction]
 #[pyo3(signature = (spec, *, verifiers=vec![], limiters=vec![], geo=None, bots=None))]
 pub fn check_app(
@@ -204,6 +220,18 @@ impl PyServer {
             Some(h) => h.reload(plan).map_err(|e| CoreError(e).into()),
             None => Err(config_error("the server is stopped")),
         }
+    }
+
+    /// Purges `prefix` from this server's response caches and, with a purge broadcast
+    /// configured, publishes it to every node. Returns (entries removed here, nodes reached or
+    /// None without a broadcast); a broadcast that fails raises StoreError after the local purge.
+    #[pyo3(signature = (prefix=""))]
+    fn purge(&self, py: Python<'_>, prefix: &str) -> PyResult<(usize, Option<u64>)> {
+        let purger = match &*self.handle.lock() {
+            Some(h) => h.purger().map_err(CoreError)?,
+            None => return Err(config_error("the server is stopped")),
+        };
+        py.detach(|| purger.purge(prefix)).map_err(|e| CoreError(e).into())
     }
 
     /// Stops accepting, drains in-flight requests (up to the grace period), and stops.

@@ -135,9 +135,15 @@ impl HttpCache {
         self.store.size_bytes()
     }
 
-    /// Removes every entry whose key starts with `prefix` (a URL prefix).
+    /// Removes every entry under `prefix`: a path prefix when it starts with `/` (`/products/`
+    /// on any scheme and host), else a prefix of the full key (`https://shop.example/products/`);
+    /// `""` removes everything. Returns how many entries went.
     pub fn purge(&self, prefix: &str) -> usize {
-        self.store.purge(prefix)
+        if prefix.starts_with('/') {
+            self.store.purge_where(|key| key_path(key).starts_with(prefix))
+        } else {
+            self.store.purge(prefix)
+        }
     }
 
     fn entry_for(&self, request: &Request, key: &str) -> Option<Arc<Entry>> {
@@ -282,6 +288,13 @@ impl HttpCache {
         }
         self.store.purge(&format!("{url_key}{SEP}"))
     }
+}
+
+/// The path (and what follows it) of a key `scheme://host/path?query…`.
+fn key_path(key: &str) -> &str {
+    key.split_once("://")
+        .and_then(|(_, rest)| rest.find('/').map(|i| &rest[i..]))
+        .unwrap_or(key)
 }
 
 #[cfg(test)]

@@ -128,13 +128,18 @@ impl<V: Weighted> ShardedLru<V> {
 
     /// Removes every key starting with `prefix`; returns how many.
     pub fn purge(&self, prefix: &str) -> usize {
+        self.purge_where(|k| k.starts_with(prefix))
+    }
+
+    /// Removes every key for which `doomed` is true; returns how many.
+    pub fn purge_where(&self, doomed: impl Fn(&str) -> bool) -> usize {
         let mut n = 0;
         for p in self.shards.iter() {
             let mut s = p.0.lock();
             let doomed: Vec<Box<str>> = s
                 .lru
                 .iter()
-                .filter(|(k, _)| k.starts_with(prefix))
+                .filter(|(k, _)| doomed(k))
                 .map(|(k, _)| k.clone())
                 .collect();
             for k in doomed {

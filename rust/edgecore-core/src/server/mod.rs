@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod plan;
 pub mod proxy;
+pub mod purge;
 pub mod template;
 pub mod tls;
 
@@ -62,13 +63,33 @@ impl ServerHandle {
     /// would switch TLS on or off is refused (that needs a restart); one with a renewed
     /// certificate applies to connections accepted from now on.
     pub fn reload(&self, plan: Plan) -> Result<()> {
-        if plan.tls.is_some() != self.shared.plan.load().tls.is_some() {
+        let current = self.shared.plan.load();
+        if plan.tls.is_some() != current.tls.is_some() {
             return Err(Error::config(
                 "a reload cannot switch TLS on or off; restart the server to change that",
             ));
         }
+        if (&plan.server.purge_redis, &plan.server.purge_channel)
+            != (&current.server.purge_redis, &current.server.purge_channel)
+        {
+            return Err(Error::config(
+                "a reload cannot change the purge broadcast (Redis URL or channel); restart the server to change that",
+            ));
+        }
         self.shared.plan.store(Arc::new(plan));
         Ok(())
+    }
+
+    /// What purges this server's caches (and broadcasts purges), usable from any thread.
+    pub fn purger(&self) -> Result<Purger> {
+        let rt = self
+            .runtime
+            .as_ref()
+            .ok_or_else(|| Error::config("the server is stopped"))?;
+        Ok(Purger {
+            shared: self.shared.clone(),
+            rt: rt.handle().clone(),
+        })
     }
 
     /// Whether the server terminates TLS.
@@ -100,6 +121,27 @@ impl ServerHandle {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(Duration::from_millis(500));
         }
+    }
+}
+
+/// Purges a running server's caches; see [`ServerHandle::purger`].
+pub struct Purger {
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+}
+
+impl Purger {
+    /// Purges `prefix` from the server's response caches and, when a purge broadcast is
+    /// configured, publishes it to every node (this one included). Returns (entries removed
+    /// here, nodes that received the broadcast). Blocks: call it off the runtime.
+    pub fn purge(&self, prefix: &str) -> Result<(usize, Option<u64>)> {
+        let removed = self.shared.purge_local(prefix);
+        let Some(b) = self.shared.purge.clone() else {
+            return Ok((removed, None));
+        };
+        let prefix = prefix.to_owned();
+        let nodes = self.rt.block_on(async move { b.publish(&prefix).await })?;
+        Ok((removed, Some(nodes)))
     }
 }
 
@@ -143,11 +185,19 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
         requests: AtomicU64::new(0),
         uid_counter: AtomicU64::new(0),
         uid_seed: Default::default(),
+        purge: s
+            .purge_redis
+            .as_deref()
+            .map(|url| purge::Broadcast::new(url, &s.purge_channel))
+            .transpose()?,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     let grace = Duration::from_secs_f64(s.grace_period);
     let accept_shared = shared.clone();
+    if let Some(b) = shared.purge.clone() {
+        runtime.spawn(b.run(shared.clone(), stop_rx.clone()));
+    }
     let _guard = runtime.enter();
     let listener = tokio::net::TcpListener::from_std(listener).map_err(|e| Error::config(format!("listener: {e}")))?;
     runtime.spawn(async move {

@@ -53,6 +53,16 @@ pub struct Shared {
     pub uid_counter: AtomicU64,
     /// Seed for unit ids.
     pub uid_seed: foldhash::fast::RandomState,
+    /// Cache purge broadcast over Redis pub/sub, when configured.
+    pub purge: Option<Arc<super::purge::Broadcast>>,
+}
+
+impl Shared {
+    /// Purges `prefix` from every response cache of the current plan (see
+    /// [`crate::cache::HttpCache::purge`] for what a prefix matches); returns the entries removed.
+    pub fn purge_local(&self, prefix: &str) -> usize {
+        self.plan.load().cache.iter().map(|r| r.cache.purge(prefix)).sum()
+    }
 }
 
 /// A full body.
@@ -175,6 +185,20 @@ impl Shared {
                 "edgecore_cache_bytes",
                 "Bytes held by the response caches.",
                 cache_bytes,
+            ),
+            (
+                "edgecore_purge_subscribed",
+                "1 while subscribed to the Redis purge channel (0: purges cannot reach this node).",
+                self.purge
+                    .as_ref()
+                    .map_or(0.0, |p| p.subscribed.load(Ordering::Relaxed) as u8 as f64),
+            ),
+            (
+                "edgecore_purges_received",
+                "Purge messages received from the Redis channel.",
+                self.purge
+                    .as_ref()
+                    .map_or(0.0, |p| p.received.load(Ordering::Relaxed) as f64),
             ),
         ];
         let mut r = http::Response::new(full(self.metrics.render(&gauges)));

@@ -64,6 +64,10 @@ pub struct ServerSpec {
     pub tls_cert: Option<String>,
     /// TLS: PEM private key (with `tls_cert`).
     pub tls_key: Option<String>,
+    /// Cache purges are broadcast through this Redis (`redis://host:port/db`; None: local only).
+    pub purge_redis: Option<String>,
+    /// The pub/sub channel for purges.
+    pub purge_channel: String,
 }
 
 impl Default for ServerSpec {
@@ -85,6 +89,8 @@ impl Default for ServerSpec {
             metrics_path: None,
             tls_cert: None,
             tls_key: None,
+            purge_redis: None,
+            purge_channel: super::purge::DEFAULT_CHANNEL.to_owned(),
         }
     }
 }
@@ -700,6 +706,9 @@ impl Plan {
             (None, None) => None,
             _ => return Err(Error::config("TLS needs both tls_cert and tls_key")),
         };
+        if let Some(url) = &spec.server.purge_redis {
+            super::purge::Broadcast::new(url, &spec.server.purge_channel)?;
+        }
         Ok(Plan {
             origin: spec.origin.as_deref().map(Origin::parse).transpose()?,
             trusted: TrustedProxies::new(&spec.trusted_proxies)?,
@@ -804,6 +813,12 @@ impl Plan {
         }
         if let Some(o) = &self.origin {
             s.push(format!("origin {}://{}", o.scheme, o.authority));
+        }
+        if let Some(url) = &self.server.purge_redis {
+            s.push(format!(
+                "cache purges broadcast on {url} channel {:?}",
+                self.server.purge_channel
+            ));
         }
         if let Some(cert) = self.tls.as_ref().and(self.server.tls_cert.as_ref()) {
             s.push(format!("TLS ({cert}; ALPN h2, http/1.1)"));

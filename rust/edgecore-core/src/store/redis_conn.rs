@@ -5,10 +5,13 @@
 //! - after a failure (error, timeout, dropped connection) the breaker opens: for `backoff`
 //!   (50 ms, doubling to 2 s) every call fails at once without touching the network, so requests
 //!   never queue behind a dead Redis; then one caller probes with a reconnect;
-//! - only one reconnect runs at a time (`connecting`); the others fail fast meanwhile.
+//! - only one connect runs at a time; callers arriving meanwhile wait for its outcome, within
+//!   their own timeout (failing fast here would let a burst of requests at start-up or after a
+//!   reconnect all take the fallback: a shared limit must not be exceeded just because the
+//!   connection was being set up).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,7 +35,7 @@ pub struct RedisConn {
     client: redis::Client,
     conn: ArcSwapOption<MultiplexedConnection>,
     breaker: Mutex<Breaker>,
-    connecting: AtomicBool,
+    connecting: tokio::sync::Mutex<()>,
     timeout: Duration,
     /// Failures seen. Relaxed: a statistic.
     failures: AtomicU64,
@@ -50,7 +53,7 @@ impl RedisConn {
                 down_until: None,
                 backoff: FIRST_BACKOFF,
             }),
-            connecting: AtomicBool::new(false),
+            connecting: tokio::sync::Mutex::new(()),
             timeout,
             failures: AtomicU64::new(0),
         }))
@@ -96,15 +99,24 @@ impl RedisConn {
                 self.url
             )));
         }
-        if self.connecting.swap(true, Ordering::AcqRel) {
-            return Err(Error::store(format!("Redis at {} is reconnecting", self.url)));
+        let Ok(_connecting) = tokio::time::timeout(self.timeout, self.connecting.lock()).await else {
+            return Err(Error::store(format!("Redis at {} is still connecting", self.url)));
+        };
+        // Whoever held the lock may have connected (or failed) meanwhile.
+        if let Some(c) = self.conn.load_full() {
+            return Ok((*c).clone());
+        }
+        if self.is_down() {
+            return Err(Error::store(format!(
+                "Redis at {} is unavailable (backing off)",
+                self.url
+            )));
         }
         let result = tokio::time::timeout(
             self.timeout.max(Duration::from_millis(200)),
             self.client.get_multiplexed_async_connection(),
         )
         .await;
-        self.connecting.store(false, Ordering::Release);
         match result {
             Ok(Ok(c)) => {
                 self.conn.store(Some(Arc::new(c.clone())));
