@@ -140,3 +140,38 @@ def test_plain_http_or_a_silent_client_on_the_tls_port_is_closed_and_serving_goe
                 pass
             assert time.monotonic() - t0 < 4
         assert https_get(ca.client_context(), s.port, "/who")[0] == 200
+
+
+def test_serve_command_terminates_tls_and_sighup_renews_the_certificate(ca, tmp_path):
+    import signal
+
+    from tests.e2e.test_cli import start_serve, write_app
+    from tests.redis_server import free_port
+
+    write_app(tmp_path, 'app = ec.Edge()\n\n@app.route("/hi")\ndef hi(request, env):\n    return "hi over tls"\n')
+    first = ca.issue()
+    port = free_port()
+    proc = start_serve(tmp_path, port, "--tls-cert", str(first.cert), "--tls-key", str(first.key))
+    ctx = ca.client_context()
+    try:
+        deadline = time.time() + 30
+        while True:
+            try:
+                assert https_get(ctx, port, "/hi")[2] == b"hi over tls"
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.time() < deadline
+                time.sleep(0.05)
+        second = ca.issue()
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while peer_serial(ctx, "127.0.0.1", port) != second.serial:
+            assert time.time() < deadline, "the renewed certificate was never served"
+            time.sleep(0.1)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert f"edgecore listening on https://127.0.0.1:{port}" in err
+    assert "TLS (" in err
