@@ -61,6 +61,33 @@ def test_purge_by_prefix():
     assert len(c) == 0
 
 
+def test_a_response_is_weighed_again_after_its_headers_change():
+    # The header weight is computed once per response and kept until the headers change.
+    c = ec.ResponseCache(1 << 20)
+    resp = r(10, a="1")
+    c.put("one", resp, 60)
+    one = c.size_bytes
+    resp.headers.set("x-big", "v" * 5000)
+    c.put("two", resp, 60)
+    two = c.size_bytes - one
+    assert two >= one + 5000
+    resp.headers.delete("x-big")
+    c.put("six", resp, 60)
+    assert abs(c.size_bytes - one - two - one) < 200, "weighed again without the big field"
+
+
+def test_ttl_accepts_ints_floats_and_number_like_objects():
+    import decimal
+    import fractions
+
+    c = ec.ResponseCache(1 << 20)
+    for ttl in (10, 10.0, fractions.Fraction(21, 2), decimal.Decimal("10.5"), 2**70):
+        assert c.put("k", r(), ttl, now=1000.0)
+        assert c.get("k", now=1009.9) is not None
+    with pytest.raises(TypeError):
+        c.put("k", r(), "10")
+
+
 def test_configuration_errors():
     with pytest.raises(ec.ConfigError):
         ec.ResponseCache(10)

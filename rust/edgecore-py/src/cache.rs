@@ -13,7 +13,7 @@ use edgecore_core::cache::{
 };
 use edgecore_core::http as core;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyFloat, PyInt};
 
 use crate::errors::config_error;
 use crate::http::{PyRequest, PyResponse};
@@ -41,10 +41,21 @@ impl Weighted for Cached {
 /// ~400 bytes for a response with a few headers). The budget is only honest if this is.
 fn response_weight(py: Python<'_>, r: &PyResponse) -> usize {
     const PY_OBJECTS: usize = 400;
-    const PER_FIELD: usize = 112;
-    let map = r.headers.bind(py).get().inner.read();
-    let fields: usize = map.iter().map(|(n, v)| n.as_str().len() + v.len() + PER_FIELD).sum();
-    r.body.len() + fields + PY_OBJECTS + map.capacity() * 8
+    r.body.len() + r.headers.bind(py).get().weight() + PY_OBJECTS
+}
+
+/// A number of seconds: an exact int or float read directly (an int through `float()` would
+/// allocate a float object on every call), anything else through `__float__`.
+fn seconds(v: &Bound<'_, PyAny>) -> PyResult<f64> {
+    if let Ok(f) = v.cast_exact::<PyFloat>() {
+        return Ok(f.value());
+    }
+    if let Ok(i) = v.cast_exact::<PyInt>() {
+        if let Ok(n) = i.extract::<i64>() {
+            return Ok(n as f64);
+        }
+    }
+    v.extract::<f64>()
 }
 
 /// An LRU cache of responses bounded by bytes (and optionally entries), with a TTL per entry.
@@ -82,9 +93,10 @@ impl PyResponseCache {
         py: Python<'_>,
         key: &str,
         response: Bound<'_, PyResponse>,
-        ttl: f64,
+        ttl: &Bound<'_, PyAny>,
         now: Option<f64>,
     ) -> PyResult<bool> {
+        let ttl = seconds(ttl)?;
         if !(ttl.is_finite() && ttl > 0.0) {
             return Err(config_error("ttl must be a positive number of seconds"));
         }

@@ -5,6 +5,7 @@
 //! a frozen pyclass with a lock inside, because users edit response headers in place and a request's
 //! headers object must be the same object on every access (created lazily, on first access).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use bytes::Bytes;
@@ -84,13 +85,41 @@ pub(crate) fn headers_from_py(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Header
 #[pyclass(frozen, module = "edgecore._core", name = "Headers")]
 pub struct PyHeaders {
     pub(crate) inner: RwLock<HeaderMap>,
+    /// The bytes the fields hold, as [`PyHeaders::weight`] computes them; `STALE` after a change.
+    /// Written only while holding the lock (read side: the computed value; write side: `STALE`),
+    /// so a value computed before a change can never be stored after it.
+    weight: AtomicUsize,
 }
+
+const STALE: usize = usize::MAX;
 
 impl PyHeaders {
     pub(crate) fn from_map(map: HeaderMap) -> Self {
         PyHeaders {
             inner: RwLock::new(map),
+            weight: AtomicUsize::new(STALE),
         }
+    }
+
+    /// Bytes the fields really hold (each with its map entry, plus the map's tables); computed
+    /// once and kept until the headers change (a cache stores the same response many times).
+    pub(crate) fn weight(&self) -> usize {
+        const PER_FIELD: usize = 112;
+        let w = self.weight.load(Ordering::Relaxed);
+        if w != STALE {
+            return w;
+        }
+        let map = self.inner.read();
+        let fields: usize = map.iter().map(|(n, v)| n.as_str().len() + v.len() + PER_FIELD).sum();
+        let w = fields + map.capacity() * 8;
+        self.weight.store(w, Ordering::Relaxed);
+        w
+    }
+
+    fn write(&self) -> parking_lot::RwLockWriteGuard<'_, HeaderMap> {
+        let guard = self.inner.write();
+        self.weight.store(STALE, Ordering::Relaxed);
+        guard
     }
 }
 
@@ -139,20 +168,20 @@ impl PyHeaders {
     /// Replaces every value of `name` with `value`.
     fn set(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let (n, v) = (name_of(name)?, value_of(name, value)?);
-        self.inner.write().insert(n, v);
+        self.write().insert(n, v);
         Ok(())
     }
 
     /// Adds a value for `name`, keeping existing ones.
     fn append(&self, name: &str, value: &Bound<'_, PyAny>) -> PyResult<()> {
         let (n, v) = (name_of(name)?, value_of(name, value)?);
-        self.inner.write().append(n, v);
+        self.write().append(n, v);
         Ok(())
     }
 
     /// Removes every value of `name`; returns whether there was one.
     fn delete(&self, name: &str) -> bool {
-        self.inner.write().remove(name).is_some()
+        self.write().remove(name).is_some()
     }
 
     /// A copy that shares nothing with this one.
