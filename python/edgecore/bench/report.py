@@ -18,20 +18,21 @@ EXPLANATIONS = {
         "aws-lc's P-256 is than OpenSSL's (used by PyJWT through cryptography), not by edgecore's overhead."
     ),
     "edgecore ResponseCache.put (evicting) vs cachetools LRUCache put (evicting, byte-bounded)": (
-        "An insert allocates the key and an LRU node and an eviction frees them; Python's call overhead plus those "
-        "allocations set a floor near 150-200 ns. Ten times cachetools would need an allocation-free slab LRU."
-    ),
-    "edgecore ResponseCache.put (evicting) vs cachetools LRUCache put (evicting, count-bounded)": (
-        "As above; the count-bounded cachetools configuration is also cheaper than the byte-bounded one edgecore "
-        "really compares to (ResponseCache is bounded by bytes)."
+        "A put is ~75 ns, of which the call into the extension (argument conversion, pyo3's trampoline) is ~39 ns "
+        "(a no-op method with the same signature); the slab LRU itself allocates nothing in steady state, so what "
+        "is left is one hash, one shard lock and the list and table updates."
     ),
     "edgecore vs nginx return 200": (
         "nginx's return 200 runs no policy at all; edgecore runs geo, HS256 JWT, a rate limit and a cache lookup "
-        "per request through hyper and tokio. The profile is flat (kernel networking and thread wake-ups first)."
+        "per request through hyper and tokio. With wrk on one of the two cores, throughput is the inverse of CPU "
+        "per request: ~17-20 µs for edgecore against ~8 µs for nginx. perf: ~40% kernel, ~17% glibc malloc, ~7% "
+        "JWT verification (half of it the claims JSON). Two processes of one thread each (nginx's model) cost "
+        "the same 19-20 µs per request, so scheduler wake-ups are not the bound."
     ),
     "edgecore def handler vs uvicorn raw ASGI": (
         "Each request crosses to a Python thread and back (a queue, a GIL acquisition per batch, a oneshot); on two "
-        "cores shared with wrk, the Python side of that crossing is the bound."
+        "cores shared with wrk, the Python side of that crossing is the bound. 3x uvicorn here would be more "
+        "requests per second than nginx serves `return 200` on the same machine (see the pipeline table)."
     ),
     "edgecore proxy CPU vs nginx proxy_pass": (
         "hyper's client and server each parse and re-serialise the message; nginx relays buffers with less work. "
