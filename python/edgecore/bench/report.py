@@ -41,12 +41,15 @@ EXPLANATIONS = {
         "it is not used."
     ),
     "edgecore.parse_request vs h11": (
-        "Around the 50x line on this machine (50.6x and 45x in different runs): h11 is ~39 µs, so 50x needs a "
+        "Around the 50x line on this machine (49.5x in this full run; 50.8x, 50.6x, 45x in earlier ones): h11 "
+        "is ~39 µs, so 50x needs a "
         "0.78 µs parse including Python object creation; the run-to-run noise on 2 shared cores is as large as "
         "the remaining gap."
     ),
     "edgecore ResponseCache.get (hit) vs cachetools LRUCache.get (hit)": (
-        "Around the 3x line (3.2x and 2.3-2.8x in different runs): a hit is ~75-90 ns, of which the Python call "
+        "Around the 3x line: 2.74x in this full run (the get's spread across rounds was 26%), 3.48x, 3.48x and "
+        "3.53x in three runs of `python -m edgecore.bench --only cache --no-load` right after it; a hit is "
+        "~67-85 ns, of which the Python call "
         "itself is about half; the remaining cost is one clock read, one shard lock and the LRU update."
     ),
 }

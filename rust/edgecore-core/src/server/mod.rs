@@ -339,6 +339,10 @@ async fn accept_loop(
     // answered (with `Connection: close`) like any other connection that is open now.
     if let Ok(std_listener) = listener.into_std() {
         while let Ok((stream, peer)) = std_listener.accept() {
+            // Accepted sockets do not inherit O_NONBLOCK; tokio needs it.
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
             let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
                 continue;
             };
