@@ -89,28 +89,30 @@ impl RedisConn {
         b.backoff = FIRST_BACKOFF;
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection> {
+    /// The connection when there is one, or the fast failure while the breaker is open; None
+    /// when a connect is needed.
+    fn ready(&self) -> Option<Result<MultiplexedConnection>> {
         if let Some(c) = self.conn.load_full() {
-            return Ok((*c).clone());
+            return Some(Ok((*c).clone()));
         }
-        if self.is_down() {
-            return Err(Error::store(format!(
+        self.is_down().then(|| {
+            Err(Error::store(format!(
                 "Redis at {} is unavailable (backing off)",
                 self.url
-            )));
+            )))
+        })
+    }
+
+    async fn connection(&self) -> Result<MultiplexedConnection> {
+        if let Some(r) = self.ready() {
+            return r;
         }
         let Ok(_connecting) = tokio::time::timeout(self.timeout, self.connecting.lock()).await else {
             return Err(Error::store(format!("Redis at {} is still connecting", self.url)));
         };
         // Whoever held the lock may have connected (or failed) meanwhile.
-        if let Some(c) = self.conn.load_full() {
-            return Ok((*c).clone());
-        }
-        if self.is_down() {
-            return Err(Error::store(format!(
-                "Redis at {} is unavailable (backing off)",
-                self.url
-            )));
+        if let Some(r) = self.ready() {
+            return r;
         }
         let result = tokio::time::timeout(
             self.timeout.max(Duration::from_millis(200)),
