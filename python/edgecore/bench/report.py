@@ -24,7 +24,8 @@ EXPLANATIONS = {
     ),
     "edgecore vs nginx return 200": (
         "nginx's return 200 runs no policy at all; edgecore runs geo, HS256 JWT, a rate limit and a cache lookup "
-        "per request through hyper and tokio. With wrk on one of the two cores, throughput is the inverse of CPU "
+        "per request through hyper and tokio (0.53x and 0.59x in two full runs on 2026-11-27). With wrk on one of "
+        "the two cores, throughput is the inverse of CPU "
         "per request: ~17-20 µs for edgecore against ~8 µs for nginx. perf: ~40% kernel, ~17% glibc malloc, ~7% "
         "JWT verification (half of it the claims JSON). Two processes of one thread each (nginx's model) cost "
         "the same 19-20 µs per request, so scheduler wake-ups are not the bound."
@@ -41,14 +42,14 @@ EXPLANATIONS = {
         "it is not used."
     ),
     "edgecore.parse_request vs h11": (
-        "Around the 50x line on this machine (49.5x in this full run; 50.8x, 50.6x, 45x in earlier ones): h11 "
-        "is ~39 µs, so 50x needs a "
+        "Around the 50x line on this machine (49.5x and 51.4x in two full runs on 2026-11-27; 50.8x, 50.6x, 45x "
+        "in earlier ones): h11 is ~39 µs, so 50x needs a "
         "0.78 µs parse including Python object creation; the run-to-run noise on 2 shared cores is as large as "
         "the remaining gap."
     ),
     "edgecore ResponseCache.get (hit) vs cachetools LRUCache.get (hit)": (
-        "Around the 3x line: 2.74x in this full run (the get's spread across rounds was 26%), 3.48x, 3.48x and "
-        "3.53x in three runs of `python -m edgecore.bench --only cache --no-load` right after it; a hit is "
+        "Around the 3x line: 2.74x and 3.45x in two full runs on 2026-11-27 (in the first the get's spread across "
+        "rounds was 26%), 3.48-3.53x in three runs of `python -m edgecore.bench --only cache --no-load`; a hit is "
         "~67-85 ns, of which the Python call "
         "itself is about half; the remaining cost is one clock read, one shard lock and the LRU update."
     ),
