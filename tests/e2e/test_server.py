@@ -449,6 +449,25 @@ def test_configuration_errors_name_the_problem():
         bad.serve()
 
 
+def test_reload_keeps_caches_whose_rule_and_origin_are_unchanged(origin, tmp_path):
+    def app(ttl: float = 60, extra_limit: bool = False, origin_url: str = origin.url) -> ec.Edge:
+        a = ec.Edge(origin=origin_url).cache(paths=["/cached/*"], ttl=ttl)
+        if extra_limit:
+            a.rate_limit(paths=["/api/*"], limit=5, period=60)
+        return a
+
+    with app().serve() as s:
+        assert call(s.url, "/cached/a").headers["x-cache"] == "MISS"
+        assert call(s.url, "/cached/a").headers["x-cache"] == "HIT"
+        s.reload(app(extra_limit=True))  # an unrelated change (or a certificate renewal)
+        assert call(s.url, "/cached/a").headers["x-cache"] == "HIT"
+        s.reload(app(ttl=30))  # the rule changed: its cache starts empty
+        assert call(s.url, "/cached/a").headers["x-cache"] == "MISS"
+        assert call(s.url, "/cached/a").headers["x-cache"] == "HIT"
+        s.reload(app(ttl=30, origin_url=origin.url + "/"))  # another origin: content may differ
+        assert call(s.url, "/cached/a").headers["x-cache"] == "MISS"
+
+
 def test_reload_swaps_handlers_and_policies_without_dropping_connections(origin):
     app = ec.Edge(origin=origin.url)
 

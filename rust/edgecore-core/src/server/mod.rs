@@ -59,7 +59,9 @@ impl ServerHandle {
         self.addr
     }
 
-    /// Swaps in a new plan; requests already running finish with the old one. A plan that
+    /// Swaps in a new plan; requests already running finish with the old one. Response caches
+    /// carry over for cache rules whose identity (the rule, origins, rewrites and header
+    /// templates) is unchanged. A plan that
     /// would switch TLS on or off is refused (that needs a restart); one with a renewed
     /// certificate applies to connections accepted from now on.
     pub fn reload(&self, plan: Plan) -> Result<()> {
@@ -75,6 +77,15 @@ impl ServerHandle {
             return Err(Error::config(
                 "a reload cannot change the purge broadcast (Redis URL or channel); restart the server to change that",
             ));
+        }
+        // Keep what is cached where nothing it depends on changed (a certificate renewal or a
+        // new rate limit must not empty the caches); a changed rule starts empty.
+        let mut plan = plan;
+        for rule in plan.cache.iter_mut() {
+            if let Some(old) = current.cache.iter().find(|o| o.identity == rule.identity) {
+                rule.cache = old.cache.clone();
+                rule.coalescer = old.coalescer.clone();
+            }
         }
         self.shared.plan.store(Arc::new(plan));
         Ok(())

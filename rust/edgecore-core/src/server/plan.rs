@@ -397,6 +397,9 @@ pub struct CacheRule {
     pub cache: Arc<HttpCache>,
     /// Key options.
     pub key: KeyOptions,
+    /// What the cached content depends on: this rule and the origins, rewrites and header
+    /// templates upstream of it. A reload keeps the cache of a rule whose identity is unchanged.
+    pub identity: String,
     /// Concurrent misses of one key share one origin fetch.
     pub coalescer: Arc<crate::cache::coalesce::Coalescer<std::result::Result<crate::http::Response, (u16, String)>>>,
 }
@@ -475,6 +478,10 @@ fn secs(v: f64, what: &str) -> Result<Duration> {
 impl Plan {
     /// Compiles `spec` with `objects`.
     pub fn build(spec: AppSpec, objects: Objects) -> Result<Plan> {
+        let upstream = format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            spec.origin, spec.origins, spec.rewrites, spec.headers
+        );
         let s = &spec.server;
         for (v, what) in [
             (s.header_read_timeout, "header_read_timeout"),
@@ -655,6 +662,7 @@ impl Plan {
                     return Err(Error::config("cache ttl must be a positive number of seconds"));
                 }
                 Ok(CacheRule {
+                    identity: format!("{upstream}|{c:?}"),
                     paths: Matcher::new(&c.paths)?,
                     cache: Arc::new(HttpCache::new(c.max_bytes.max(4096), c.ttl, 32)),
                     key: KeyOptions {
