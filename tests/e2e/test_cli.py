@@ -220,3 +220,17 @@ def test_reload_needs_a_fixed_port(tmp_path):
     write_app(tmp_path, "app = ec.Edge()\n")
     r = edgecore(tmp_path, "serve", "myapp:app", "--reload", "--port", "0")
     assert r.returncode != 0 and "--reload needs a fixed --port" in r.stderr
+
+
+def test_purge_command_reports_unreachable_or_invalid_redis(tmp_path):
+    dead = edgecore(tmp_path, "purge", "/x", "--redis", f"redis://127.0.0.1:{free_port()}/0")
+    assert dead.returncode == 1 and "error: Redis at" in dead.stderr and "cannot connect" in dead.stderr
+    bad = edgecore(tmp_path, "purge", "/x", "--redis", "http://nope")
+    assert bad.returncode == 1 and "invalid Redis URL" in bad.stderr
+
+
+def test_purge_command_with_no_node_listening_warns(tmp_path, redis_url):
+    r = edgecore(tmp_path, "purge", "--redis", redis_url)
+    assert r.returncode == 0
+    assert "purge of everything reached 0 node(s)" in r.stdout
+    assert "no edgecore node is subscribed" in r.stderr
