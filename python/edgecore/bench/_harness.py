@@ -66,6 +66,28 @@ class Batch:
         return self.fn()
 
 
+_RSS_PRELUDE = """
+import edgecore as ec
+def rss():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) * 1024
+"""
+
+
+def in_fresh_process(script: str) -> list[int]:
+    """Runs `script` in a new interpreter (so memory figures start from a clean process), with
+    `ec` imported and `rss()` (resident bytes) defined; returns the integers it prints."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_PRELUDE + script], capture_output=True, text=True, check=True
+    ).stdout
+    return [int(x) for x in out.split()]
+
+
 def _calibrate(fn: Callable[[], object], target: float) -> int:
     n = 1
     while True:

@@ -6,18 +6,10 @@ from __future__ import annotations
 import collections
 import functools
 import itertools
-import subprocess
-import sys
 
-from ._harness import Batch, Ratio, SuiteResult, compare, thread_cpu_cost, version
+from ._harness import Batch, Ratio, SuiteResult, compare, in_fresh_process, thread_cpu_cost, version
 
 MEMORY_SCRIPT = """
-import edgecore as ec
-def rss():
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) * 1024
 budget = 64 << 20
 cache = ec.ResponseCache(budget)
 base = rss()
@@ -89,10 +81,7 @@ def run(quick: bool = False) -> SuiteResult:
     n = 50_000 if quick else 200_000
     one = sorted(thread_cpu_cost(lambda i: functools.partial(ours.get, "k1"), 1, n) for _ in range(3))[1]
     two = sorted(thread_cpu_cost(lambda i: functools.partial(ours.get, "k1"), 2, n) for _ in range(3))[1]
-    out = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, check=True
-    ).stdout.split()
-    rss, charged, budget, entries = (int(x) for x in out)
+    rss, charged, budget, entries = in_fresh_process(MEMORY_SCRIPT)
     res = SuiteResult(
         "Response cache",
         stats,

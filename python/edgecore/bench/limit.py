@@ -4,11 +4,9 @@ window) and a hand-written pure-Python token bucket; two threads vs one; memory 
 from __future__ import annotations
 
 import functools
-import subprocess
-import sys
 import time
 
-from ._harness import Ratio, SuiteResult, compare, thread_cpu_cost, version
+from ._harness import Ratio, SuiteResult, compare, in_fresh_process, thread_cpu_cost, version
 
 
 class PyTokenBucket:
@@ -31,12 +29,6 @@ class PyTokenBucket:
 
 
 MEMORY_SCRIPT = """
-import edgecore as ec
-def rss():
-    with open('/proc/self/status') as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) * 1024
 rl = ec.RateLimiter(100, 60.0)
 check = rl.check
 check("warm-up", now=1.0)
@@ -75,10 +67,7 @@ def run(quick: bool = False) -> SuiteResult:
     two = [thread_cpu_cost(per_thread_check, 2, n) for _ in range(3)]
     one.sort()
     two.sort()
-    out = subprocess.run(
-        [sys.executable, "-c", MEMORY_SCRIPT], capture_output=True, text=True, check=True
-    ).stdout.split()
-    rss_total, rss_keys = int(out[0]), int(out[1])
+    rss_total, rss_keys, _base = in_fresh_process(MEMORY_SCRIPT)
     res = SuiteResult(
         "Rate limiting (in-process check)",
         stats,

@@ -467,7 +467,8 @@ impl PyHTTPCache {
         Ok(self.inner.invalidate(&req.method, response.get().status, &url))
     }
 
-    /// Removes every entry whose key starts with `prefix` (a URL prefix); returns how many.
+    /// Removes every entry under `prefix`: a path prefix when it starts with `/` (that path on any
+    /// scheme and host), else a URL prefix; `""` removes everything. Returns how many.
     #[pyo3(signature = (prefix=""))]
     fn purge(&self, prefix: &str) -> usize {
         self.inner.purge(prefix)

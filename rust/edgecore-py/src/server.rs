@@ -84,8 +84,6 @@ fn bind(host: &str, port: u16, reuse_port: bool) -> std::io::Result<TcpListener>
     Ok(socket.into())
 }
 
-/// Compiles an app without serving it: returns (active policies, warnings); a bad configuration
-/// raises ConfigError. `edgecore check` uses it.
 /// Publishes a cache purge of `prefix` on the Redis at `url` to every subscribed edgecore node;
 /// returns how many nodes received it.
 #[pyfunction]
@@ -102,6 +100,8 @@ pub fn publish_purge(py: Python<'_>, url: &str, prefix: &str, channel: &str) -> 
     .map_err(|e| CoreError(e).into())
 }
 
+/// Compiles an app without serving it: returns (active policies, warnings); a bad configuration
+/// raises ConfigError. `edgecore check` uses it.
 #[pyfunction]
 #[pyo3(signature = (spec, *, verifiers=vec![], limiters=vec![], geo=None, bots=None))]
 pub fn check_app(

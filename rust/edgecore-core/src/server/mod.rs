@@ -103,11 +103,6 @@ impl ServerHandle {
         })
     }
 
-    /// Whether the server terminates TLS.
-    pub fn is_tls(&self) -> bool {
-        self.shared.plan.load().tls.is_some()
-    }
-
     /// Moves the pipeline's clock forward by `seconds` (tests: token expiry, cache freshness,
     /// in-process rate limits).
     pub fn advance_clock(&self, seconds: f64) {
@@ -290,14 +285,14 @@ async fn accept_loop(
         .timer(TokioTimer::new())
         .max_header_list_size(s.max_header_bytes as u32);
     let builder = Arc::new(builder);
-    // Whether the listener speaks TLS is fixed at start (a reload cannot switch it).
-    let tls_on = shared.plan.load().tls.is_some();
     let header_timeout = Duration::from_secs_f64(s.header_read_timeout);
     let conn_stop = stop.clone();
     let spawn = |stream: tokio::net::TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit| {
         let _ = stream.set_nodelay(true);
-        // Read per connection: a reload that renewed the certificate applies to the next one.
+        // Read per connection: a reload that renewed the certificate applies to the next one
+        // (a reload cannot switch TLS on or off, so every connection agrees on `secure`).
         let tls = shared.plan.load().tls.clone();
+        let secure = tls.is_some();
         let (shared, builder, stop) = (shared.clone(), builder.clone(), conn_stop.clone());
         let state = Arc::new(ConnState::default());
         let seen = state.clone();
@@ -307,7 +302,7 @@ async fn accept_loop(
                 seen.first_request.notify_one();
             }
             let shared = shared.clone();
-            async move { Ok::<_, std::convert::Infallible>(shared.handle(req, peer, tls_on).await) }
+            async move { Ok::<_, std::convert::Infallible>(shared.handle(req, peer, secure).await) }
         });
         tokio::spawn(async move {
             match tls {

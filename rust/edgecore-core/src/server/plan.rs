@@ -715,7 +715,7 @@ impl Plan {
             _ => return Err(Error::config("TLS needs both tls_cert and tls_key")),
         };
         if let Some(url) = &spec.server.purge_redis {
-            super::purge::Broadcast::new(url, &spec.server.purge_channel)?;
+            super::purge::client(url, &spec.server.purge_channel)?;
         }
         Ok(Plan {
             origin: spec.origin.as_deref().map(Origin::parse).transpose()?,
@@ -828,7 +828,7 @@ impl Plan {
                 self.server.purge_channel
             ));
         }
-        if let Some(cert) = self.tls.as_ref().and(self.server.tls_cert.as_ref()) {
+        if let Some(cert) = &self.server.tls_cert {
             s.push(format!("TLS ({cert}; ALPN h2, http/1.1)"));
         }
         s

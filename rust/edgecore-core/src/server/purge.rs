@@ -34,15 +34,20 @@ pub struct Broadcast {
     pub received: AtomicU64,
 }
 
+/// Checks a purge broadcast's settings: a client for `url` (nothing connects), or the precise
+/// configuration error.
+pub fn client(url: &str, channel: &str) -> Result<redis::Client> {
+    if channel.is_empty() {
+        return Err(Error::config("the purge channel name must not be empty"));
+    }
+    redis::Client::open(url).map_err(|e| Error::config(format!("invalid Redis URL {url:?}: {e}")))
+}
+
 impl Broadcast {
     /// A broadcast on `channel` of the Redis at `url` (nothing connects until [`Self::run`]).
     pub fn new(url: &str, channel: &str) -> Result<Arc<Self>> {
-        if channel.is_empty() {
-            return Err(Error::config("the purge channel name must not be empty"));
-        }
-        let client = redis::Client::open(url).map_err(|e| Error::config(format!("invalid Redis URL {url:?}: {e}")))?;
         Ok(Arc::new(Broadcast {
-            client,
+            client: client(url, channel)?,
             publisher: RedisConn::new(url, Duration::from_secs(2))?,
             channel: channel.to_owned(),
             subscribed: AtomicBool::new(false),
