@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Origin:
-    def __init__(self) -> None:
+    def __init__(self, idle_timeout: float | None = None) -> None:
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.version = 1
@@ -18,6 +18,8 @@ class Origin:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Seconds a kept-alive connection may sit idle before the origin closes it.
+            timeout = idle_timeout
 
             def log_message(self, *args):
                 pass
@@ -28,6 +30,8 @@ class Origin:
                     "path": self.path,
                     "headers": {k.lower(): v for k, v in self.headers.items()},
                     "body": body,
+                    # The client's port: one per origin connection edgecore opened.
+                    "peer": self.client_address[1],
                 }
                 with outer.lock:
                     outer.requests.append(rec)
@@ -88,6 +92,22 @@ class Origin:
                 elif path.startswith("/cached"):
                     time.sleep(0.2 if "slowfill" in self.path else 0)
                     self._send(200, f"cached {path} #{len(outer.requests)}".encode(), {"Cache-Control": "max-age=60"})
+                elif path.startswith("/close"):
+                    # Answers, then closes the connection (announced).
+                    self.close_connection = True
+                    self._send(200, b"bye", {"Connection": "close"})
+                elif path.startswith("/big"):
+                    # 8 MiB in 64 KiB writes: more than the socket buffers hold, so a client that
+                    # stops reading leaves the response unfinished.
+                    size = 8 * 1024 * 1024
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(size))
+                    self.end_headers()
+                    try:
+                        for _ in range(size // 65536):
+                            self.wfile.write(b"b" * 65536)
+                    except OSError:
+                        self.close_connection = True
                 elif path.startswith("/private"):
                     self._send(200, b"mine", {"Cache-Control": "private, max-age=60"})
                 else:
@@ -117,6 +137,11 @@ class Origin:
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
+
+    def connections(self, path_prefix: str = "/") -> int:
+        """How many connections the requests under `path_prefix` came in on."""
+        with self.lock:
+            return len({r["peer"] for r in self.requests if r["path"].startswith(path_prefix)})
 
     def count(self, path_prefix: str) -> int:
         with self.lock:

@@ -55,6 +55,80 @@ def test_post_bodies_stream_both_ways(origin):
         assert chunked.body == b"one-two-three"
 
 
+def test_origin_connections_are_kept_alive_and_reused(origin):
+    with ec.Edge(origin=origin.url).serve() as s:
+        for i in range(30):
+            assert call(s.url, f"/seq/{i}").status == 200
+        # One after another: every request goes up the one pooled connection.
+        assert origin.connections("/seq/") == 1
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda i: call(s.url, f"/par/{i}").status, range(80)))
+        assert statuses == [200] * 80
+        # Concurrent requests open more, but a pool, not one per request.
+        assert 1 <= origin.connections("/par/") <= 16
+
+
+def test_a_connection_the_origin_closes_is_not_reused(origin):
+    with ec.Edge(origin=origin.url).serve() as s:
+        for i in range(5):
+            r = call(s.url, f"/close/{i}")
+            assert (r.status, r.body) == (200, b"bye")
+            # The next request must not be sent on the closed connection.
+            assert call(s.url, f"/after/{i}").status == 200
+        assert origin.connections("/close/") == 5
+
+
+def test_idle_connections_the_origin_timed_out_are_not_used():
+    from tests.e2e.origin import Origin
+
+    origin = Origin(idle_timeout=0.3)
+    try:
+        with ec.Edge(origin=origin.url).serve() as s:
+            for i in range(4):
+                assert call(s.url, f"/a/{i}").status == 200
+                # The origin hangs up the idle connection; the next request must see that and
+                # dial again instead of failing with a 502.
+                time.sleep(0.6)
+            assert origin.connections("/a/") == 4
+    finally:
+        origin.stop()
+
+
+def test_a_client_leaving_mid_body_does_not_poison_the_pool(origin):
+    import socket
+
+    with ec.Edge(origin=origin.url).serve() as s:
+        assert call(s.url, "/warm").status == 200
+        for _ in range(3):
+            # Read the head and a little of an 8 MiB body, then hang up.
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert c.recv(65536).startswith(b"HTTP/1.1 200")
+            c.close()
+        # The half-read origin connections were closed, not given back: every later request
+        # gets a whole, correct answer.
+        for i in range(20):
+            r = call(s.url, f"/next/{i}")
+            assert r.status == 200 and r.json()["path"] == f"/next/{i}"
+        big = call(s.url, "/big")
+        assert big.status == 200 and len(big.body) == 8 * 1024 * 1024
+
+
+def test_a_client_that_half_closes_still_gets_its_answer(origin):
+    import socket
+
+    with ec.Edge(origin=origin.url).serve() as s:
+        c = socket.create_connection(("127.0.0.1", s.port))
+        c.sendall(b"GET /half HTTP/1.1\r\nHost: x\r\n\r\n")
+        c.shutdown(socket.SHUT_WR)  # done sending; still reading
+        c.settimeout(5)
+        data = b""
+        while chunk := c.recv(65536):
+            data += chunk
+        c.close()
+        assert data.startswith(b"HTTP/1.1 200") and b'"/half"' in data
+
+
 def test_origin_failures_are_502_and_504(origin):
     app = ec.Edge(origin=origin.url).configure(origin_timeout=0.5)
     with app.serve() as s:

@@ -279,6 +279,12 @@ async fn accept_loop(
         // pipeline; a head beyond even this is an attack and the connection is closed.
         .max_buf_size(s.max_header_bytes.saturating_mul(2).max(64 * 1024))
         .keep_alive(true)
+        // Half-close is legal HTTP/1.1 (a client may shut down its sending side and read the
+        // answer). It also stops hyper's end-of-file probe read while a request is in flight,
+        // a recv that cost a syscall and, because the request still holds its slice of the read
+        // buffer, a fresh 8 KiB buffer per request. A client that leaves is then noticed when
+        // the answer is written.
+        .half_close(true)
         .pipeline_flush(true);
     builder
         .http2()

@@ -254,7 +254,7 @@ pub struct Objects {
 }
 
 /// A parsed origin: scheme and authority.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Origin {
     /// `http` or `https`.
     pub scheme: http::uri::Scheme,
@@ -262,6 +262,15 @@ pub struct Origin {
     pub authority: http::uri::Authority,
     /// Path prefix to prepend ("" for none).
     pub base_path: String,
+    /// Its connection pool, looked up on first use (pools are keyed by scheme and authority and
+    /// outlive the plan).
+    pub pool: std::sync::OnceLock<Arc<super::proxy::OriginPool>>,
+}
+
+impl std::fmt::Debug for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
 }
 
 impl Origin {
@@ -285,6 +294,7 @@ impl Origin {
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
+            pool: Default::default(),
         })
     }
 }

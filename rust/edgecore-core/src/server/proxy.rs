@@ -1,24 +1,39 @@
-//! Forwarding to the origin: a pooled keep-alive hyper client.
+//! Forwarding to the origin: a keep-alive connection pool driven by the request's own task.
 //!
 //! - Bodies stream both ways (the request body goes up as it arrives unless a policy already read
 //!   it; the response body comes down as it arrives unless it is being cached).
 //! - Hop-by-hop fields (RFC 9110 §7.6.1) and any field named in `Connection` are stripped in both
 //!   directions; `X-Forwarded-For/Proto/Host` and `Via` are set. `Host` becomes the origin's.
 //! - Connect timeout → 502, no response head within `origin_timeout` → 504, any other failure
-//!   (refused, reset, malformed response) → 502. hyper never returns a connection that failed to
-//!   the pool, and requests are never retried (`retry_canceled_requests(false)`), so a POST is
-//!   sent at most once.
+//!   (refused, reset, malformed response) → 502. A connection that failed is dropped, never
+//!   pooled, and requests are never retried, so a POST is sent at most once.
+//!
+//! Why not hyper-util's pooled client: it runs each origin connection as a task of its own, so
+//! every proxied request crosses tasks (and often threads) three times: the request to the
+//! connection task, the response head back, and each body chunk back. Here the request's task
+//! polls the origin connection itself (while it waits for the head, then inside the response
+//! body as the server writes it out), and the connection goes back to its origin's idle list
+//! when the body has been read to the end. A connection given back early (the client went away
+//! mid-body) is closed instead. A background task per origin closes idle connections that the
+//! origin hung up on or that sat idle past the idle timeout.
 
+use std::future::Future;
 use std::net::IpAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::combinators::BoxBody;
-use hyper_rustls::HttpsConnector;
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::client::conn::http1;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use tower_service::Service;
 
 use super::plan::Origin;
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
@@ -28,19 +43,27 @@ pub type Body = BoxBody<Bytes, BoxError>;
 /// Errors inside bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "proxy-authenticate",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    http::header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::TRANSFER_ENCODING,
+    http::header::UPGRADE,
+    http::header::PROXY_AUTHENTICATE,
 ];
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const VIA: HeaderValue = HeaderValue::from_static("1.1 edgecore");
 
 /// Removes hop-by-hop fields and the fields `Connection` names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
+    // Most messages carry none: one pass over the names (each a cheap comparison) finds out.
+    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(http::header::CONNECTION)
         .iter()
@@ -51,14 +74,120 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     for n in named {
         h.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         h.remove(n);
+    }
+}
+
+/// Idle connections older than this are closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// Idle connections kept per origin.
+const MAX_IDLE: usize = 256;
+/// How often each origin's idle list is swept.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+
+type Io = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+
+/// One HTTP/1.1 connection to an origin: the request side and the connection state machine,
+/// which whoever holds it must poll for anything to happen.
+struct OriginConn {
+    sender: http1::SendRequest<Body>,
+    conn: http1::Connection<Io, Body>,
+    idle_since: Instant,
+}
+
+impl OriginConn {
+    /// Drives the connection's I/O; false once it has ended (closed by either side, or failed).
+    fn drive(&mut self, cx: &mut Context<'_>) -> bool {
+        Pin::new(&mut self.conn).poll(cx).is_pending()
+    }
+}
+
+/// The idle connections to one origin (scheme and authority), most recently used last.
+pub struct OriginPool {
+    // Boxed: a connection is a large struct, and it moves between the pool, the exchange and
+    // the response body on every request.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<OriginConn>>>,
+    /// `scheme://authority/`, what the connector dials.
+    dial: http::Uri,
+    /// The `Host` field sent upstream.
+    host: HeaderValue,
+}
+
+impl OriginPool {
+    fn put(&self, mut c: Box<OriginConn>) {
+        c.idle_since = Instant::now();
+        let mut idle = self.idle.lock();
+        if idle.len() < MAX_IDLE {
+            idle.push(c);
+        }
+    }
+
+    /// Closes connections the origin has closed or that idled too long.
+    fn sweep(&self) {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        let now = Instant::now();
+        self.idle
+            .lock()
+            .retain_mut(|c| now.duration_since(c.idle_since) < IDLE_TIMEOUT && c.drive(&mut cx));
+    }
+}
+
+/// The response body from the origin. It polls the origin connection as it is read, and gives
+/// the connection back to the pool once the body has been read to its end.
+pub struct OriginBody {
+    body: Incoming,
+    conn: Option<Box<OriginConn>>,
+    pool: Arc<OriginPool>,
+}
+
+impl hyper::body::Body for OriginBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = self.get_mut();
+        if let Some(c) = &mut this.conn {
+            if !c.drive(cx) {
+                this.conn = None;
+            }
+        }
+        let frame = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(None) = frame {
+            if let Some(c) = this.conn.take() {
+                this.pool.put(c);
+            }
+        }
+        frame
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for OriginBody {
+    fn drop(&mut self) {
+        // The server stops polling once `is_end_stream` says so: that is a complete body too.
+        // Anything else (the client went away mid-body) leaves the connection mid-response, so
+        // it is closed.
+        if let Some(c) = self.conn.take() {
+            if hyper::body::Body::is_end_stream(&self.body) {
+                self.pool.put(c);
+            }
+        }
     }
 }
 
 /// The origin client.
 pub struct Proxy {
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    connector: HttpsConnector<HttpConnector>,
+    pools: Mutex<Vec<Arc<OriginPool>>>,
     timeout: Duration,
 }
 
@@ -69,22 +198,114 @@ impl Proxy {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .pool_timer(TokioTimer::new())
-            .retry_canceled_requests(false)
-            .build(https);
-        Proxy { client, timeout }
+        Proxy {
+            connector,
+            pools: Mutex::new(Vec::new()),
+            timeout,
+        }
+    }
+
+    /// The pool for `origin`: found once per plan origin, then kept in it. Pools outlive plans,
+    /// so a reload keeps the warm connections.
+    fn pool(&self, origin: &Origin) -> Arc<OriginPool> {
+        origin
+            .pool
+            .get_or_init(|| {
+                let mut pools = self.pools.lock();
+                if let Some(p) = pools
+                    .iter()
+                    .find(|p| p.dial.scheme() == Some(&origin.scheme) && p.dial.authority() == Some(&origin.authority))
+                {
+                    return p.clone();
+                }
+                let dial = http::Uri::builder()
+                    .scheme(origin.scheme.clone())
+                    .authority(origin.authority.clone())
+                    .path_and_query("/")
+                    .build()
+                    .expect("scheme and authority were parsed");
+                let host = HeaderValue::from_str(origin.authority.as_str()).expect("an authority is a valid field");
+                let pool = Arc::new(OriginPool {
+                    idle: Mutex::new(Vec::new()),
+                    dial,
+                    host,
+                });
+                let weak: Weak<OriginPool> = Arc::downgrade(&pool);
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(SWEEP_EVERY).await;
+                        match weak.upgrade() {
+                            Some(p) => p.sweep(),
+                            None => return,
+                        }
+                    }
+                });
+                pools.push(pool.clone());
+                pool
+            })
+            .clone()
+    }
+
+    /// A ready connection: the most recently used idle one that is still open, else a new one.
+    async fn checkout(&self, pool: &OriginPool) -> Result<Box<OriginConn>> {
+        loop {
+            let Some(mut c) = pool.idle.lock().pop() else { break };
+            if c.idle_since.elapsed() >= IDLE_TIMEOUT {
+                continue;
+            }
+            // Polling the connection notices a hang-up from the origin, and after a response
+            // moves it back to idle, which makes the sender ready.
+            let ready = std::future::poll_fn(|cx| {
+                if !c.drive(cx) {
+                    return Poll::Ready(false);
+                }
+                c.sender.poll_ready(cx).map(|r| r.is_ok())
+            })
+            .await;
+            if ready {
+                return Ok(c);
+            }
+        }
+        let io = self.connector.clone().call(pool.dial.clone()).await.map_err(|e| {
+            let msg = error_chain(&*e);
+            let kind = if msg.contains("timed out") {
+                ErrorKind::UpstreamTimeout
+            } else {
+                ErrorKind::Upstream
+            };
+            Error::new(kind, ErrorSource::Upstream, format!("connecting to the origin: {msg}"))
+        })?;
+        let (sender, conn) = http1::handshake(io).await.map_err(upstream_error)?;
+        let mut c = Box::new(OriginConn {
+            sender,
+            conn,
+            idle_since: Instant::now(),
+        });
+        let ready = std::future::poll_fn(|cx| {
+            if !c.drive(cx) {
+                return Poll::Ready(false);
+            }
+            c.sender.poll_ready(cx).map(|r| r.is_ok())
+        })
+        .await;
+        if !ready {
+            return Err(Error::new(
+                ErrorKind::Upstream,
+                ErrorSource::Upstream,
+                "the origin closed the connection at once",
+            ));
+        }
+        Ok(c)
     }
 
     /// Sends `parts` + `body` to `origin`. `client_ip` and the original scheme/host feed the
-    /// X-Forwarded-* fields (`scheme`: how the client reached us); `prior_xff` is the X-Forwarded-For chain we trust (from a trusted peer).
+    /// X-Forwarded-* fields (`scheme`: how the client reached us); `prior_xff` is the
+    /// X-Forwarded-For chain we trust (from a trusted peer).
     pub async fn forward(
         &self,
         origin: &Origin,
@@ -93,72 +314,100 @@ impl Proxy {
         client_ip: IpAddr,
         scheme: &'static str,
         prior_xff: Option<String>,
-    ) -> Result<http::Response<hyper::body::Incoming>> {
-        let pq = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-        let uri = http::Uri::builder()
-            .scheme(origin.scheme.clone())
-            .authority(origin.authority.clone())
-            .path_and_query(format!("{}{pq}", origin.base_path))
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Internal,
-                    ErrorSource::Internal,
-                    format!("building the origin URI: {e}"),
-                )
-            })?;
+    ) -> Result<http::Response<OriginBody>> {
+        let pool = self.pool(origin);
+        // HTTP/1.1 to the origin: the target in origin form, the origin's Host.
+        parts.uri = match parts.uri.path_and_query() {
+            Some(pq) if origin.base_path.is_empty() => http::Uri::from(pq.clone()),
+            pq => {
+                let pq = pq.map_or("/", |p| p.as_str());
+                http::Uri::try_from(format!("{}{pq}", origin.base_path)).map_err(|e| {
+                    Error::new(
+                        ErrorKind::Internal,
+                        ErrorSource::Internal,
+                        format!("building the origin URI: {e}"),
+                    )
+                })?
+            }
+        };
         let h = &mut parts.headers;
-        let original_host = h.get(http::header::HOST).cloned().or_else(|| {
-            parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-        });
+        let original_host = h.get(http::header::HOST).cloned();
         strip_hop_by_hop(h);
-        h.remove(http::header::HOST);
+        h.insert(http::header::HOST, pool.host.clone());
         let xff = match prior_xff {
-            Some(chain) if !chain.is_empty() => format!("{chain}, {client_ip}"),
+            Some(mut chain) if !chain.is_empty() => {
+                use std::fmt::Write as _;
+                let _ = write!(chain, ", {client_ip}");
+                chain
+            }
             _ => client_ip.to_string(),
         };
+        // From a String: the buffer becomes the value without another copy.
         h.insert(
-            "x-forwarded-for",
-            HeaderValue::from_str(&xff).unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            X_FORWARDED_FOR,
+            HeaderValue::try_from(xff).unwrap_or_else(|_| HeaderValue::from_static("unknown")),
         );
-        h.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
         if let Some(host) = original_host {
-            h.insert("x-forwarded-host", host);
+            h.insert(X_FORWARDED_HOST, host);
         }
-        h.append(http::header::VIA, HeaderValue::from_static("1.1 edgecore"));
-        parts.uri = uri;
+        h.append(http::header::VIA, VIA);
         parts.version = http::Version::HTTP_11;
         let req = http::Request::from_parts(parts, body);
-        match tokio::time::timeout(self.timeout, self.client.request(req)).await {
+        let exchange = async {
+            let mut c = self.checkout(&pool).await?;
+            let mut response = std::pin::pin!(c.sender.send_request(req));
+            let mut alive = true;
+            let head = std::future::poll_fn(|cx| {
+                // The connection writes the request and reads the response head as it is driven.
+                if alive && !c.drive(cx) {
+                    alive = false;
+                }
+                response.as_mut().poll(cx)
+            })
+            .await
+            .map_err(upstream_error)?;
+            Ok::<_, Error>((head, alive.then_some(c)))
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
             Err(_) => Err(Error::new(
                 ErrorKind::UpstreamTimeout,
                 ErrorSource::Upstream,
                 "the origin did not answer in time",
             )),
-            Ok(Err(e)) => {
-                let timeout = std::error::Error::source(&e).is_some_and(|s| s.to_string().contains("timed out"));
-                let kind = if timeout {
-                    ErrorKind::UpstreamTimeout
-                } else {
-                    ErrorKind::Upstream
-                };
-                Err(Error::new(
-                    kind,
-                    ErrorSource::Upstream,
-                    format!("origin request failed: {e}"),
-                ))
-            }
-            Ok(Ok(mut resp)) => {
+            Ok(Err(e)) => Err(e),
+            Ok(Ok((resp, conn))) => {
+                let mut resp = resp.map(|body| OriginBody {
+                    body,
+                    conn,
+                    pool: pool.clone(),
+                });
                 strip_hop_by_hop(resp.headers_mut());
-                resp.headers_mut()
-                    .append(http::header::VIA, HeaderValue::from_static("1.1 edgecore"));
+                resp.headers_mut().append(http::header::VIA, VIA);
                 Ok(resp)
             }
         }
     }
+}
+
+fn upstream_error(e: hyper::Error) -> Error {
+    Error::new(
+        ErrorKind::Upstream,
+        ErrorSource::Upstream,
+        format!("origin request failed: {}", error_chain(&e)),
+    )
+}
+
+/// An error and its sources, as one line.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    msg
 }
 
 #[cfg(test)]
