@@ -48,7 +48,19 @@ impl Entry {
     }
 
     fn served(&self, now: f64, status: &'static str) -> Response {
-        let mut r = self.response.clone();
+        // Sized for what the edge adds on the way out (Age, X-Cache, RateLimit-*, Via, a
+        // template or two), so those never make the map grow and rehash.
+        let stored = &self.response.headers;
+        let mut headers = http::HeaderMap::with_capacity(stored.len() + 8);
+        for (name, value) in stored {
+            // Every value of a repeated name (several Set-Cookie), in order.
+            headers.append(name.clone(), value.clone());
+        }
+        let mut r = Response {
+            status: self.response.status,
+            headers,
+            body: self.response.body.clone(),
+        };
         r.headers.insert(AGE, HeaderValue::from(self.age(now).floor() as u64));
         r.headers.insert(X_CACHE, HeaderValue::from_static(status));
         r

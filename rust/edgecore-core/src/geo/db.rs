@@ -90,6 +90,27 @@ struct Postal<'a> {
     code: Option<&'a str>,
 }
 
+/// The first element of an array (the rest are skipped, and nothing is collected).
+struct First<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for First<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for V<T> {
+            type Value = First<T>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<First<T>, A::Error> {
+                let first = seq.next_element::<T>()?;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(First(first))
+            }
+        }
+        d.deserialize_seq(V(std::marker::PhantomData))
+    }
+}
+
 /// The fields of City, Country and ASN records that `Geo` carries.
 #[derive(Deserialize, Default)]
 struct Record<'a> {
@@ -106,7 +127,7 @@ struct Record<'a> {
     #[serde(borrow)]
     postal: Option<Postal<'a>>,
     #[serde(borrow)]
-    subdivisions: Option<Vec<Coded<'a>>>,
+    subdivisions: Option<First<Coded<'a>>>,
     autonomous_system_number: Option<Num>,
     #[serde(borrow)]
     autonomous_system_organization: Option<&'a str>,
@@ -126,7 +147,7 @@ impl Record<'_> {
             region: own(self
                 .subdivisions
                 .as_ref()
-                .and_then(|s| s.first())
+                .and_then(|s| s.0.as_ref())
                 .and_then(|s| s.iso_code)),
             city: own(self.city.as_ref().and_then(|c| c.names.as_ref()).and_then(|n| n.en)),
             postal_code: own(self.postal.as_ref().and_then(|p| p.code)),

@@ -12,5 +12,5 @@ mod response;
 
 pub use headers::Headers;
 pub use parse::{parse_request, Limits, Parsed};
-pub use request::{EdgeInfo, GeoInfo, Request, Url};
+pub use request::{uri_path, EdgeInfo, GeoInfo, Request, Url};
 pub use response::{redirect, Response};

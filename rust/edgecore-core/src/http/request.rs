@@ -116,11 +116,7 @@ impl Request {
 
     /// The path of the target ("/" for `OPTIONS *` is not implied: `*` stays `*`).
     pub fn path(&self) -> &str {
-        if self.uri.scheme().is_none() && self.uri.authority().is_some() {
-            // authority-form (CONNECT host:port): no path.
-            return "";
-        }
-        self.uri.path()
+        uri_path(&self.uri)
     }
 
     /// The query string without `?`.
@@ -135,22 +131,22 @@ impl Request {
 
     /// The URL: scheme and authority from an absolute-form target, else from the Host header.
     pub fn url(&self, default_scheme: &str) -> Url {
-        let (host, port) = match self.uri.authority() {
-            Some(a) => (a.host().to_owned(), a.port_u16()),
-            None => match self.headers.get_str("host") {
-                Some(h) => match h.parse::<http::uri::Authority>() {
-                    Ok(a) => (a.host().to_owned(), a.port_u16()),
-                    Err(_) => (h.to_owned(), None),
-                },
-                None => (String::new(), None),
-            },
-        };
+        let (host, port) = self.host_port();
         Url {
             scheme: self.uri.scheme_str().unwrap_or(default_scheme).to_owned(),
-            host,
+            host: host.to_owned(),
             port,
             path: self.path().to_owned(),
             query: self.query().to_owned(),
+        }
+    }
+
+    /// Host and port, from an absolute-form target, else from the `Host` field; borrowed, not
+    /// parsed into an owned authority.
+    pub fn host_port(&self) -> (&str, Option<u16>) {
+        match self.uri.authority() {
+            Some(a) => (a.host(), a.port_u16()),
+            None => self.headers.get_str("host").map_or(("", None), split_host_port),
         }
     }
 
@@ -194,6 +190,38 @@ impl Request {
     }
 }
 
+/// `host[:port]` (`[v6]:port` for an IPv6 literal) split in two, as `http::uri::Authority`
+/// would; a port that is not a number leaves the whole text as the host.
+fn split_host_port(s: &str) -> (&str, Option<u16>) {
+    let (host, port) = if s.starts_with('[') {
+        match s.find(']') {
+            Some(end) => (&s[..=end], s[end + 1..].strip_prefix(':')),
+            None => (s, None),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    match port {
+        None | Some("") => (host, None),
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) => (host, Some(n)),
+            Err(_) => (s, None),
+        },
+    }
+}
+
+/// The path of a request target ("" for the authority form of CONNECT).
+pub fn uri_path(uri: &http::Uri) -> &str {
+    if uri.scheme().is_none() && uri.authority().is_some() {
+        // authority-form (CONNECT host:port): no path.
+        return "";
+    }
+    uri.path()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +240,17 @@ mod tests {
         assert_eq!(u.to_string(), "http://example.com:8080/a/b?x=1");
         let r = Request::new(Method::GET, "https://h.test/p".parse().unwrap());
         assert_eq!(r.url("http").to_string(), "https://h.test/p");
+    }
+
+    #[test]
+    fn host_and_port_split_like_an_authority() {
+        for text in ["example.com", "example.com:8080", "Ex.com:80", "[::1]", "[::1]:8443", "h:", "1.2.3.4:9"] {
+            let a: http::uri::Authority = text.parse().unwrap();
+            assert_eq!(split_host_port(text), (a.host(), a.port_u16()), "{text}");
+        }
+        // Not an authority: the whole text is the host.
+        assert_eq!(split_host_port("h:port"), ("h:port", None));
+        assert_eq!(split_host_port("h:99999"), ("h:99999", None));
     }
 
     #[test]

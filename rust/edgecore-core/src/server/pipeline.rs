@@ -26,7 +26,7 @@ use super::bridge::{Bridge, Job, JobKind, Reply};
 use super::metrics::Decision;
 use super::plan::{CacheRule, LimitKey, Origin, Plan};
 use super::proxy::{Body, BoxError, Proxy};
-use crate::cache::{cache_key, url_key, Lookup};
+use crate::cache::{url_key, Lookup};
 use crate::error::{Error, ErrorKind};
 use crate::http::{Headers, Request, Response};
 use crate::limit::Decision as RateDecision;
@@ -141,10 +141,15 @@ pub(crate) fn claim_text(v: &serde_json::Value) -> std::borrow::Cow<'_, str> {
 /// Nanoseconds per second, for the test clock.
 const NS: f64 = 1e9;
 
+const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
 fn rate_headers(d: &RateDecision, h: &mut http::HeaderMap) {
-    h.insert("ratelimit-limit", HeaderValue::from(d.limit));
-    h.insert("ratelimit-remaining", HeaderValue::from(d.remaining));
-    h.insert("ratelimit-reset", HeaderValue::from(d.reset_after.ceil() as u64));
+    h.insert(RATELIMIT_LIMIT, HeaderValue::from(d.limit));
+    h.insert(RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
+    h.insert(RATELIMIT_RESET, HeaderValue::from(d.reset_after.ceil() as u64));
 }
 
 fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
@@ -241,8 +246,7 @@ impl Shared {
             rate_headers(d, h);
         }
         if let Some(s) = extras.cache_status {
-            h.entry(HeaderName::from_static("x-cache"))
-                .or_insert(HeaderValue::from_static(s));
+            h.entry(X_CACHE).or_insert(HeaderValue::from_static(s));
         }
         let decision = extras
             .decision
@@ -397,16 +401,18 @@ impl Shared {
         }
 
         // ---- redirects and rewrites ----
-        let path = request.path().to_owned();
+        // A refcounted copy of the target, so the path can be borrowed while the request changes.
+        let target = request.uri.clone();
+        let path = crate::http::uri_path(&target);
         for r in &plan.redirects {
-            if r.paths.matches(&path) && country_ok(&r.country, &request) {
+            if r.paths.matches(path) && country_ok(&r.country, &request) {
                 let location = r.to.render(&request);
                 extras.decision = Some(Decision::Redirect);
                 return Ok(from_core(crate::http::redirect(&location, r.status)?));
             }
         }
         for r in &plan.rewrites {
-            if r.paths.matches(&path) && country_ok(&r.country, &request) {
+            if r.paths.matches(path) && country_ok(&r.country, &request) {
                 let new_path = r.to.render(&request);
                 let target = match request.uri.query() {
                     Some(q) => format!("{new_path}?{q}"),
@@ -418,10 +424,11 @@ impl Shared {
                 break;
             }
         }
-        let path = request.path().to_owned();
+        let target = request.uri.clone();
+        let path = crate::http::uri_path(&target);
 
         // ---- JWT ----
-        if let Some(rule) = plan.jwt.iter().find(|r| r.paths.matches(&path)) {
+        if let Some(rule) = plan.jwt.iter().find(|r| r.paths.matches(path)) {
             let token = request
                 .header("authorization")
                 .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
@@ -435,7 +442,9 @@ impl Shared {
             let mut result = rule.verifier.verify_now(token.as_bytes(), t);
             if matches!(&result, Err(e) if e.kind == ErrorKind::TokenKeyNotFound) {
                 if let Some(remote) = rule.verifier.remote_jwks() {
-                    if remote.refresh_if_allowed().await {
+                    // Boxed here and below: a rare path keeps its (large) future off the
+                    // per-request one, which is moved on every request.
+                    if Box::pin(remote.refresh_if_allowed()).await {
                         result = rule.verifier.verify_now(token.as_bytes(), t);
                     }
                 }
@@ -458,7 +467,7 @@ impl Shared {
         }
 
         // ---- rate limits ----
-        for rule in plan.rate_limits.iter().filter(|r| r.paths.matches(&path)) {
+        for rule in plan.rate_limits.iter().filter(|r| r.paths.matches(path)) {
             use std::fmt::Write as _;
             let mut limit_key = String::with_capacity(rule.namespace.len() + 40);
             limit_key.push_str(&rule.namespace);
@@ -477,7 +486,8 @@ impl Shared {
             let d = match rule.limiter.local_now() {
                 // The test clock moves in-process limiters too (Redis keeps its own clock).
                 Some(t) if offset > 0 => rule.limiter.check_local(limit_key.as_bytes(), 1, Some(t + offset))?,
-                _ => rule.limiter.check(&limit_key, 1).await?,
+                Some(_) => rule.limiter.check_local(limit_key.as_bytes(), 1, None)?,
+                None => Box::pin(rule.limiter.check(&limit_key, 1)).await?,
             };
             self.metrics.limiter[usize::from(!d.allowed)].fetch_add(1, Ordering::Relaxed);
             if !d.allowed {
@@ -494,7 +504,7 @@ impl Shared {
         }
 
         // ---- A/B ----
-        for rule in plan.ab_tests.iter().filter(|r| r.paths.matches(&path)) {
+        for rule in plan.ab_tests.iter().filter(|r| r.paths.matches(path)) {
             let sticky = cookie(&request, &rule.cookie)
                 .filter(|v| rule.experiment.variants().any(|x| x == *v))
                 .map(str::to_owned);
@@ -538,7 +548,7 @@ impl Shared {
         }
 
         // ---- request headers ----
-        for rule in plan.headers.iter().filter(|r| r.paths.matches(&path)) {
+        for rule in plan.headers.iter().filter(|r| r.paths.matches(path)) {
             for (name, t) in &rule.request {
                 if let Ok(v) = HeaderValue::from_str(&t.render(&request)) {
                     request.headers.as_map_mut().insert(name.clone(), v);
@@ -549,7 +559,7 @@ impl Shared {
         // Response-header templates depend only on the request and what the edge learned about
         // it, so they are rendered now and the request can be moved into the handler or proxy.
         let mut response_headers: Vec<(HeaderName, HeaderValue)> = Vec::new();
-        for rule in plan.headers.iter().filter(|r| r.paths.matches(&path)) {
+        for rule in plan.headers.iter().filter(|r| r.paths.matches(path)) {
             for (name, t) in &rule.response {
                 if let Ok(v) = HeaderValue::from_str(&t.render(&request)) {
                     response_headers.push((name.clone(), v));
@@ -558,7 +568,7 @@ impl Shared {
         }
 
         // ---- cache, then middleware and handler or origin ----
-        let cache_rule = plan.cache.iter().position(|r| r.paths.matches(&path));
+        let cache_rule = plan.cache.iter().position(|r| r.paths.matches(path));
         let mut resp = match cache_rule {
             Some(i) if request.method == Method::GET || request.method == Method::HEAD => {
                 self.through_cache(plan, i, request, body, prior_xff, extras).await?
@@ -568,11 +578,11 @@ impl Shared {
                 let rule = &plan.cache[i];
                 let method = request.method.clone();
                 let url = url_key(&request, request.edge.scheme(), &rule.key);
-                let resp = self.produce(plan, request, body, prior_xff).await?;
+                let resp = Box::pin(self.produce(plan, request, body, prior_xff)).await?;
                 rule.cache.invalidate(&method, resp.status(), &url);
                 resp
             }
-            None => self.produce(plan, request, body, prior_xff).await?,
+            None => Box::pin(self.produce(plan, request, body, prior_xff)).await?,
         };
 
         // ---- response headers ----
@@ -593,25 +603,17 @@ impl Shared {
         extras: &mut Extras,
     ) -> Result<http::Response<Body>, Error> {
         let rule: &CacheRule = &plan.cache[rule_index];
-        let mut dims: Vec<(String, String)> = request
-            .edge
-            .variants
-            .iter()
-            .map(|(e, v)| (format!("variant:{e}"), v.to_string()))
-            .collect();
-        if plan.geo.is_some() || plan.server.dev_mode {
-            dims.push((
-                "country".into(),
-                request
-                    .edge
-                    .geo
-                    .as_ref()
-                    .and_then(|g| g.country.clone())
-                    .unwrap_or_default(),
-            ));
+        // The key is built in one buffer: URL, method, then the dimensions the response can
+        // differ by (each A/B variant, and the country when geo is on).
+        let mut key = url_key(&request, request.edge.scheme(), &rule.key);
+        crate::cache::key::push_method(&mut key, &request);
+        for (experiment, variant) in &request.edge.variants {
+            crate::cache::key::push_dimension(&mut key, "variant:", experiment, variant);
         }
-        let dims_ref: Vec<(&str, &str)> = dims.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
-        let key = cache_key(&request, request.edge.scheme(), &rule.key, &dims_ref);
+        if plan.geo.is_some() || plan.server.dev_mode {
+            let country = request.edge.geo.as_ref().and_then(|g| g.country.as_deref());
+            crate::cache::key::push_dimension(&mut key, "", "country", country.unwrap_or_default());
+        }
         let t = self.now();
         match rule.cache.lookup(&request, &key, t) {
             Lookup::Hit(r) => {
@@ -648,7 +650,7 @@ impl Shared {
                 for (n, v) in cond {
                     conditional.headers.as_map_mut().insert(n, v);
                 }
-                match self.fetch_full(plan, conditional, body, prior_xff).await {
+                match Box::pin(self.fetch_full(plan, conditional, body, prior_xff)).await {
                     Ok(r) if r.status == StatusCode::NOT_MODIFIED => {
                         extras.cache_status = Some("REVALIDATED");
                         Ok(from_core(rule.cache.revalidated(
@@ -670,19 +672,17 @@ impl Shared {
             Lookup::Miss(entry) => {
                 extras.cache_status = Some("MISS");
                 let cache = rule.cache.clone();
-                let fetched = rule
-                    .coalescer
-                    .run(&key, || async {
-                        match self.fetch_full(plan, request.clone(), body, prior_xff).await {
-                            Ok(r) => {
-                                cache.store(&request, &key, &r, self.now());
-                                Ok(r)
-                            }
-                            Err(e) => Err((e.http_status(), e.context.to_string())),
+                let fetched = Box::pin(rule.coalescer.run(&key, || async {
+                    match self.fetch_full(plan, request.clone(), body, prior_xff).await {
+                        Ok(r) => {
+                            cache.store(&request, &key, &r, self.now());
+                            Ok(r)
                         }
-                    })
-                    .await
-                    .0;
+                        Err(e) => Err((e.http_status(), e.context.to_string())),
+                    }
+                }))
+                .await
+                .0;
                 match fetched {
                     Ok(r) => Ok(from_core(r)),
                     Err((status, msg)) => match entry.and_then(|e| rule.cache.stale_on_error(&e, self.now())) {
@@ -700,7 +700,7 @@ impl Shared {
             }
             Lookup::Bypass => {
                 extras.cache_status = Some("BYPASS");
-                self.produce(plan, request, body, prior_xff).await
+                Box::pin(self.produce(plan, request, body, prior_xff)).await
             }
         }
     }
@@ -754,18 +754,16 @@ impl Shared {
         mut body: BodyState,
         prior_xff: Option<String>,
     ) -> Result<http::Response<Body>, Error> {
-        let path = request.path().to_owned();
-        let needs_python = plan.middleware.iter().any(|m| m.matcher.matches(&path))
-            || plan.routes.iter().any(|r| r.path.matches(&path, &mut Vec::new()));
+        let target = request.uri.clone();
+        let path = crate::http::uri_path(&target);
+        let needs_python = plan.middleware.iter().any(|m| m.matcher.matches(path))
+            || plan.routes.iter().any(|r| r.path.matches(path, &mut Vec::new()));
         if needs_python {
-            request.body = self.read_body(plan, body).await?;
+            request.body = Box::pin(self.read_body(plan, body)).await?;
             body = BodyState::Read(request.body.clone());
         }
-        for mw in plan.middleware.iter().filter(|m| m.matcher.matches(&path)) {
-            match self
-                .call_python(plan, JobKind::Middleware(mw.handler), request.clone())
-                .await?
-            {
+        for mw in plan.middleware.iter().filter(|m| m.matcher.matches(path)) {
+            match Box::pin(self.call_python(plan, JobKind::Middleware(mw.handler), request.clone())).await? {
                 Reply::Respond(r) => return Ok(tag(from_core(r), Decision::Middleware)),
                 Reply::Continue(edited) => {
                     request.headers = edited.headers;
@@ -780,11 +778,12 @@ impl Shared {
                 }
             }
         }
-        let path = request.path().to_owned();
+        let target = request.uri.clone();
+        let path = crate::http::uri_path(&target);
         let mut allowed: Vec<&Method> = Vec::new();
         for route in &plan.routes {
             let mut params = Vec::new();
-            if !route.path.matches(&path, &mut params) {
+            if !route.path.matches(path, &mut params) {
                 continue;
             }
             let ok = if route.methods.is_empty() {
@@ -797,7 +796,7 @@ impl Shared {
                 continue;
             }
             request.edge.params = params.into_iter().map(|(k, v)| (Arc::from(k.as_str()), v)).collect();
-            return match self.call_python(plan, JobKind::Route(route.handler), request).await? {
+            return match Box::pin(self.call_python(plan, JobKind::Route(route.handler), request)).await? {
                 Reply::Respond(r) => Ok(tag(from_core(r), Decision::Handler)),
                 Reply::Continue(_) => Err(Error::new(
                     ErrorKind::Internal,
