@@ -321,17 +321,24 @@ class Edge:
         """Serve until Ctrl-C or SIGTERM, then drain in-flight requests and return. With
         ``reload_app``, SIGHUP builds a new app with it and swaps it in without dropping a
         connection; a configuration that fails keeps the old one (the error is logged)."""
-        running = self.serve(host, port, workers=workers, reuse_port=reuse_port)
-        print(f"edgecore listening on {running.url} (pid {os.getpid()})", file=sys.stderr, flush=True)
-        for line in running.core.summary:
-            print(f"  active: {line}", file=sys.stderr)
-        for w in running.core.warnings:
-            print(f"  warning: {w}", file=sys.stderr)
+        # The handlers go in before the server starts: a SIGTERM that arrives once the first
+        # requests are being answered must drain and exit 0, never kill the process outright.
         stop = threading.Event()
         hup = threading.Event()
         previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
         if reload_app is not None:
             previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, lambda *_: hup.set())
+        try:
+            running = self.serve(host, port, workers=workers, reuse_port=reuse_port)
+        except BaseException:
+            for s, h in previous.items():
+                signal.signal(s, h)
+            raise
+        print(f"edgecore listening on {running.url} (pid {os.getpid()})", file=sys.stderr, flush=True)
+        for line in running.core.summary:
+            print(f"  active: {line}", file=sys.stderr)
+        for w in running.core.warnings:
+            print(f"  warning: {w}", file=sys.stderr)
         try:
             while not stop.wait(0.2):
                 if hup.is_set():
