@@ -24,12 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ._harness import version
 
 SECRET = bytes.fromhex("6b" * 32)
+# The origin's answers are shared-cacheable. Without `public`, a shared cache must not store the
+# answer to a request that carries Authorization (RFC 9111 §3.5), and every pipeline request sends
+# a bearer token.
+ORIGIN_CACHE_CONTROL = "public, max-age=3600"
 CLIENT_IP = "81.2.69.160"
 
 
@@ -81,6 +86,9 @@ class Contender:
     port: int
     path: str = "/"
     headers: dict[str, str] = field(default_factory=dict)
+    # Response headers the scenario requires (checked once before measuring, so that a change in
+    # policy cannot silently turn, say, a cache-hit scenario into a proxied one).
+    expect: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     runs: list[dict] = field(default_factory=list)
 
@@ -89,6 +97,16 @@ class Contender:
             self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
         wait_port(self.port)
+
+    def check(self) -> None:
+        """Raises if a request does not get the headers this scenario is about."""
+        if not self.expect:
+            return
+        req = urllib.request.Request(f"http://127.0.0.1:{self.port}{self.path}", headers=self.headers)
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            got = {k: resp.headers.get(k) for k in self.expect}
+        if got != self.expect:
+            raise RuntimeError(f"{self.name}: expected response headers {self.expect}, got {got}")
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -99,12 +117,15 @@ class Contender:
                 os.killpg(self.proc.pid, signal.SIGKILL)
 
 
-def nginx_conf(dir: Path, port: int, body: str, upstream: int | None = None) -> Path:
+def nginx_conf(dir: Path, port: int, body: str, upstream: int | None = None, cache_control: str = "") -> Path:
     loc = (
         'proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection "";'
         if upstream
         else f'return 200 "{body}";'
     )
+    if cache_control:
+        loc = f'add_header Cache-Control "{cache_control}"; {loc}'
+
     up = f"upstream up {{ server 127.0.0.1:{upstream}; keepalive 64; }}" if upstream else ""
     conf = dir / f"nginx-{port}.conf"
     conf.write_text(
@@ -158,10 +179,12 @@ def run(quick: bool = False) -> dict:
     origin_port = free_port()
     if nginx:
         origin = Contender(
-            "origin (nginx)", [nginx, "-c", str(nginx_conf(tmp, origin_port, "origin says hi"))], origin_port
+            "origin (nginx)",
+            [nginx, "-c", str(nginx_conf(tmp, origin_port, "origin says hi", cache_control=ORIGIN_CACHE_CONTROL))],
+            origin_port,
         )
     else:
-        origin = Contender("origin (edgecore)", [*srv, "edgecore-hello", "--port", str(origin_port)], origin_port)
+        origin = Contender("origin (edgecore)", [*srv, "edgecore-origin", "--port", str(origin_port)], origin_port)
     origin.start()
     started.append(origin)
     origin_url = f"http://127.0.0.1:{origin_port}"
@@ -173,7 +196,7 @@ def run(quick: bool = False) -> dict:
 
     scenarios: dict[str, list[Contender]] = {
         "pipeline": [
-            contender("edgecore", "edgecore-pipeline", path="/page", headers=auth),
+            contender("edgecore", "edgecore-pipeline", path="/page", headers=auth, expect={"x-cache": "HIT"}),
             contender("uvicorn+Starlette (pure-Python pipeline)", "starlette-pipeline", path="/page", headers=auth),
         ],
         "hello": [
@@ -228,6 +251,7 @@ def run(quick: bool = False) -> dict:
                 c.start()
                 started.append(c)
                 wrk(c, 1.0, 32)  # warm-up: fill caches and connection pools alike
+                c.check()
         for r in range(rounds):
             for name, cs in scenarios.items():
                 order = cs[r % len(cs) :] + cs[: r % len(cs)]

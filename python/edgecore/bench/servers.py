@@ -4,7 +4,7 @@
 
 NAME: edgecore-pipeline | starlette-pipeline (the same pipeline in pure Python: PyJWT, limits,
 cachetools, maxminddb on uvicorn with httptools and uvloop) | edgecore-hello | uvicorn-hello (raw
-ASGI) | granian-hello (RSGI) | edgecore-proxy."""
+ASGI) | granian-hello (RSGI) | edgecore-proxy | edgecore-origin (the origin when nginx is missing)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,21 @@ def edgecore_hello(port: int) -> None:
     @app.route("/")
     def hello(request, env):
         return "hello"
+
+    app.run("127.0.0.1", port, workers=1)
+
+
+def edgecore_origin(port: int) -> None:
+    """The origin when nginx is not installed: a shared-cacheable answer (see load.py)."""
+    import edgecore as ec
+
+    from .load import ORIGIN_CACHE_CONTROL
+
+    app = ec.Edge()
+
+    @app.route("/*")
+    def page(request, env):
+        return ec.Response(b"origin says hi", headers={"cache-control": ORIGIN_CACHE_CONTROL})
 
     app.run("127.0.0.1", port, workers=1)
 
@@ -138,6 +153,8 @@ def main() -> None:
         edgecore_hello(a.port)
     elif a.name == "uvicorn-hello":
         uvicorn_hello(a.port)
+    elif a.name == "edgecore-origin":
+        edgecore_origin(a.port)
     elif a.name == "edgecore-proxy":
         edgecore_proxy(a.port, a.origin)
     else:
