@@ -114,7 +114,7 @@ impl ServerHandle {
 
     /// Requests served so far.
     pub fn requests(&self) -> u64 {
-        self.shared.requests.load(std::sync::atomic::Ordering::Relaxed)
+        self.shared.metrics.arrivals()
     }
 
     /// Stops accepting, drains in-flight requests for up to the grace period, then stops.
@@ -188,7 +188,6 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
             Duration::from_secs_f64(s.origin_timeout),
         ),
         bridge,
-        requests: AtomicU64::new(0),
         uid_counter: AtomicU64::new(0),
         uid_seed: Default::default(),
         purge: s

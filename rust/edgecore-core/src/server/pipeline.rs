@@ -47,8 +47,6 @@ pub struct Shared {
     pub proxy: Proxy,
     /// Python handlers, when any are registered.
     pub bridge: Option<Arc<dyn Bridge>>,
-    /// Requests served. Relaxed: statistics.
-    pub requests: AtomicU64,
     /// Per-request unique ids for A/B units (mixed with a random seed).
     pub uid_counter: AtomicU64,
     /// Seed for unit ids.
@@ -221,7 +219,7 @@ impl Shared {
         peer: SocketAddr,
         secure: bool,
     ) -> http::Response<Body> {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.metrics.arrived();
         let plan = self.plan.load_full();
         let mut extras = Extras::default();
         let t0 = std::time::Instant::now();
@@ -264,8 +262,7 @@ impl Shared {
                 Decision::Rejected
             });
         let elapsed = t0.elapsed();
-        self.metrics.request(decision, resp.status().as_u16());
-        self.metrics.latency.observe(elapsed);
+        self.metrics.request(decision, resp.status().as_u16(), elapsed);
         if let (Some(log), Some((method, path))) = (&self.access_log, logged) {
             // The body's exact size when known (full bodies, or a Content-Length from the origin);
             // null for a streamed body of unknown length.
@@ -489,7 +486,7 @@ impl Shared {
                 Some(_) => rule.limiter.check_local(limit_key.as_bytes(), 1, None)?,
                 None => Box::pin(rule.limiter.check(&limit_key, 1)).await?,
             };
-            self.metrics.limiter[usize::from(!d.allowed)].fetch_add(1, Ordering::Relaxed);
+            self.metrics.limiter(d.allowed);
             if !d.allowed {
                 extras.decision = Some(Decision::RateLimited);
                 let mut r = status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
@@ -841,10 +838,7 @@ impl Shared {
         };
         let started = std::time::Instant::now();
         let forwarded = self.proxy.forward(origin, parts, up_body, ip, scheme, prior_xff).await;
-        self.metrics.origin_latency.observe(started.elapsed());
-        if forwarded.is_err() {
-            self.metrics.origin_errors.fetch_add(1, Ordering::Relaxed);
-        }
+        self.metrics.origin(started.elapsed(), forwarded.is_err());
         let resp = forwarded?;
         Ok(tag(
             resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()),
