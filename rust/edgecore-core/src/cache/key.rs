@@ -203,9 +203,17 @@ mod tests {
                 for k in 0..len {
                     let name = names[i % names.len()];
                     i /= names.len();
-                    parts.push(if name.is_empty() { String::new() } else { format!("{name}={k}") });
+                    parts.push(if name.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{name}={k}")
+                    });
                 }
-                let target = if len == 0 { "/p".to_owned() } else { format!("/p?{}", parts.join("&")) };
+                let target = if len == 0 {
+                    "/p".to_owned()
+                } else {
+                    format!("/p?{}", parts.join("&"))
+                };
                 for (h, scheme) in hosts.iter().zip(["http", "https"].iter().cycle()) {
                     let got = url_key(&req(&target, h), scheme, &opts);
                     assert_eq!(got, reference_url_key(&target, h, scheme, &opts), "{target} on {h}");

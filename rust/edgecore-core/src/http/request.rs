@@ -244,7 +244,15 @@ mod tests {
 
     #[test]
     fn host_and_port_split_like_an_authority() {
-        for text in ["example.com", "example.com:8080", "Ex.com:80", "[::1]", "[::1]:8443", "h:", "1.2.3.4:9"] {
+        for text in [
+            "example.com",
+            "example.com:8080",
+            "Ex.com:80",
+            "[::1]",
+            "[::1]:8443",
+            "h:",
+            "1.2.3.4:9",
+        ] {
             let a: http::uri::Authority = text.parse().unwrap();
             assert_eq!(split_host_port(text), (a.host(), a.port_u16()), "{text}");
         }

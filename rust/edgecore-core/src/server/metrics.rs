@@ -110,16 +110,9 @@ fn shard_index() -> usize {
 }
 
 /// Every counter of the server.
+#[derive(Default)]
 pub struct Metrics {
     shards: Box<[Shard; SHARDS]>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            shards: Box::default(),
-        }
-    }
 }
 
 fn sum(shards: &[Shard], f: impl Fn(&Shard) -> &AtomicU64) -> u64 {

@@ -19,13 +19,13 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::bridge::{Bridge, Job, JobKind, Reply};
 use super::metrics::Decision;
 use super::plan::{CacheRule, LimitKey, Origin, Plan};
-use super::proxy::{Body, BoxError, Proxy};
+use super::proxy::{Body, Proxy};
 use crate::cache::{url_key, Lookup};
 use crate::error::{Error, ErrorKind};
 use crate::http::{Headers, Request, Response};
@@ -65,7 +65,7 @@ impl Shared {
 
 /// A full body.
 pub fn full(b: impl Into<Bytes>) -> Body {
-    Full::new(b.into()).map_err(|never| match never {}).boxed()
+    Body::full(b)
 }
 
 fn status_response(status: StatusCode, msg: &str) -> http::Response<Body> {
@@ -104,14 +104,10 @@ enum BodyState {
     Read(Bytes),
 }
 
-/// Per-request state gathered by the phases, applied to the response at the end.
-/// Marks which path produced a response that no earlier phase answered (`produce` runs inside
-/// coalesced fetches without the per-request extras, so the decision travels in the extensions).
-fn tag(mut r: http::Response<Body>, s: Decision) -> http::Response<Body> {
-    r.extensions_mut().insert(s);
-    r
-}
+/// A response and what produced it.
+type Produced = (http::Response<Body>, Decision);
 
+/// Per-request state gathered by the phases, applied to the response at the end.
 #[derive(Default)]
 struct Extras {
     decision: Option<Decision>,
@@ -255,7 +251,6 @@ impl Shared {
                 Some("MISS") => Some(Decision::CacheMiss),
                 _ => None,
             })
-            .or_else(|| resp.extensions().get::<Decision>().copied())
             .unwrap_or(if resp.status().is_server_error() {
                 Decision::Error
             } else {
@@ -575,11 +570,16 @@ impl Shared {
                 let rule = &plan.cache[i];
                 let method = request.method.clone();
                 let url = url_key(&request, request.edge.scheme(), &rule.key);
-                let resp = Box::pin(self.produce(plan, request, body, prior_xff)).await?;
+                let (resp, decision) = Box::pin(self.produce(plan, request, body, prior_xff)).await?;
+                extras.decision = Some(decision);
                 rule.cache.invalidate(&method, resp.status(), &url);
                 resp
             }
-            None => Box::pin(self.produce(plan, request, body, prior_xff)).await?,
+            None => {
+                let (resp, decision) = Box::pin(self.produce(plan, request, body, prior_xff)).await?;
+                extras.decision = Some(decision);
+                resp
+            }
         };
 
         // ---- response headers ----
@@ -697,7 +697,9 @@ impl Shared {
             }
             Lookup::Bypass => {
                 extras.cache_status = Some("BYPASS");
-                Box::pin(self.produce(plan, request, body, prior_xff)).await
+                let (resp, decision) = Box::pin(self.produce(plan, request, body, prior_xff)).await?;
+                extras.decision = Some(decision);
+                Ok(resp)
             }
         }
     }
@@ -710,7 +712,7 @@ impl Shared {
         body: BodyState,
         prior_xff: Option<String>,
     ) -> Result<Response, Error> {
-        let resp = self.produce(plan, request, body, prior_xff).await?;
+        let (resp, _) = self.produce(plan, request, body, prior_xff).await?;
         let (parts, b) = resp.into_parts();
         let bytes = b
             .collect()
@@ -750,7 +752,7 @@ impl Shared {
         mut request: Request,
         mut body: BodyState,
         prior_xff: Option<String>,
-    ) -> Result<http::Response<Body>, Error> {
+    ) -> Result<Produced, Error> {
         let target = request.uri.clone();
         let path = crate::http::uri_path(&target);
         let needs_python = plan.middleware.iter().any(|m| m.matcher.matches(path))
@@ -761,7 +763,7 @@ impl Shared {
         }
         for mw in plan.middleware.iter().filter(|m| m.matcher.matches(path)) {
             match Box::pin(self.call_python(plan, JobKind::Middleware(mw.handler), request.clone())).await? {
-                Reply::Respond(r) => return Ok(tag(from_core(r), Decision::Middleware)),
+                Reply::Respond(r) => return Ok((from_core(r), Decision::Middleware)),
                 Reply::Continue(edited) => {
                     request.headers = edited.headers;
                     request.uri = edited.uri;
@@ -794,7 +796,7 @@ impl Shared {
             }
             request.edge.params = params.into_iter().map(|(k, v)| (Arc::from(k.as_str()), v)).collect();
             return match Box::pin(self.call_python(plan, JobKind::Route(route.handler), request)).await? {
-                Reply::Respond(r) => Ok(tag(from_core(r), Decision::Handler)),
+                Reply::Respond(r) => Ok((from_core(r), Decision::Handler)),
                 Reply::Continue(_) => Err(Error::new(
                     ErrorKind::Internal,
                     crate::error::ErrorSource::Internal,
@@ -814,13 +816,10 @@ impl Shared {
                 http::header::ALLOW,
                 HeaderValue::from_str(&list.join(", ")).expect("methods are tokens"),
             );
-            return Ok(tag(r, Decision::MethodNotAllowed));
+            return Ok((r, Decision::MethodNotAllowed));
         }
         let Some(origin) = Self::choose_origin(plan, &request) else {
-            return Ok(tag(
-                status_response(StatusCode::NOT_FOUND, "Not Found"),
-                Decision::NotFound,
-            ));
+            return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Decision::NotFound));
         };
         let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
         let scheme = request.edge.scheme();
@@ -831,19 +830,13 @@ impl Shared {
         parts.headers = request.headers.into_map();
         let up_body: Body = match body {
             BodyState::Read(b) => full(b),
-            BodyState::Unread(inc) => {
-                let limit = plan.limits.max_body_bytes;
-                Limited::new(inc, limit).map_err(|e| -> BoxError { e }).boxed()
-            }
+            BodyState::Unread(inc) => Body::Upload(Limited::new(inc, plan.limits.max_body_bytes)),
         };
         let started = std::time::Instant::now();
         let forwarded = self.proxy.forward(origin, parts, up_body, ip, scheme, prior_xff).await;
         self.metrics.origin(started.elapsed(), forwarded.is_err());
         let resp = forwarded?;
-        Ok(tag(
-            resp.map(|b| b.map_err(|e| -> BoxError { Box::new(e) }).boxed()),
-            Decision::Proxied,
-        ))
+        Ok((resp.map(Body::Origin), Decision::Proxied))
     }
 
     /// The origin for this client: the first matching `origin_for` rule, else the default.
