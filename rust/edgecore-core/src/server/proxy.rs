@@ -322,6 +322,13 @@ impl Proxy {
                 return Ok(c);
             }
         }
+        // Boxed: dialling (TCP, maybe TLS, the handshake) is the rare path and its future is
+        // large; inline, every request's future would carry (and move) its space.
+        Box::pin(self.dial(pool)).await
+    }
+
+    /// A new connection to the pool's origin, ready to send.
+    async fn dial(&self, pool: &OriginPool) -> Result<Box<OriginConn>> {
         let io = self.connector.clone().call(pool.dial.clone()).await.map_err(|e| {
             let msg = error_chain(&*e);
             let kind = if msg.contains("timed out") {
