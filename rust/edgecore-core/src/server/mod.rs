@@ -230,16 +230,10 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
 macro_rules! serve_connection {
     ($conn:expr, $stop:expr, $state:expr, $header_timeout:expr) => {{
         let conn = $conn;
-        let mut stop: watch::Receiver<bool> = $stop;
+        let stop: &StopSignal = $stop;
         let state: &ConnState = $state;
         tokio::pin!(conn);
-        let mut finished = false;
-        if !*stop.borrow_and_update() {
-            tokio::select! {
-                _ = conn.as_mut() => finished = true,
-                _ = stop.changed() => {}
-            }
-        }
+        let mut finished = stop.until_stopped(conn.as_mut()).await;
         if !finished && !state.started.load(Ordering::Relaxed) {
             tokio::select! {
                 _ = conn.as_mut() => finished = true,
@@ -252,6 +246,91 @@ macro_rules! serve_connection {
             let _ = conn.await;
         }
     }};
+}
+
+/// Tells every open connection that the server is stopping. A connection checks one flag when it
+/// wakes up, and registers its waker only when that waker changes; a channel polled in a
+/// `select!` cost a lock and a waker registration on every wake-up of every connection.
+#[derive(Default)]
+struct StopSignal {
+    stopped: AtomicBool,
+    /// Wakers of the connections waiting, in slots reused as connections close.
+    wakers: parking_lot::Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    wakers: Vec<Option<std::task::Waker>>,
+    free: Vec<usize>,
+}
+
+impl StopSignal {
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+        let wakers: Vec<_> = self.wakers.lock().wakers.iter_mut().filter_map(Option::take).collect();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Acquire)
+    }
+
+    /// Drives `conn` until it finishes (true) or the server stops (false).
+    async fn until_stopped<F: std::future::Future>(&self, mut conn: std::pin::Pin<&mut F>) -> bool {
+        struct Registration<'a> {
+            signal: &'a StopSignal,
+            slot: Option<usize>,
+            waker: Option<std::task::Waker>,
+        }
+        impl Drop for Registration<'_> {
+            fn drop(&mut self) {
+                if let Some(i) = self.slot {
+                    let mut slots = self.signal.wakers.lock();
+                    slots.wakers[i] = None;
+                    slots.free.push(i);
+                }
+            }
+        }
+        let mut reg = Registration {
+            signal: self,
+            slot: None,
+            waker: None,
+        };
+        std::future::poll_fn(|cx| {
+            if self.is_stopped() {
+                return std::task::Poll::Ready(false);
+            }
+            if conn.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(true);
+            }
+            if !reg.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                let waker = cx.waker().clone();
+                let mut slots = self.wakers.lock();
+                let i = match reg.slot {
+                    Some(i) => i,
+                    None => {
+                        let i = slots.free.pop().unwrap_or_else(|| {
+                            slots.wakers.push(None);
+                            slots.wakers.len() - 1
+                        });
+                        reg.slot = Some(i);
+                        i
+                    }
+                };
+                slots.wakers[i] = Some(waker.clone());
+                drop(slots);
+                reg.waker = Some(waker);
+                // A stop between the first check and the registration would have found no waker.
+                if self.is_stopped() {
+                    return std::task::Poll::Ready(false);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
 }
 
 /// Per connection: whether a request has started yet (see [`serve_connection`]).
@@ -291,7 +370,7 @@ async fn accept_loop(
         .max_header_list_size(s.max_header_bytes as u32);
     let builder = Arc::new(builder);
     let header_timeout = Duration::from_secs_f64(s.header_read_timeout);
-    let conn_stop = stop.clone();
+    let conn_stop = Arc::new(StopSignal::default());
     let spawn = |stream: tokio::net::TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit| {
         let _ = stream.set_nodelay(true);
         // Read per connection: a reload that renewed the certificate applies to the next one
@@ -313,14 +392,14 @@ async fn accept_loop(
             match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    serve_connection!(conn, stop, &state, header_timeout);
+                    serve_connection!(conn, &stop, &state, header_timeout);
                 }
                 // The handshake runs on the connection's task, bounded by the header timeout,
                 // so a slow or silent client never holds up the accept loop.
                 Some(acceptor) => {
                     if let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                        serve_connection!(conn, stop, &state, header_timeout);
+                        serve_connection!(conn, &stop, &state, header_timeout);
                     }
                 }
             }
@@ -345,6 +424,7 @@ async fn accept_loop(
         };
         spawn(stream, peer, permit);
     }
+    conn_stop.stop();
     // Connections the kernel already completed sit in the accept queue, their requests possibly
     // sent: closing the listener would reset them. Take them all first; they get their request
     // answered (with `Connection: close`) like any other connection that is open now.

@@ -123,6 +123,8 @@ fn now() -> f64 {
 
 /// Headers that set the client IP, country and bot status in dev mode.
 const DEV_HEADERS: [&str; 3] = ["x-edge-dev-client-ip", "x-edge-dev-country", "x-edge-dev-bot"];
+const DEV_PREFIX: &str = "x-edge-dev-";
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// A claim as header/key text: strings as they are, other JSON values serialised.
 pub(crate) fn claim_text(v: &serde_json::Value) -> std::borrow::Cow<'_, str> {
@@ -316,6 +318,22 @@ impl Shared {
         if declared.is_some_and(|n| n > plan.limits.max_body_bytes as u64) {
             return Err(Error::downstream(ErrorKind::BodyTooLarge, "request body too large"));
         }
+        // ---- client IP ----
+        // Read from the map with a prebuilt name: no name parsing, no boxed iterator.
+        let peer_ip = crate::geo::client_ip::normalize(peer.ip());
+        let trusted_peer = plan.trusted.contains(peer_ip);
+        let forwarded_for = parts.headers.get_all(&X_FORWARDED_FOR);
+        let prior_xff = trusted_peer.then(|| {
+            forwarded_for
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        });
+        let mut ip = crate::geo::client_ip(peer_ip, forwarded_for.iter().map(HeaderValue::as_bytes), &plan.trusted);
+        // Dev headers are never forwarded, and never honoured outside dev mode (below). One pass
+        // over the names finds out whether there are any.
+        let dev_headers = parts.headers.keys().any(|k| k.as_str().starts_with(DEV_PREFIX));
         let mut request = Request {
             method: parts.method,
             uri: parts.uri,
@@ -326,19 +344,6 @@ impl Shared {
         };
         request.edge.secure = secure;
         let body = BodyState::Unread(incoming);
-
-        // ---- client IP ----
-        let peer_ip = crate::geo::client_ip::normalize(peer.ip());
-        let trusted_peer = plan.trusted.contains(peer_ip);
-        let prior_xff = trusted_peer.then(|| {
-            request
-                .headers
-                .get_all("x-forwarded-for")
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .collect::<Vec<_>>()
-                .join(", ")
-        });
-        let mut ip = crate::geo::client_ip(peer_ip, request.headers.get_all("x-forwarded-for"), &plan.trusted);
         let dev = plan.server.dev_mode;
         if dev {
             if let Some(v) = request
@@ -384,8 +389,7 @@ impl Shared {
                     .insert("x-edge-bot", HeaderValue::from_static("1"));
             }
         }
-        if DEV_HEADERS.iter().any(|h| request.headers.contains(h)) {
-            // Never forwarded, and never honoured outside dev mode.
+        if dev_headers {
             let h = request.headers.as_map_mut();
             for name in DEV_HEADERS {
                 h.remove(name);

@@ -92,39 +92,107 @@ impl hyper::body::Body for Body {
 /// Errors inside bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const HOP_BY_HOP: [HeaderName; 8] = [
-    http::header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::TRANSFER_ENCODING,
-    http::header::UPGRADE,
-    http::header::PROXY_AUTHENTICATE,
-];
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const VIA: HeaderValue = HeaderValue::from_static("1.1 edgecore");
 
+/// The hop-by-hop fields (RFC 9110 §7.6.1, plus the legacy `Keep-Alive` and `Proxy-Connection`).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authenticate",
+];
+
+/// Whether a (lower-case) field name is hop-by-hop.
+fn is_hop_by_hop(name: &str) -> bool {
+    matches!(
+        name,
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "proxy-authenticate"
+    )
+}
+
 /// Removes hop-by-hop fields and the fields `Connection` names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names (each a cheap comparison) finds out.
-    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // One pass over the names (a length switch and a compare each) finds the few present;
+    // only those are removed. Most messages carry none, or just `Connection`.
+    let mut found: [Option<HeaderName>; 4] = Default::default();
+    let mut more = false;
+    let mut n = 0;
+    for k in h.keys() {
+        if is_hop_by_hop(k.as_str()) {
+            match found.get_mut(n) {
+                Some(slot) => *slot = Some(k.clone()),
+                None => more = true,
+            }
+            n += 1;
+        }
+    }
+    if n == 0 {
         return;
     }
-    let named: Vec<HeaderName> = h
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        h.remove(n);
+    if found.iter().flatten().any(|k| k == http::header::CONNECTION) {
+        // Fields named in Connection. The usual value, `keep-alive` (or `close`), names nothing
+        // else to remove, so that case parses no name and allocates nothing.
+        let named: Vec<HeaderName> = h
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|n| !n.eq_ignore_ascii_case("close") && !HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(n)))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
+        for name in named {
+            h.remove(name);
+        }
     }
-    for n in &HOP_BY_HOP {
-        h.remove(n);
+    for name in found.into_iter().flatten() {
+        h.remove(name);
+    }
+    if more {
+        // Five or more different hop-by-hop names: rare enough to take the long way.
+        let rest: Vec<HeaderName> = h.keys().filter(|k| is_hop_by_hop(k.as_str())).cloned().collect();
+        for name in rest {
+            h.remove(name);
+        }
+    }
+}
+
+/// Appends `ip` as text: IPv4 digit by digit (the common case, and `Display` goes through the
+/// formatting machinery for each octet), IPv6 through `Display`.
+fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(_) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{ip}");
+        }
     }
 }
 
@@ -394,11 +462,15 @@ impl Proxy {
         h.insert(http::header::HOST, pool.host.clone());
         let xff = match prior_xff {
             Some(mut chain) if !chain.is_empty() => {
-                use std::fmt::Write as _;
-                let _ = write!(chain, ", {client_ip}");
+                chain.push_str(", ");
+                push_ip(&mut chain, client_ip);
                 chain
             }
-            _ => client_ip.to_string(),
+            _ => {
+                let mut s = String::with_capacity(40);
+                push_ip(&mut s, client_ip);
+                s
+            }
         };
         // From a String: the buffer becomes the value without another copy.
         h.insert(
@@ -471,6 +543,50 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.99.100",
+            "255.255.255.255",
+            "192.168.0.9",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+        for n in 0..=255u8 {
+            let ip = IpAddr::from([n, 255 - n, n / 3, 7]);
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+    }
+
+    #[test]
+    fn many_hop_by_hop_fields_all_go() {
+        let mut h = HeaderMap::new();
+        for n in [
+            "te",
+            "trailer",
+            "upgrade",
+            "keep-alive",
+            "proxy-connection",
+            "proxy-authenticate",
+            "x-kept",
+        ] {
+            h.insert(HeaderName::from_static(n), "1".parse().unwrap());
+        }
+        h.append("x-kept", "2".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().map(|k| k.as_str()).collect::<Vec<_>>(), vec!["x-kept"]);
+        assert_eq!(h.get_all("x-kept").iter().count(), 2);
+    }
 
     #[test]
     fn hop_by_hop_and_connection_named_fields_go() {
