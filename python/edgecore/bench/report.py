@@ -36,13 +36,15 @@ EXPLANATIONS = {
         "requests per second than nginx serves `return 200` on the same machine (see the pipeline table)."
     ),
     "edgecore proxy CPU vs nginx proxy_pass": (
-        "1.26x on 2026-11-27 (21.4 against 16.9 µs per request), down from 1.53x: the request's own task now "
+        "1.26x and 1.27x in two full runs on 2026-11-27 (21.4-21.5 against 16.9 µs per request), down from "
+        "1.53x: the request's own task now "
         "drives its origin connection (hyper-util's pool ran each connection as a separate task, three "
         "cross-task hand-offs per request), no EOF probe read per request, an enum body, per-thread metrics and "
         "smaller futures. Both servers now make the same system calls per request (one recv and one send on "
         "each side) and spend about the same in the kernel (~14 µs); the rest is user space: ~7 µs for hyper's "
         "server and client (each parses and re-serialises the message), tokio's I/O and two timers (header "
-        "read and origin timeout), against ~3.5 µs for nginx. mimalloc cut glibc malloc's share in an earlier "
+        "read and origin timeout), against ~3.5 µs for nginx. callgrind counts ~41k user-space instructions "
+        "per proxied request, of which edgecore's own code is a small part. mimalloc cut glibc malloc's share in an earlier "
         "test but slowed the Python-API paths by 20-25% and risks static-TLS failures when loaded as an "
         "extension, so it is not used."
     ),
