@@ -44,8 +44,8 @@ EXPLANATIONS = {
         "each side) and spend about the same in the kernel (~14 µs); the rest is user space: ~7 µs for hyper's "
         "server and client (each parses and re-serialises the message), tokio's I/O and two timers (header "
         "read and origin timeout), against ~3.5 µs for nginx. callgrind counts ~41k user-space instructions "
-        "per proxied request, of which edgecore's own code is a small part. mimalloc cut glibc malloc's share in an earlier "
-        "test but slowed the Python-API paths by 20-25% and risks static-TLS failures when loaded as an "
+        "per proxied request, of which edgecore's own code is a small part. mimalloc cut glibc malloc's share "
+        "in an earlier test but slowed the Python-API paths by 20-25% and risks static-TLS failures when loaded as an "
         "extension, so it is not used."
     ),
     "edgecore.parse_request vs h11": (
