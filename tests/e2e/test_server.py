@@ -129,6 +129,22 @@ def test_a_client_that_half_closes_still_gets_its_answer(origin):
         assert data.startswith(b"HTTP/1.1 200") and b'"/half"' in data
 
 
+def test_the_origin_timeout_is_re_armed_for_each_request_on_a_pooled_connection(origin):
+    app = ec.Edge(origin=origin.url).configure(origin_timeout=0.5)
+    with app.serve() as s:
+        assert call(s.url, "/t/1").status == 200
+        # Idle past the timeout: the pooled connection's timer fired meanwhile, and must not
+        # time out the next request on it.
+        time.sleep(0.8)
+        assert call(s.url, "/t/2").status == 200
+        assert origin.connections("/t/") == 1
+        # Slower than the timeout on that same connection: 504, and the connection is dropped.
+        assert call(s.url, "/slow?s=1.0").status == 504
+        for i in range(3, 6):
+            assert call(s.url, f"/t/{i}").status == 200
+        assert origin.connections("/t/") == 2
+
+
 def test_origin_failures_are_502_and_504(origin):
     app = ec.Edge(origin=origin.url).configure(origin_timeout=0.5)
     with app.serve() as s:

@@ -212,6 +212,9 @@ struct OriginConn {
     conn: http1::Connection<Io, Body>,
     /// The pool's sweep count when it went idle (sweeps, not a clock: no clock read per request).
     idle_since: u32,
+    /// The origin-timeout timer, re-armed for each request: resetting a registered timer costs
+    /// less than creating, registering and dropping one per request.
+    timer: Pin<Box<tokio::time::Sleep>>,
 }
 
 impl OriginConn {
@@ -377,13 +380,11 @@ impl Proxy {
         loop {
             // (Connections idle too long are closed by the sweeper.)
             let Some(mut c) = pool.idle.lock().pop() else { break };
-            // Polling the connection notices a hang-up from the origin, and after a response
-            // moves it back to idle, which makes the sender ready.
+            // One poll of the connection notices a hang-up from the origin and, after a
+            // complete response, moves it back to idle, which makes the sender ready. One that
+            // is not ready at once is not waited for: it is closed and the next one tried.
             let ready = std::future::poll_fn(|cx| {
-                if !c.drive(cx) {
-                    return Poll::Ready(false);
-                }
-                c.sender.poll_ready(cx).map(|r| r.is_ok())
+                Poll::Ready(c.drive(cx) && matches!(c.sender.poll_ready(cx), Poll::Ready(Ok(()))))
             })
             .await;
             if ready {
@@ -391,8 +392,16 @@ impl Proxy {
             }
         }
         // Boxed: dialling (TCP, maybe TLS, the handshake) is the rare path and its future is
-        // large; inline, every request's future would carry (and move) its space.
-        Box::pin(self.dial(pool)).await
+        // large; inline, every request's future would carry (and move) its space. Bounded by
+        // the origin timeout as a whole (the connect timeout bounds the TCP part).
+        match tokio::time::timeout(self.timeout, Box::pin(self.dial(pool))).await {
+            Ok(dialled) => dialled,
+            Err(_) => Err(Error::new(
+                ErrorKind::UpstreamTimeout,
+                ErrorSource::Upstream,
+                "connecting to the origin took longer than the origin timeout",
+            )),
+        }
     }
 
     /// A new connection to the pool's origin, ready to send.
@@ -411,6 +420,7 @@ impl Proxy {
             sender,
             conn,
             idle_since: 0,
+            timer: Box::pin(tokio::time::sleep(self.timeout)),
         });
         let ready = std::future::poll_fn(|cx| {
             if !c.drive(cx) {
@@ -484,29 +494,31 @@ impl Proxy {
         h.append(http::header::VIA, VIA);
         parts.version = http::Version::HTTP_11;
         let req = http::Request::from_parts(parts, body);
-        let exchange = async {
-            let mut c = self.checkout(&pool).await?;
-            let mut response = std::pin::pin!(c.sender.send_request(req));
-            let mut alive = true;
-            let head = std::future::poll_fn(|cx| {
-                // The connection writes the request and reads the response head as it is driven.
-                if alive && !c.drive(cx) {
-                    alive = false;
-                }
-                response.as_mut().poll(cx)
-            })
-            .await
-            .map_err(upstream_error)?;
-            Ok::<_, Error>((head, alive.then_some(c)))
-        };
-        match tokio::time::timeout(self.timeout, exchange).await {
-            Err(_) => Err(Error::new(
+        let mut c = self.checkout(&pool).await?;
+        c.timer.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+        let mut response = std::pin::pin!(c.sender.send_request(req));
+        let mut alive = true;
+        let head = std::future::poll_fn(|cx| {
+            // The connection writes the request and reads the response head as it is driven.
+            if alive && !c.drive(cx) {
+                alive = false;
+            }
+            if let Poll::Ready(r) = response.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            c.timer.as_mut().poll(cx).map(|()| None)
+        })
+        .await;
+        match head {
+            // The connection is dropped with the exchange: it is mid-request.
+            None => Err(Error::new(
                 ErrorKind::UpstreamTimeout,
                 ErrorSource::Upstream,
                 "the origin did not answer in time",
             )),
-            Ok(Err(e)) => Err(e),
-            Ok(Ok((resp, conn))) => {
+            Some(Err(e)) => Err(upstream_error(e)),
+            Some(Ok(resp)) => {
+                let conn = alive.then_some(c);
                 let mut resp = resp.map(|body| OriginBody {
                     body,
                     conn,
