@@ -19,6 +19,32 @@ pub struct TrustedProxies {
     nets: Vec<IpNet>,
 }
 
+/// Appends `ip` as text, as `Display` writes it: IPv4 digit by digit (the per-request case:
+/// X-Forwarded-For, rate-limit keys; `Display` goes through the formatting machinery for each
+/// octet), IPv6 through `Display`.
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                if octet >= 100 {
+                    out.push(char::from(b'0' + octet / 100));
+                }
+                if octet >= 10 {
+                    out.push(char::from(b'0' + octet / 10 % 10));
+                }
+                out.push(char::from(b'0' + octet % 10));
+            }
+        }
+        IpAddr::V6(_) => {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{ip}");
+        }
+    }
+}
+
 /// `::ffff:a.b.c.d` as `a.b.c.d`; other addresses unchanged.
 pub fn normalize(ip: IpAddr) -> IpAddr {
     match ip {
@@ -105,6 +131,30 @@ pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a [u8]>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.0.99.100",
+            "255.255.255.255",
+            "192.168.0.9",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+        for n in 0..=255u8 {
+            let ip = IpAddr::from([n, 255 - n, n / 3, 7]);
+            let mut s = String::new();
+            push_ip(&mut s, ip);
+            assert_eq!(s, ip.to_string());
+        }
+    }
 
     fn resolve(peer: &str, xff: &[&str], trusted: &[&str]) -> String {
         let t = TrustedProxies::new(trusted).unwrap();

@@ -25,7 +25,7 @@ use hyper::body::Incoming;
 use super::bridge::{Bridge, Job, JobKind, Reply};
 use super::metrics::Decision;
 use super::plan::{CacheRule, LimitKey, Origin, Plan};
-use super::proxy::{Body, Proxy};
+use super::proxy::{Body, Proxy, X_FORWARDED_FOR};
 use crate::cache::{url_key, Lookup};
 use crate::error::{Error, ErrorKind};
 use crate::http::{Headers, Request, Response};
@@ -124,7 +124,6 @@ fn now() -> f64 {
 /// Headers that set the client IP, country and bot status in dev mode.
 const DEV_HEADERS: [&str; 3] = ["x-edge-dev-client-ip", "x-edge-dev-country", "x-edge-dev-bot"];
 const DEV_PREFIX: &str = "x-edge-dev-";
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 /// A claim as header/key text: strings as they are, other JSON values serialised.
 pub(crate) fn claim_text(v: &serde_json::Value) -> std::borrow::Cow<'_, str> {
@@ -397,9 +396,9 @@ impl Shared {
         }
 
         // ---- redirects and rewrites ----
-        // A refcounted copy of the target, so the path can be borrowed while the request changes.
-        let target = request.uri.clone();
-        let path = crate::http::uri_path(&target);
+        // The path is borrowed from the target for the whole pipeline (the phases change other
+        // fields of the request, never the target; a rewrite swaps it in after its loop).
+        let path = crate::http::uri_path(&request.uri);
         for r in &plan.redirects {
             if r.paths.matches(path) && country_ok(&r.country, &request) {
                 let location = r.to.render(&request);
@@ -407,21 +406,29 @@ impl Shared {
                 return Ok(from_core(crate::http::redirect(&location, r.status)?));
             }
         }
-        for r in &plan.rewrites {
-            if r.paths.matches(path) && country_ok(&r.country, &request) {
+        let rewritten = match plan
+            .rewrites
+            .iter()
+            .find(|r| r.paths.matches(path) && country_ok(&r.country, &request))
+        {
+            Some(r) => {
                 let new_path = r.to.render(&request);
                 let target = match request.uri.query() {
                     Some(q) => format!("{new_path}?{q}"),
                     None => new_path,
                 };
-                request.uri = target
-                    .parse()
-                    .map_err(|_| Error::config(format!("rewrite produced an invalid path {target:?}")))?;
-                break;
+                Some(
+                    target
+                        .parse()
+                        .map_err(|_| Error::config(format!("rewrite produced an invalid path {target:?}")))?,
+                )
             }
+            None => None,
+        };
+        if let Some(uri) = rewritten {
+            request.uri = uri;
         }
-        let target = request.uri.clone();
-        let path = crate::http::uri_path(&target);
+        let path = crate::http::uri_path(&request.uri);
 
         // ---- JWT ----
         if let Some(rule) = plan.jwt.iter().find(|r| r.paths.matches(path)) {
@@ -464,26 +471,32 @@ impl Shared {
 
         // ---- rate limits ----
         for rule in plan.rate_limits.iter().filter(|r| r.paths.matches(path)) {
-            use std::fmt::Write as _;
             let mut limit_key = String::with_capacity(rule.namespace.len() + 40);
             limit_key.push_str(&rule.namespace);
-            let _ = match &rule.key {
-                LimitKey::Ip => write!(limit_key, "{ip}"),
-                LimitKey::Header(h) => match request.headers.get(h.as_str()) {
-                    Some(v) => write!(limit_key, "{}", String::from_utf8_lossy(v)),
-                    None => write!(limit_key, "ip:{ip}"),
-                },
-                LimitKey::Claim(c) => match request.edge.claims.as_ref().and_then(|m| m.get(c)) {
-                    Some(v) => write!(limit_key, "{}", claim_text(v)),
-                    None => write!(limit_key, "ip:{ip}"),
-                },
+            let value = match &rule.key {
+                LimitKey::Ip => None,
+                LimitKey::Header(h) => request.headers.get(h.as_str()).map(String::from_utf8_lossy),
+                LimitKey::Claim(c) => request.edge.claims.as_ref().and_then(|m| m.get(c)).map(claim_text),
             };
-            let offset = self.clock_offset_ns.load(Ordering::Relaxed);
-            let d = match rule.limiter.local_now() {
-                // The test clock moves in-process limiters too (Redis keeps its own clock).
-                Some(t) if offset > 0 => rule.limiter.check_local(limit_key.as_bytes(), 1, Some(t + offset))?,
-                Some(_) => rule.limiter.check_local(limit_key.as_bytes(), 1, None)?,
-                None => Box::pin(rule.limiter.check(&limit_key, 1)).await?,
+            match (&rule.key, value) {
+                (_, Some(v)) => limit_key.push_str(&v),
+                (LimitKey::Ip, None) => crate::geo::client_ip::push_ip(&mut limit_key, ip),
+                (_, None) => {
+                    limit_key.push_str("ip:");
+                    crate::geo::client_ip::push_ip(&mut limit_key, ip);
+                }
+            }
+            let d = if rule.limiter.is_shared() {
+                Box::pin(rule.limiter.check(&limit_key, 1)).await?
+            } else {
+                // The test clock moves in-process limiters too (Redis keeps its own clock);
+                // otherwise the limiter reads its clock once, in the check.
+                let offset = self.clock_offset_ns.load(Ordering::Relaxed);
+                let now = (offset > 0)
+                    .then(|| rule.limiter.local_now())
+                    .flatten()
+                    .map(|t| t + offset);
+                rule.limiter.check_local(limit_key.as_bytes(), 1, now)?
             };
             self.metrics.limiter(d.allowed);
             if !d.allowed {
@@ -757,15 +770,18 @@ impl Shared {
         mut body: BodyState,
         prior_xff: Option<String>,
     ) -> Result<Produced, Error> {
-        let target = request.uri.clone();
-        let path = crate::http::uri_path(&target);
+        let path = crate::http::uri_path(&request.uri);
         let needs_python = plan.middleware.iter().any(|m| m.matcher.matches(path))
             || plan.routes.iter().any(|r| r.path.matches(path, &mut Vec::new()));
         if needs_python {
             request.body = Box::pin(self.read_body(plan, body)).await?;
             body = BodyState::Read(request.body.clone());
         }
-        for mw in plan.middleware.iter().filter(|m| m.matcher.matches(path)) {
+        // Middleware may change the target: the path it matches on is a refcounted copy, taken
+        // only when there is middleware.
+        let target = (!plan.middleware.is_empty()).then(|| request.uri.clone());
+        let mw_path = target.as_ref().map_or("", crate::http::uri_path);
+        for mw in plan.middleware.iter().filter(|m| m.matcher.matches(mw_path)) {
             match Box::pin(self.call_python(plan, JobKind::Middleware(mw.handler), request.clone())).await? {
                 Reply::Respond(r) => return Ok((from_core(r), Decision::Middleware)),
                 Reply::Continue(edited) => {
@@ -781,8 +797,7 @@ impl Shared {
                 }
             }
         }
-        let target = request.uri.clone();
-        let path = crate::http::uri_path(&target);
+        let path = crate::http::uri_path(&request.uri);
         let mut allowed: Vec<&Method> = Vec::new();
         for route in &plan.routes {
             let mut params = Vec::new();

@@ -4,7 +4,7 @@
 //!   it; the response body comes down as it arrives unless it is being cached).
 //! - Hop-by-hop fields (RFC 9110 §7.6.1) and any field named in `Connection` are stripped in both
 //!   directions; `X-Forwarded-For/Proto/Host` and `Via` are set. `Host` becomes the origin's.
-//! - Connect timeout → 502, no response head within `origin_timeout` → 504, any other failure
+//! - A connect timeout, or no response head within `origin_timeout` → 504; any other failure
 //!   (refused, reset, malformed response) → 502. A connection that failed is dropped, never
 //!   pooled, and requests are never retried, so a POST is sent at most once.
 //!
@@ -92,7 +92,8 @@ impl hyper::body::Body for Body {
 /// Errors inside bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-For` (the pipeline reads it too).
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const VIA: HeaderValue = HeaderValue::from_static("1.1 edgecore");
@@ -111,32 +112,19 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Whether a (lower-case) field name is hop-by-hop.
 fn is_hop_by_hop(name: &str) -> bool {
-    matches!(
-        name,
-        "connection"
-            | "keep-alive"
-            | "proxy-connection"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "proxy-authenticate"
-    )
+    HOP_BY_HOP.contains(&name)
 }
 
 /// Removes hop-by-hop fields and the fields `Connection` names.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // One pass over the names (a length switch and a compare each) finds the few present;
-    // only those are removed. Most messages carry none, or just `Connection`.
-    let mut found: [Option<HeaderName>; 4] = Default::default();
-    let mut more = false;
+    // One pass over the names finds the few present (each name appears once in `keys`, so
+    // there are at most as many as HOP_BY_HOP has); only those are removed. Most messages carry
+    // none, or just `Connection`.
+    let mut found: [Option<HeaderName>; HOP_BY_HOP.len()] = Default::default();
     let mut n = 0;
     for k in h.keys() {
         if is_hop_by_hop(k.as_str()) {
-            match found.get_mut(n) {
-                Some(slot) => *slot = Some(k.clone()),
-                None => more = true,
-            }
+            found[n] = Some(k.clone());
             n += 1;
         }
     }
@@ -161,38 +149,6 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
     for name in found.into_iter().flatten() {
         h.remove(name);
-    }
-    if more {
-        // Five or more different hop-by-hop names: rare enough to take the long way.
-        let rest: Vec<HeaderName> = h.keys().filter(|k| is_hop_by_hop(k.as_str())).cloned().collect();
-        for name in rest {
-            h.remove(name);
-        }
-    }
-}
-
-/// Appends `ip` as text: IPv4 digit by digit (the common case, and `Display` goes through the
-/// formatting machinery for each octet), IPv6 through `Display`.
-fn push_ip(out: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    out.push('.');
-                }
-                if octet >= 100 {
-                    out.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    out.push(char::from(b'0' + octet / 10 % 10));
-                }
-                out.push(char::from(b'0' + octet % 10));
-            }
-        }
-        IpAddr::V6(_) => {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{ip}");
-        }
     }
 }
 
@@ -221,6 +177,15 @@ impl OriginConn {
     /// Drives the connection's I/O; false once it has ended (closed by either side, or failed).
     fn drive(&mut self, cx: &mut Context<'_>) -> bool {
         Pin::new(&mut self.conn).poll(cx).is_pending()
+    }
+
+    /// Drives the connection, then asks whether it can take a request: Ready(false) once it has
+    /// ended or failed.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        if !self.drive(cx) {
+            return Poll::Ready(false);
+        }
+        self.sender.poll_ready(cx).map(|r| r.is_ok())
     }
 }
 
@@ -335,44 +300,41 @@ impl Proxy {
 
     /// The pool for `origin`: found once per plan origin, then kept in it. Pools outlive plans,
     /// so a reload keeps the warm connections.
-    fn pool(&self, origin: &Origin) -> Arc<OriginPool> {
-        origin
-            .pool
-            .get_or_init(|| {
-                let mut pools = self.pools.lock();
-                if let Some(p) = pools
-                    .iter()
-                    .find(|p| p.dial.scheme() == Some(&origin.scheme) && p.dial.authority() == Some(&origin.authority))
-                {
-                    return p.clone();
-                }
-                let dial = http::Uri::builder()
-                    .scheme(origin.scheme.clone())
-                    .authority(origin.authority.clone())
-                    .path_and_query("/")
-                    .build()
-                    .expect("scheme and authority were parsed");
-                let host = HeaderValue::from_str(origin.authority.as_str()).expect("an authority is a valid field");
-                let pool = Arc::new(OriginPool {
-                    idle: Mutex::new(Vec::new()),
-                    dial,
-                    host,
-                    sweeps: AtomicU32::new(0),
-                });
-                let weak: Weak<OriginPool> = Arc::downgrade(&pool);
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(SWEEP_EVERY).await;
-                        match weak.upgrade() {
-                            Some(p) => p.sweep(),
-                            None => return,
-                        }
+    fn pool<'o>(&self, origin: &'o Origin) -> &'o Arc<OriginPool> {
+        origin.pool.get_or_init(|| {
+            let mut pools = self.pools.lock();
+            if let Some(p) = pools
+                .iter()
+                .find(|p| p.dial.scheme() == Some(&origin.scheme) && p.dial.authority() == Some(&origin.authority))
+            {
+                return p.clone();
+            }
+            let dial = http::Uri::builder()
+                .scheme(origin.scheme.clone())
+                .authority(origin.authority.clone())
+                .path_and_query("/")
+                .build()
+                .expect("scheme and authority were parsed");
+            let host = HeaderValue::from_str(origin.authority.as_str()).expect("an authority is a valid field");
+            let pool = Arc::new(OriginPool {
+                idle: Mutex::new(Vec::new()),
+                dial,
+                host,
+                sweeps: AtomicU32::new(0),
+            });
+            let weak: Weak<OriginPool> = Arc::downgrade(&pool);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(SWEEP_EVERY).await;
+                    match weak.upgrade() {
+                        Some(p) => p.sweep(),
+                        None => return,
                     }
-                });
-                pools.push(pool.clone());
-                pool
-            })
-            .clone()
+                }
+            });
+            pools.push(pool.clone());
+            pool
+        })
     }
 
     /// A ready connection: the most recently used idle one that is still open, else a new one.
@@ -383,10 +345,7 @@ impl Proxy {
             // One poll of the connection notices a hang-up from the origin and, after a
             // complete response, moves it back to idle, which makes the sender ready. One that
             // is not ready at once is not waited for: it is closed and the next one tried.
-            let ready = std::future::poll_fn(|cx| {
-                Poll::Ready(c.drive(cx) && matches!(c.sender.poll_ready(cx), Poll::Ready(Ok(()))))
-            })
-            .await;
+            let ready = std::future::poll_fn(|cx| Poll::Ready(c.poll_ready(cx) == Poll::Ready(true))).await;
             if ready {
                 return Ok(c);
             }
@@ -407,13 +366,16 @@ impl Proxy {
     /// A new connection to the pool's origin, ready to send.
     async fn dial(&self, pool: &OriginPool) -> Result<Box<OriginConn>> {
         let io = self.connector.clone().call(pool.dial.clone()).await.map_err(|e| {
-            let msg = error_chain(&*e);
-            let kind = if msg.contains("timed out") {
+            let kind = if timed_out(&*e) {
                 ErrorKind::UpstreamTimeout
             } else {
                 ErrorKind::Upstream
             };
-            Error::new(kind, ErrorSource::Upstream, format!("connecting to the origin: {msg}"))
+            Error::new(
+                kind,
+                ErrorSource::Upstream,
+                format!("connecting to the origin: {}", error_chain(&*e)),
+            )
         })?;
         let (sender, conn) = http1::handshake(io).await.map_err(upstream_error)?;
         let mut c = Box::new(OriginConn {
@@ -422,14 +384,7 @@ impl Proxy {
             idle_since: 0,
             timer: Box::pin(tokio::time::sleep(self.timeout)),
         });
-        let ready = std::future::poll_fn(|cx| {
-            if !c.drive(cx) {
-                return Poll::Ready(false);
-            }
-            c.sender.poll_ready(cx).map(|r| r.is_ok())
-        })
-        .await;
-        if !ready {
+        if !std::future::poll_fn(|cx| c.poll_ready(cx)).await {
             return Err(Error::new(
                 ErrorKind::Upstream,
                 ErrorSource::Upstream,
@@ -473,12 +428,12 @@ impl Proxy {
         let xff = match prior_xff {
             Some(mut chain) if !chain.is_empty() => {
                 chain.push_str(", ");
-                push_ip(&mut chain, client_ip);
+                crate::geo::client_ip::push_ip(&mut chain, client_ip);
                 chain
             }
             _ => {
                 let mut s = String::with_capacity(40);
-                push_ip(&mut s, client_ip);
+                crate::geo::client_ip::push_ip(&mut s, client_ip);
                 s
             }
         };
@@ -494,7 +449,7 @@ impl Proxy {
         h.append(http::header::VIA, VIA);
         parts.version = http::Version::HTTP_11;
         let req = http::Request::from_parts(parts, body);
-        let mut c = self.checkout(&pool).await?;
+        let mut c = self.checkout(pool).await?;
         c.timer.as_mut().reset(tokio::time::Instant::now() + self.timeout);
         let mut response = std::pin::pin!(c.sender.send_request(req));
         let mut alive = true;
@@ -540,6 +495,21 @@ fn upstream_error(e: hyper::Error) -> Error {
     )
 }
 
+/// Whether an error or one of its sources is an I/O timeout (how the connector reports its
+/// connect timeout).
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if s.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// An error and its sources, as one line.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();
@@ -557,27 +527,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ip_text_matches_display() {
-        for ip in [
-            "0.0.0.0",
-            "1.2.3.4",
-            "10.0.99.100",
-            "255.255.255.255",
-            "192.168.0.9",
-            "::1",
-            "2001:db8::7",
-        ] {
-            let ip: IpAddr = ip.parse().unwrap();
-            let mut s = String::new();
-            push_ip(&mut s, ip);
-            assert_eq!(s, ip.to_string());
+    fn a_timeout_is_found_anywhere_in_the_source_chain() {
+        #[derive(Debug)]
+        struct Wrapper(std::io::Error);
+        impl std::fmt::Display for Wrapper {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("tcp connect error")
+            }
         }
-        for n in 0..=255u8 {
-            let ip = IpAddr::from([n, 255 - n, n / 3, 7]);
-            let mut s = String::new();
-            push_ip(&mut s, ip);
-            assert_eq!(s, ip.to_string());
+        impl std::error::Error for Wrapper {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
         }
+        let timeout = Wrapper(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect"));
+        let refused = Wrapper(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "timed out"));
+        assert!(timed_out(&timeout));
+        // The kind decides, not the wording.
+        assert!(!timed_out(&refused));
     }
 
     #[test]
