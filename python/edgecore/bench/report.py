@@ -36,8 +36,8 @@ EXPLANATIONS = {
         "requests per second than nginx serves `return 200` on the same machine (see the pipeline table)."
     ),
     "edgecore proxy CPU vs nginx proxy_pass": (
-        "1.26x and 1.27x in two full runs on 2026-11-27 (21.4-21.5 against 16.9 µs per request), down from "
-        "1.53x: the request's own task now "
+        "Four full runs on 2026-11-27 gave 1.26x, 1.27x, 1.07x and 1.26x (edgecore 20.3-21.5 µs per request; "
+        "nginx 16.9-17.0 µs, except 19.0 µs in the 1.07x run), down from 1.53x: the request's own task now "
         "drives its origin connection (hyper-util's pool ran each connection as a separate task, three "
         "cross-task hand-offs per request), no EOF probe read per request, an enum body, per-thread metrics and "
         "smaller futures. Both servers now make the same system calls per request (one recv and one send on "
