@@ -27,7 +27,7 @@ pub mod template;
 pub mod tls;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use self::bridge::Bridge;
 use self::pipeline::Shared;
 use self::plan::Plan;
+use self::proxy::Body;
 use self::proxy::Proxy;
 use crate::error::{Error, Result};
 
@@ -220,124 +221,276 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
     })
 }
 
-/// Serves one connection until it ends or the server stops. On stop: a connection that has not
-/// started a request yet (just accepted; its request may be on the wire) gets up to the header
-/// timeout for its first request, which is answered; then hyper's graceful shutdown ends it
-/// (an idle keep-alive connection closes, a request in progress finishes with
-/// `Connection: close`, HTTP/2 gets GOAWAY). A macro, not a function: hyper's connection type
-/// with our service closure cannot be named in a generic bound without tripping a
-/// higher-ranked lifetime limitation of the compiler.
+/// Serves one connection until it ends, times out or the server stops. On stop: a connection
+/// that has not started a request yet (just accepted; its request may be on the wire) gets up to
+/// the header timeout for its first request, which is answered; then hyper's graceful shutdown
+/// ends it (an idle keep-alive connection closes, a request in progress finishes with
+/// `Connection: close`, HTTP/2 gets GOAWAY). A connection the watchdog timed out is closed. A
+/// macro, not a function: hyper's connection type with our service closure cannot be named in a
+/// generic bound without tripping a higher-ranked lifetime limitation of the compiler.
 macro_rules! serve_connection {
-    ($conn:expr, $stop:expr, $state:expr, $header_timeout:expr) => {{
+    ($conn:expr, $conns:expr, $state:expr, $header_timeout:expr) => {{
         let conn = $conn;
-        let stop: &StopSignal = $stop;
-        let state: &ConnState = $state;
+        let conns: &Connections = $conns;
+        let state: &Arc<ConnState> = $state;
         tokio::pin!(conn);
-        let mut finished = stop.until_stopped(conn.as_mut()).await;
-        if !finished && !state.started.load(Ordering::Relaxed) {
+        let mut ended = conns.drive(state, conn.as_mut()).await;
+        if ended == Ended::Stopped && !state.started.load(Ordering::Relaxed) {
             tokio::select! {
-                _ = conn.as_mut() => finished = true,
+                _ = conn.as_mut() => ended = Ended::Finished,
                 _ = state.first_request.notified() => {}
                 _ = tokio::time::sleep($header_timeout) => {}
             }
         }
-        if !finished {
+        if ended == Ended::Stopped {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
     }};
 }
 
-/// Tells every open connection that the server is stopping. A connection checks one flag when it
-/// wakes up, and registers its waker only when that waker changes; a channel polled in a
-/// `select!` cost a lock and a waker registration on every wake-up of every connection.
-#[derive(Default)]
-struct StopSignal {
+/// How [`Connections::drive`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    /// The connection finished (closed by either side, or failed).
+    Finished,
+    /// The server is stopping.
+    Stopped,
+    /// No request head arrived within the header timeout (idle keep-alive, or a slow client).
+    TimedOut,
+}
+
+/// Every open connection, for what reaches all of them: the stop signal and the header timeout.
+///
+/// The header timeout is a watchdog, not a timer per request: hyper's own header timer
+/// allocated, registered and cancelled a timer on tokio's wheel for every request. Here each
+/// connection keeps a deadline in coarse ticks, set when its last response was handed over
+/// (or when it opened), and one task per server wakes every tick and closes the connections
+/// that are idle past their deadline. A connection is closed between the timeout and the
+/// timeout plus two ticks (a tick is a tenth of the timeout, between 10 ms and 1 s) after it
+/// went idle; a connection with a request in flight is never timed out by it (the handler and
+/// origin timeouts bound those).
+struct Connections {
     stopped: AtomicBool,
-    /// Wakers of the connections waiting, in slots reused as connections close.
-    wakers: parking_lot::Mutex<Slots>,
+    clock: Arc<Ticks>,
+    tick: Duration,
+    slots: parking_lot::Mutex<Slots>,
+}
+
+/// The watchdog's coarse clock.
+struct Ticks {
+    /// Ticks since the server started (advanced by the watchdog).
+    now: AtomicU64,
+    /// The header timeout in ticks, plus one: `now` lags real time by up to a tick, so a
+    /// deadline is never earlier than the timeout.
+    timeout: u64,
+}
+
+impl Ticks {
+    fn deadline(&self) -> u64 {
+        self.now.load(Ordering::Relaxed) + self.timeout
+    }
 }
 
 #[derive(Default)]
 struct Slots {
-    wakers: Vec<Option<std::task::Waker>>,
+    conns: Vec<Option<Arc<ConnState>>>,
     free: Vec<usize>,
 }
 
-impl StopSignal {
+/// Per connection: whether a request has started yet (see [`serve_connection`]), and what the
+/// watchdog needs.
+struct ConnState {
+    started: AtomicBool,
+    first_request: Notify,
+    /// Requests whose response has not been handed to hyper yet (HTTP/2 has several).
+    in_flight: AtomicU32,
+    /// When the connection times out if it is still idle (watchdog ticks). Written before
+    /// `in_flight` drops to zero, so the watchdog never pairs a zero with an old deadline.
+    deadline: AtomicU64,
+    expired: AtomicBool,
+    /// The task driving the connection (stored only when it changes).
+    waker: parking_lot::Mutex<Option<std::task::Waker>>,
+    clock: Arc<Ticks>,
+}
+
+impl ConnState {
+    fn new(clock: Arc<Ticks>) -> Self {
+        ConnState {
+            started: AtomicBool::new(false),
+            first_request: Notify::new(),
+            in_flight: AtomicU32::new(0),
+            deadline: AtomicU64::new(clock.deadline()),
+            expired: AtomicBool::new(false),
+            waker: parking_lot::Mutex::new(None),
+            clock,
+        }
+    }
+
+    /// A request head arrived: the connection is busy until the guard's response is handed over.
+    fn request(self: &Arc<Self>) -> InFlight {
+        if !self.started.load(Ordering::Relaxed) {
+            self.started.store(true, Ordering::Relaxed);
+            self.first_request.notify_one();
+        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+}
+
+/// A request in flight on a connection; dropped when hyper has taken its whole response (or
+/// gave up on it), which starts the wait for the next request head.
+struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let c = &self.0;
+        c.deadline.store(c.clock.deadline(), Ordering::Relaxed);
+        c.in_flight.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// The server's response body: the pipeline's body, holding its request's [`InFlight`].
+struct Tracked {
+    body: Body,
+    _request: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = proxy::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Connections {
+    fn new(header_timeout: Duration) -> Self {
+        let tick = (header_timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let timeout = header_timeout.as_nanos().div_ceil(tick.as_nanos()) as u64 + 1;
+        Connections {
+            stopped: AtomicBool::new(false),
+            clock: Arc::new(Ticks {
+                now: AtomicU64::new(0),
+                timeout,
+            }),
+            tick,
+            slots: Default::default(),
+        }
+    }
+
     fn stop(&self) {
         self.stopped.store(true, Ordering::Release);
-        let wakers: Vec<_> = self.wakers.lock().wakers.iter_mut().filter_map(Option::take).collect();
-        for w in wakers {
-            w.wake();
-        }
+        self.wake_where(|_| true);
     }
 
     fn is_stopped(&self) -> bool {
         self.stopped.load(Ordering::Acquire)
     }
 
-    /// Drives `conn` until it finishes (true) or the server stops (false).
-    async fn until_stopped<F: std::future::Future>(&self, mut conn: std::pin::Pin<&mut F>) -> bool {
+    /// Wakes the connections for which `select` is true (outside the lock).
+    fn wake_where(&self, mut select: impl FnMut(&ConnState) -> bool) {
+        let wakers: Vec<_> = self
+            .slots
+            .lock()
+            .conns
+            .iter()
+            .flatten()
+            .filter(|c| select(c))
+            .filter_map(|c| c.waker.lock().take())
+            .collect();
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Advances the clock every tick and times out the connections idle past their deadline.
+    async fn watchdog(&self) {
+        let start = tokio::time::Instant::now();
+        let mut every = tokio::time::interval(self.tick);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let now = (start.elapsed().as_nanos() / self.tick.as_nanos()) as u64;
+            self.clock.now.store(now, Ordering::Relaxed);
+            self.wake_where(|c| {
+                c.in_flight.load(Ordering::Acquire) == 0
+                    && c.deadline.load(Ordering::Relaxed) <= now
+                    && !c.expired.swap(true, Ordering::AcqRel)
+            });
+        }
+    }
+
+    /// Drives `conn` until it finishes, the server stops or the watchdog times it out.
+    async fn drive<F: std::future::Future>(&self, state: &Arc<ConnState>, mut conn: std::pin::Pin<&mut F>) -> Ended {
         struct Registration<'a> {
-            signal: &'a StopSignal,
-            slot: Option<usize>,
-            waker: Option<std::task::Waker>,
+            conns: &'a Connections,
+            slot: usize,
         }
         impl Drop for Registration<'_> {
             fn drop(&mut self) {
-                if let Some(i) = self.slot {
-                    let mut slots = self.signal.wakers.lock();
-                    slots.wakers[i] = None;
-                    slots.free.push(i);
-                }
+                let mut slots = self.conns.slots.lock();
+                slots.conns[self.slot] = None;
+                slots.free.push(self.slot);
             }
         }
-        let mut reg = Registration {
-            signal: self,
-            slot: None,
-            waker: None,
+        let slot = {
+            let mut slots = self.slots.lock();
+            match slots.free.pop() {
+                Some(i) => {
+                    slots.conns[i] = Some(state.clone());
+                    i
+                }
+                None => {
+                    slots.conns.push(Some(state.clone()));
+                    slots.conns.len() - 1
+                }
+            }
+        };
+        let _reg = Registration { conns: self, slot };
+        let mut known: Option<std::task::Waker> = None;
+        let ended = || {
+            if self.is_stopped() {
+                Some(Ended::Stopped)
+            } else if state.expired.load(Ordering::Acquire) {
+                Some(Ended::TimedOut)
+            } else {
+                None
+            }
         };
         std::future::poll_fn(|cx| {
-            if self.is_stopped() {
-                return std::task::Poll::Ready(false);
+            if let Some(e) = ended() {
+                return std::task::Poll::Ready(e);
             }
             if conn.as_mut().poll(cx).is_ready() {
-                return std::task::Poll::Ready(true);
+                return std::task::Poll::Ready(Ended::Finished);
             }
-            if !reg.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            if !known.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
                 let waker = cx.waker().clone();
-                let mut slots = self.wakers.lock();
-                let i = match reg.slot {
-                    Some(i) => i,
-                    None => {
-                        let i = slots.free.pop().unwrap_or_else(|| {
-                            slots.wakers.push(None);
-                            slots.wakers.len() - 1
-                        });
-                        reg.slot = Some(i);
-                        i
-                    }
-                };
-                slots.wakers[i] = Some(waker.clone());
-                drop(slots);
-                reg.waker = Some(waker);
-                // A stop between the first check and the registration would have found no waker.
-                if self.is_stopped() {
-                    return std::task::Poll::Ready(false);
+                *state.waker.lock() = Some(waker.clone());
+                known = Some(waker);
+                // A stop or a time-out between the first check and the registration found no
+                // waker to wake.
+                if let Some(e) = ended() {
+                    return std::task::Poll::Ready(e);
                 }
             }
             std::task::Poll::Pending
         })
         .await
     }
-}
-
-/// Per connection: whether a request has started yet (see [`serve_connection`]).
-#[derive(Default)]
-struct ConnState {
-    started: AtomicBool,
-    first_request: Notify,
 }
 
 async fn accept_loop(
@@ -349,10 +502,11 @@ async fn accept_loop(
     let max_connections = s.max_connections.clamp(1, Semaphore::MAX_PERMITS) as u32;
     let permits = Arc::new(Semaphore::new(max_connections as usize));
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // No hyper timer for HTTP/1: the header timeout is the connections' watchdog (see
+    // [`Connections`]), not a timer allocated and registered per request.
     builder
         .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs_f64(s.header_read_timeout))
+        .header_read_timeout(None)
         // Headroom above the configured limit, so an oversized head gets a 431 from the
         // pipeline; a head beyond even this is an attack and the connection is closed.
         .max_buf_size(s.max_header_bytes.saturating_mul(2).max(64 * 1024))
@@ -370,36 +524,45 @@ async fn accept_loop(
         .max_header_list_size(s.max_header_bytes as u32);
     let builder = Arc::new(builder);
     let header_timeout = Duration::from_secs_f64(s.header_read_timeout);
-    let conn_stop = Arc::new(StopSignal::default());
+    let conns = Arc::new(Connections::new(header_timeout));
+    let watchdog = tokio::spawn({
+        let conns = conns.clone();
+        async move { conns.watchdog().await }
+    });
     let spawn = |stream: tokio::net::TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit| {
         let _ = stream.set_nodelay(true);
         // Read per connection: a reload that renewed the certificate applies to the next one
         // (a reload cannot switch TLS on or off, so every connection agrees on `secure`).
         let tls = shared.plan.load().tls.clone();
         let secure = tls.is_some();
-        let (shared, builder, stop) = (shared.clone(), builder.clone(), conn_stop.clone());
-        let state = Arc::new(ConnState::default());
-        let seen = state.clone();
-        let service = service_fn(move |req| {
-            if !seen.started.load(Ordering::Relaxed) {
-                seen.started.store(true, Ordering::Relaxed);
-                seen.first_request.notify_one();
-            }
-            let shared = shared.clone();
-            async move { Ok::<_, std::convert::Infallible>(shared.handle(req, peer, secure).await) }
-        });
+        let (shared, builder, conns) = (shared.clone(), builder.clone(), conns.clone());
         tokio::spawn(async move {
+            let state = Arc::new(ConnState::new(conns.clock.clone()));
+            let seen = state.clone();
+            let service = service_fn(move |req| {
+                let request = seen.request();
+                let shared = shared.clone();
+                async move {
+                    let body = shared.handle(req, peer, secure).await;
+                    Ok::<_, std::convert::Infallible>(body.map(|body| Tracked {
+                        body,
+                        _request: request,
+                    }))
+                }
+            });
             match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    serve_connection!(conn, &stop, &state, header_timeout);
+                    serve_connection!(conn, &conns, &state, header_timeout);
                 }
                 // The handshake runs on the connection's task, bounded by the header timeout,
-                // so a slow or silent client never holds up the accept loop.
+                // so a slow or silent client never holds up the accept loop. The wait for the
+                // first request head starts after it.
                 Some(acceptor) => {
                     if let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        state.deadline.store(conns.clock.deadline(), Ordering::Relaxed);
                         let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                        serve_connection!(conn, &stop, &state, header_timeout);
+                        serve_connection!(conn, &conns, &state, header_timeout);
                     }
                 }
             }
@@ -424,7 +587,7 @@ async fn accept_loop(
         };
         spawn(stream, peer, permit);
     }
-    conn_stop.stop();
+    conns.stop();
     // Connections the kernel already completed sit in the accept queue, their requests possibly
     // sent: closing the listener would reset them. Take them all first; they get their request
     // answered (with `Connection: close`) like any other connection that is open now.
@@ -449,4 +612,5 @@ async fn accept_loop(
         permits.acquire_many(max_connections),
     )
     .await;
+    watchdog.abort();
 }
