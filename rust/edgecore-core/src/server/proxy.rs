@@ -131,9 +131,15 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     if n == 0 {
         return;
     }
-    if found.iter().flatten().any(|k| k == http::header::CONNECTION) {
-        // Fields named in Connection. The usual value, `keep-alive` (or `close`), names nothing
-        // else to remove, so that case parses no name and allocates nothing.
+    // Fields named in Connection. The usual values, `keep-alive` and `close`, name nothing else
+    // to remove: that case is two comparisons, no parsing.
+    let names_others = || {
+        h.get_all(http::header::CONNECTION).iter().any(|v| {
+            let v = v.as_bytes();
+            !(v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close"))
+        })
+    };
+    if found.iter().flatten().any(|k| k == http::header::CONNECTION) && names_others() {
         let named: Vec<HeaderName> = h
             .get_all(http::header::CONNECTION)
             .iter()
@@ -236,12 +242,18 @@ impl hyper::body::Body for OriginBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let this = self.get_mut();
-        if let Some(c) = &mut this.conn {
-            if !c.drive(cx) {
-                this.conn = None;
+        // The body first: a small response arrives with its head, already read by the drive that
+        // produced the head, so most bodies need no further drive of the connection. (Whoever
+        // checks the connection out next drives it back to idle.)
+        let mut frame = Pin::new(&mut this.body).poll_frame(cx);
+        if frame.is_pending() {
+            if let Some(c) = &mut this.conn {
+                if !c.drive(cx) {
+                    this.conn = None;
+                }
             }
+            frame = Pin::new(&mut this.body).poll_frame(cx);
         }
-        let frame = Pin::new(&mut this.body).poll_frame(cx);
         if let Poll::Ready(None) = frame {
             if let Some(c) = this.conn.take() {
                 this.pool.put(c);
