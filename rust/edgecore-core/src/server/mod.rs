@@ -340,7 +340,7 @@ impl ConnState {
 
 /// A request in flight on a connection; dropped when hyper has taken its whole response (or
 /// gave up on it), which starts the wait for the next request head.
-struct InFlight(Arc<ConnState>);
+pub(crate) struct InFlight(Arc<ConnState>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
@@ -351,9 +351,9 @@ impl Drop for InFlight {
 }
 
 /// The server's response body: the pipeline's body, holding its request's [`InFlight`].
-struct Tracked {
-    body: Body,
-    _request: InFlight,
+pub(crate) struct Tracked {
+    pub(crate) body: Body,
+    pub(crate) _request: InFlight,
 }
 
 impl hyper::body::Body for Tracked {
@@ -539,17 +539,7 @@ async fn accept_loop(
         tokio::spawn(async move {
             let state = Arc::new(ConnState::new(conns.clock.clone()));
             let seen = state.clone();
-            let service = service_fn(move |req| {
-                let request = seen.request();
-                let shared = shared.clone();
-                async move {
-                    let body = shared.handle(req, peer, secure).await;
-                    Ok::<_, std::convert::Infallible>(body.map(|body| Tracked {
-                        body,
-                        _request: request,
-                    }))
-                }
-            });
+            let service = service_fn(move |req| shared.clone().handle(req, peer, secure, seen.request()));
             match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();

@@ -26,6 +26,7 @@ use super::bridge::{Bridge, Job, JobKind, Reply};
 use super::metrics::Decision;
 use super::plan::{CacheRule, LimitKey, Origin, Plan};
 use super::proxy::{Body, Proxy, X_FORWARDED_FOR};
+use super::{InFlight, Tracked};
 use crate::cache::{url_key, Lookup};
 use crate::error::{Error, ErrorKind};
 use crate::http::{Headers, Request, Response};
@@ -209,20 +210,29 @@ impl Shared {
         r
     }
 
-    /// Serves one request.
-    pub async fn handle(
+    /// Serves one request: the service hyper calls. `request` marks the connection busy until
+    /// hyper has taken the response body. (The future is the service's own, with no wrapper
+    /// around it: every layer of futures costs a copy of the inner one per request.)
+    pub(crate) async fn handle(
         self: Arc<Self>,
         req: http::Request<Incoming>,
         peer: SocketAddr,
         secure: bool,
-    ) -> http::Response<Body> {
+        request: InFlight,
+    ) -> Result<http::Response<Tracked>, std::convert::Infallible> {
+        let tracked = |r: http::Response<Body>| {
+            Ok(r.map(|body| Tracked {
+                body,
+                _request: request,
+            }))
+        };
         self.metrics.arrived();
         let plan = self.plan.load_full();
         let mut extras = Extras::default();
         let t0 = std::time::Instant::now();
         if let Some(p) = &plan.server.metrics_path {
             if req.uri().path() == p {
-                return self.metrics_response(&plan);
+                return tracked(self.metrics_response(&plan));
             }
         }
         let logged = self
@@ -275,7 +285,7 @@ impl Shared {
             });
             log.write(line.to_string());
         }
-        resp
+        tracked(resp)
     }
 
     async fn run(
@@ -579,8 +589,10 @@ impl Shared {
         // ---- cache, then middleware and handler or origin ----
         let cache_rule = plan.cache.iter().position(|r| r.paths.matches(path));
         let mut resp = match cache_rule {
+            // Boxed: rustc lays this future and `produce`'s out side by side, not overlapped, so
+            // inline both would make every request's future (moved on each request) carry both.
             Some(i) if request.method == Method::GET || request.method == Method::HEAD => {
-                self.through_cache(plan, i, request, body, prior_xff, extras).await?
+                Box::pin(self.through_cache(plan, i, request, body, prior_xff, extras)).await?
             }
             Some(i) => {
                 // An unsafe method on a cached path: a success invalidates the URL.
@@ -592,8 +604,9 @@ impl Shared {
                 rule.cache.invalidate(&method, resp.status(), &url);
                 resp
             }
+            // Not boxed: a proxied request saves an allocation.
             None => {
-                let (resp, decision) = Box::pin(self.produce(plan, request, body, prior_xff)).await?;
+                let (resp, decision) = self.produce(plan, request, body, prior_xff).await?;
                 extras.decision = Some(decision);
                 resp
             }
