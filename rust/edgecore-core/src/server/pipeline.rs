@@ -54,6 +54,8 @@ pub struct Shared {
     pub uid_seed: foldhash::fast::RandomState,
     /// Cache purge broadcast over Redis pub/sub, when configured.
     pub purge: Option<Arc<super::purge::Broadcast>>,
+    /// Client connections open, per worker thread.
+    pub open_connections: Box<[std::sync::atomic::AtomicUsize]>,
 }
 
 impl Shared {
@@ -202,7 +204,18 @@ impl Shared {
                     .map_or(0.0, |p| p.received.load(Ordering::Relaxed) as f64),
             ),
         ];
-        let mut r = http::Response::new(full(self.metrics.render(&gauges)));
+        let mut text = self.metrics.render(&gauges);
+        text.push_str("# HELP edgecore_open_connections Client connections open, per worker thread.\n");
+        text.push_str("# TYPE edgecore_open_connections gauge\n");
+        for (i, n) in self.open_connections.iter().enumerate() {
+            use std::fmt::Write;
+            let _ = writeln!(
+                text,
+                "edgecore_open_connections{{worker=\"{i}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let mut r = http::Response::new(full(text));
         r.headers_mut().insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -195,12 +195,15 @@ impl OriginConn {
     }
 }
 
-/// The idle connections to one origin (scheme and authority), most recently used last.
+/// One worker's idle connections to an origin. Boxed: a connection is a large struct, and it
+/// moves between the pool, the exchange and the response body on every request.
+#[allow(clippy::vec_box)]
+type Idle = Mutex<Vec<Box<OriginConn>>>;
+
+/// The idle connections to one origin (scheme and authority), one list per worker thread (a
+/// connection's I/O belongs to the runtime that opened it), most recently used last.
 pub struct OriginPool {
-    // Boxed: a connection is a large struct, and it moves between the pool, the exchange and
-    // the response body on every request.
-    #[allow(clippy::vec_box)]
-    idle: Mutex<Vec<Box<OriginConn>>>,
+    idle: Box<[Idle]>,
     /// `scheme://authority/`, what the connector dials.
     dial: http::Uri,
     /// The `Host` field sent upstream.
@@ -210,9 +213,14 @@ pub struct OriginPool {
 }
 
 impl OriginPool {
+    /// This worker's idle list.
+    fn idle(&self) -> &Idle {
+        &self.idle[super::worker_index() % self.idle.len()]
+    }
+
     fn put(&self, mut c: Box<OriginConn>) {
         c.idle_since = self.sweeps.load(Ordering::Relaxed);
-        let mut idle = self.idle.lock();
+        let mut idle = self.idle().lock();
         if idle.len() < MAX_IDLE {
             idle.push(c);
         }
@@ -222,9 +230,10 @@ impl OriginPool {
     fn sweep(&self) {
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         let now = self.sweeps.fetch_add(1, Ordering::Relaxed) + 1;
-        self.idle
-            .lock()
-            .retain_mut(|c| now.wrapping_sub(c.idle_since) < IDLE_SWEEPS && c.drive(&mut cx));
+        for idle in &self.idle {
+            idle.lock()
+                .retain_mut(|c| now.wrapping_sub(c.idle_since) < IDLE_SWEEPS && c.drive(&mut cx));
+        }
     }
 }
 
@@ -289,11 +298,13 @@ pub struct Proxy {
     connector: HttpsConnector<HttpConnector>,
     pools: Mutex<Vec<Arc<OriginPool>>>,
     timeout: Duration,
+    /// Worker threads (an idle list each).
+    workers: usize,
 }
 
 impl Proxy {
-    /// A client with these timeouts.
-    pub fn new(connect_timeout: Duration, timeout: Duration) -> Self {
+    /// A client with these timeouts, for `workers` worker threads.
+    pub fn new(connect_timeout: Duration, timeout: Duration, workers: usize) -> Self {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -307,6 +318,7 @@ impl Proxy {
             connector,
             pools: Mutex::new(Vec::new()),
             timeout,
+            workers: workers.max(1),
         }
     }
 
@@ -329,7 +341,7 @@ impl Proxy {
                 .expect("scheme and authority were parsed");
             let host = HeaderValue::from_str(origin.authority.as_str()).expect("an authority is a valid field");
             let pool = Arc::new(OriginPool {
-                idle: Mutex::new(Vec::new()),
+                idle: (0..self.workers).map(|_| Mutex::new(Vec::new())).collect(),
                 dial,
                 host,
                 sweeps: AtomicU32::new(0),
@@ -353,7 +365,7 @@ impl Proxy {
     async fn checkout(&self, pool: &OriginPool) -> Result<Box<OriginConn>> {
         loop {
             // (Connections idle too long are closed by the sweeper.)
-            let Some(mut c) = pool.idle.lock().pop() else { break };
+            let Some(mut c) = pool.idle().lock().pop() else { break };
             // One poll of the connection notices a hang-up from the origin and, after a
             // complete response, moves it back to idle, which makes the sender ready. One that
             // is not ready at once is not waited for: it is closed and the next one tried.
