@@ -37,17 +37,13 @@ EXPLANATIONS = {
         "requests per second than nginx serves `return 200` on the same machine (see the pipeline table)."
     ),
     "edgecore proxy CPU vs nginx proxy_pass": (
-        "Four full runs on 2026-11-27 gave 1.26x, 1.27x, 1.07x and 1.26x (edgecore 20.3-21.5 µs per request; "
-        "nginx 16.9-17.0 µs, except 19.0 µs in the 1.07x run), down from 1.53x: the request's own task now "
-        "drives its origin connection (hyper-util's pool ran each connection as a separate task, three "
-        "cross-task hand-offs per request), no EOF probe read per request, an enum body, per-thread metrics and "
-        "smaller futures. Both servers now make the same system calls per request (one recv and one send on "
-        "each side) and spend about the same in the kernel (~14 µs); the rest is user space: ~7 µs for hyper's "
-        "server and client (each parses and re-serialises the message), tokio's I/O and two timers (header "
-        "read and origin timeout), against ~3.5 µs for nginx. callgrind counts ~41k user-space instructions "
-        "per proxied request, of which edgecore's own code is a small part. mimalloc cut glibc malloc's share "
-        "in an earlier test but slowed the Python-API paths by 20-25% and risks static-TLS failures when loaded as an "
-        "extension, so it is not used."
+        "Full runs on 2026-11-27: 1.26-1.27x (three runs) and 1.07x on a work-stealing runtime against a bare "
+        "proxy_pass; 1.04x at 17:06 after the move to a runtime per core, the watchdog header timeout and "
+        "fewer connection polls, against nginx setting the same forwarding fields (1.07x against the bare "
+        "proxy_pass). The machine's noise is about +-10% of CPU per request from run to run. What remains is "
+        "user space (~5 us against ~3.3 us for nginx): hyper's server and client each parse and re-serialise "
+        "the message, and tokio polls each socket; both servers make the same system calls per request. "
+        "callgrind counts ~38k user-space instructions per proxied request (benches/profile_proxy.sh)."
     ),
     "edgecore.parse_request vs h11": (
         "Around the 50x line on this machine (49.5x and 51.4x in two full runs on 2026-11-27; 50.8x, 50.6x, 45x "
