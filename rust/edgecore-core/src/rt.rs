@@ -1,6 +1,7 @@
 //! The background runtime: one small tokio runtime for work that outlives a call from Python
-//! (JWKS refresh, Redis connections used through the library API). The server builds its own
-//! multi-threaded runtime; this one exists so the library works without a server.
+//! (JWKS refresh, Redis connections used through the library API, the server's purge
+//! broadcast). The server runs its own runtimes, one per worker thread; this one exists so the
+//! library works without a server.
 
 use std::sync::OnceLock;
 

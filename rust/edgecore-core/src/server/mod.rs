@@ -4,17 +4,16 @@
 //!   thread has its own runtime and accepts on the shared listening socket, and a connection
 //!   stays on the thread that accepted it, with that thread's origin connections. Measured
 //!   against tokio's work-stealing scheduler on the proxy benchmark, the stealing and the
-//!   wake-ups between workers cost ~7% of the CPU per request and bought no throughput.
-//!
+//!   wake-ups between workers cost 3-7% of the CPU per request and bought no throughput.
 //! - HTTP/1.1 with keep-alive and pipelining, and HTTP/2 over cleartext with prior knowledge
 //!   (hyper-util's auto builder picks per connection).
-//! - A header-read timer on every connection (slowloris connections close; it also bounds idle
-//!   keep-alive), a cap on request-head size (431), a connection cap (more wait in the accept
+//! - A header timeout on every connection, kept by one watchdog rather than a timer per request
+//!   (slowloris connections close; it also bounds idle keep-alive, HTTP/2 included), a cap on request-head size (431), a connection cap (more wait in the accept
 //!   queue), and the pipeline's own limits (414, 413).
 //! - When a response is sent before the body was read (a rejection, a cache hit), hyper either
 //!   drains the body or closes the connection: body bytes are never parsed as the next request.
 //! - Graceful shutdown: stop accepting, take the connections already in the kernel's accept queue
-//!   (closing the listener would reset them), answer every request that has started or is about
+//!   (closing the listener would reset them; the last worker to let go of it does this), answer every request that has started or is about
 //!   to (a just-accepted connection gets its first request served), close idle keep-alive
 //!   connections, and wait up to the grace period; then close what remains.
 //! - The plan is an `ArcSwap`: `reload` swaps a new one in without touching connections.
