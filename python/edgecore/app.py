@@ -13,6 +13,7 @@ import asyncio
 import inspect
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -259,8 +260,8 @@ class Edge:
         return self
 
     def configure(self, **limits: Any) -> Edge:
-        """Server limits and timeouts: header_read_timeout, max_body_bytes, max_header_bytes,
-        max_uri_bytes, max_connections, python_queue, handler_timeout, origin_connect_timeout,
+        """Server limits and timeouts: header_read_timeout, keep_alive_timeout, max_body_bytes,
+        max_header_bytes, max_uri_bytes, max_connections, python_queue, handler_timeout, origin_connect_timeout,
         origin_timeout, grace_period, threads, dev_mode, access_log ("-" for stderr or a file path:
         one JSON line per request), metrics_path (e.g. "/metrics": Prometheus text, served by Rust),
         tls_cert and tls_key (PEM files: TLS termination with ALPN h2/http1.1; a reload re-reads
@@ -298,8 +299,13 @@ class Edge:
         return {"verifiers": self._verifiers, "limiters": self._limiters, "geo": self._geo, "bots": self._bots}
 
     def spec_json(self) -> str:
-        """The app description the Rust plan is compiled from."""
-        return json.dumps(self._spec)
+        """The app description the Rust plan is compiled from. A NaN or infinite number anywhere
+        is an ``ec.ConfigError`` naming the setting (JSON cannot carry it)."""
+        try:
+            return json.dumps(self._spec, allow_nan=False)
+        except ValueError:
+            where = _non_finite(self._spec, "")
+            raise _core.ConfigError(f"{where} must be a finite number") from None
 
     def check(self) -> tuple[list[str], list[str]]:
         """Compiles the app without serving it: (active policies, warnings about rules that can
@@ -477,6 +483,18 @@ class Running:
         message = traceback.format_exc()
         log.error("edgecore: %s handler %s failed:\n%s", job.kind, getattr(fn, "__qualname__", fn), message)
         job.fail(message)
+
+
+def _non_finite(value: Any, path: str) -> str:
+    """The dotted path of the first NaN or infinite float in a spec ("" if none)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "a value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return ""
 
 
 async def _await(awaitable: Any) -> Any:

@@ -1,13 +1,16 @@
-"""The header timeout on real sockets: slow and idle clients are closed, busy connections are not.
+"""The header and keep-alive timeouts on real sockets: slow and idle clients are closed, busy
+connections are not.
 
-The timeout is a watchdog with a tick of a tenth of the timeout: a connection is closed between the
-timeout and the timeout plus two ticks after it went idle (see `Connections` in server/mod.rs).
+The timeouts are a watchdog with a tick of a tenth of the shorter one: a connection is closed between
+the timeout and the timeout plus two ticks (see `Connections` in server/mod.rs).
 """
 
 from __future__ import annotations
 
 import socket
 import time
+
+import pytest
 
 import edgecore as ec
 
@@ -76,7 +79,7 @@ def test_a_client_trickling_its_head_is_closed_at_the_timeout(origin):
 
 
 def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(origin):
-    app = ec.Edge(origin=origin.url).configure(header_read_timeout=TIMEOUT)
+    app = ec.Edge(origin=origin.url).configure(keep_alive_timeout=TIMEOUT, header_read_timeout=5)
     with app.serve() as s, socket.create_connection(("127.0.0.1", s.port)) as raw:
         raw.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n")
         raw.settimeout(5)
@@ -88,7 +91,7 @@ def test_an_idle_keep_alive_connection_is_closed_after_the_timeout(origin):
 
 def test_each_request_restarts_the_wait_for_the_next(origin):
     """Requests spaced at 60% of the timeout keep one connection open well past the timeout."""
-    app = ec.Edge(origin=origin.url).configure(header_read_timeout=TIMEOUT)
+    app = ec.Edge(origin=origin.url).configure(header_read_timeout=TIMEOUT, keep_alive_timeout=TIMEOUT)
     with app.serve() as s, socket.create_connection(("127.0.0.1", s.port)) as raw:
         raw.settimeout(5)
         t0 = time.monotonic()
@@ -102,7 +105,7 @@ def test_each_request_restarts_the_wait_for_the_next(origin):
 
 
 def test_a_request_in_flight_longer_than_the_timeout_is_not_cut(origin):
-    app = ec.Edge(origin=origin.url).configure(header_read_timeout=0.3, origin_timeout=5)
+    app = ec.Edge(origin=origin.url).configure(header_read_timeout=0.3, keep_alive_timeout=0.3, origin_timeout=5)
     with app.serve() as s, socket.create_connection(("127.0.0.1", s.port)) as raw:
         raw.settimeout(5)
         raw.sendall(b"GET /slow?s=1.0 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -118,7 +121,7 @@ def test_a_request_in_flight_longer_than_the_timeout_is_not_cut(origin):
 
 
 def test_a_python_handler_slower_than_the_timeout_is_answered():
-    app = ec.Edge().configure(header_read_timeout=0.3)
+    app = ec.Edge().configure(header_read_timeout=0.3, keep_alive_timeout=0.3)
 
     @app.route("/sleepy")
     def sleepy(request, env):
@@ -134,6 +137,50 @@ def test_a_python_handler_slower_than_the_timeout_is_answered():
             assert chunk, reply
             reply += chunk
         assert reply.startswith(b"HTTP/1.1 200")
+
+
+def test_keep_alive_may_outlast_the_header_timeout(origin):
+    """An idle connection waits the keep-alive timeout for its next request, even when that is
+    longer than the header timeout; then it is closed."""
+    app = ec.Edge(origin=origin.url).configure(header_read_timeout=0.3, keep_alive_timeout=1.5)
+    with app.serve() as s, socket.create_connection(("127.0.0.1", s.port)) as raw:
+        raw.settimeout(5)
+        raw.sendall(b"GET /k1 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(raw).startswith(b"HTTP/1.1 200")
+        time.sleep(0.8)  # past the header timeout, within keep-alive
+        raw.sendall(b"GET /k2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(raw).startswith(b"HTTP/1.1 200")
+        t0 = time.monotonic()
+        elapsed = closed_after(raw, t0)
+        assert 1.5 * 0.9 <= elapsed < 1.5 * 1.2 + 0.5, elapsed
+
+
+def test_a_head_trickled_after_an_idle_wait_gets_the_header_timeout(origin):
+    """Slowloris on a kept-alive connection: the first byte of the next head starts the header
+    timeout, however long the keep-alive timeout is."""
+    app = ec.Edge(origin=origin.url).configure(header_read_timeout=TIMEOUT, keep_alive_timeout=30)
+    with app.serve() as s, socket.create_connection(("127.0.0.1", s.port)) as raw:
+        raw.settimeout(5)
+        raw.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_response(raw).startswith(b"HTTP/1.1 200")
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        raw.sendall(b"GET /second HTTP/1.1\r\n")
+        raw.settimeout(0.05)
+        while time.monotonic() - t0 < TIMEOUT + 3:
+            try:
+                raw.sendall(b"x")
+            except OSError:
+                break
+            try:
+                if raw.recv(4096) == b"":
+                    break
+            except TimeoutError:
+                continue
+            except ConnectionResetError:
+                break
+        elapsed = time.monotonic() - t0
+        assert TIMEOUT * 0.9 <= elapsed < LATEST, elapsed
 
 
 def test_an_idle_http2_connection_is_closed_too(origin):
@@ -196,3 +243,11 @@ def test_keep_alive_connections_are_spread_evenly_over_the_worker_threads(origin
     ]
     assert len(counts) == 2 and sum(counts) == 21, text
     assert abs(counts[0] - counts[1]) <= 1, counts
+
+
+@pytest.mark.parametrize("name", ["header_read_timeout", "keep_alive_timeout"])
+@pytest.mark.parametrize("value", [0, -1, float("nan"), float("inf")])
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_is_refused(name, value):
+    app = ec.Edge().configure(**{name: value})
+    with pytest.raises(ec.ConfigError, match=name):
+        app.check()

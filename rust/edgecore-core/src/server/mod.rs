@@ -226,7 +226,10 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
     let (inboxes, receivers): (Vec<_>, Vec<_>) = (0..threads).map(|_| mpsc::unbounded_channel()).unzip();
     let common = Arc::new(Common {
         permits: Arc::new(Semaphore::new(max_connections)),
-        conns: Arc::new(Connections::new(Duration::from_secs_f64(s.header_read_timeout))),
+        conns: Arc::new(Connections::new(
+            Duration::from_secs_f64(s.header_read_timeout),
+            Duration::from_secs_f64(s.keep_alive_timeout),
+        )),
         builder: http_builder(&s),
         spec: s,
         inboxes,
@@ -385,20 +388,22 @@ enum Ended {
     Finished,
     /// The server is stopping.
     Stopped,
-    /// No request head arrived within the header timeout (idle keep-alive, or a slow client).
+    /// Idle past the keep-alive timeout, or a request head not complete within the header
+    /// timeout (a slow client).
     TimedOut,
 }
 
-/// Every open connection, for what reaches all of them: the stop signal and the header timeout.
+/// Every open connection, for what reaches all of them: the stop signal and the header and
+/// keep-alive timeouts.
 ///
-/// The header timeout is a watchdog, not a timer per request: hyper's own header timer
-/// allocated, registered and cancelled a timer on tokio's wheel for every request. Here each
-/// connection keeps a deadline in coarse ticks, set when its last response was handed over
-/// (or when it opened), and one task per server wakes every tick and closes the connections
-/// that are idle past their deadline. A connection is closed between the timeout and the
-/// timeout plus two ticks (a tick is a tenth of the timeout, between 10 ms and 1 s) after it
-/// went idle; a connection with a request in flight is never timed out by it (the handler and
-/// origin timeouts bound those).
+/// The timeouts are a watchdog, not a timer per request: hyper's own header timer allocated,
+/// registered and cancelled a timer on tokio's wheel for every request. Here each connection
+/// keeps a deadline in coarse ticks: the header timeout from when it opened or from the first
+/// byte of a request head, the keep-alive timeout from when its last response was handed over.
+/// One task per server wakes every tick and closes the connections past their deadline, between
+/// the timeout and the timeout plus two ticks (a tick is a tenth of the shorter timeout, between
+/// 10 ms and 1 s). A connection with a request in flight is never timed out by it (the handler
+/// and origin timeouts bound those).
 struct Connections {
     stopped: AtomicBool,
     clock: Arc<Ticks>,
@@ -410,14 +415,19 @@ struct Connections {
 struct Ticks {
     /// Ticks since the server started (advanced by the watchdog).
     now: AtomicU64,
-    /// The header timeout in ticks, plus one: `now` lags real time by up to a tick, so a
-    /// deadline is never earlier than the timeout.
-    timeout: u64,
+    /// The header and keep-alive timeouts in ticks, plus one: `now` lags real time by up to a
+    /// tick, so a deadline is never earlier than its timeout.
+    header: u64,
+    keep_alive: u64,
 }
 
 impl Ticks {
-    fn deadline(&self) -> u64 {
-        self.now.load(Ordering::Relaxed) + self.timeout
+    fn header_deadline(&self) -> u64 {
+        self.now.load(Ordering::Relaxed) + self.header
+    }
+
+    fn idle_deadline(&self) -> u64 {
+        self.now.load(Ordering::Relaxed) + self.keep_alive
     }
 }
 
@@ -434,9 +444,12 @@ struct ConnState {
     first_request: Notify,
     /// Requests whose response has not been handed to hyper yet (HTTP/2 has several).
     in_flight: AtomicU32,
-    /// When the connection times out if it is still idle (watchdog ticks). Written before
-    /// `in_flight` drops to zero, so the watchdog never pairs a zero with an old deadline.
+    /// When the connection times out if no request is in flight (watchdog ticks). Written
+    /// before `in_flight` drops to zero, so the watchdog never pairs a zero with an old deadline.
     deadline: AtomicU64,
+    /// A request head is being read (from its first byte, or from the connection's start):
+    /// the deadline is the header timeout's, not the keep-alive timeout's.
+    reading: AtomicBool,
     expired: AtomicBool,
     /// The task driving the connection (stored only when it changes).
     waker: parking_lot::Mutex<Option<std::task::Waker>>,
@@ -449,7 +462,8 @@ impl ConnState {
             started: AtomicBool::new(false),
             first_request: Notify::new(),
             in_flight: AtomicU32::new(0),
-            deadline: AtomicU64::new(clock.deadline()),
+            deadline: AtomicU64::new(clock.header_deadline()),
+            reading: AtomicBool::new(true),
             expired: AtomicBool::new(false),
             waker: parking_lot::Mutex::new(None),
             clock,
@@ -467,6 +481,68 @@ impl ConnState {
     }
 }
 
+/// A connection's socket, watched for the first byte of each request head: from then on the
+/// head has the header timeout to arrive whole, however long the connection sat idle before.
+struct Watched<T> {
+    io: T,
+    state: Arc<ConnState>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut this.io).poll_read(cx, buf);
+        let s = &this.state;
+        if buf.filled().len() > before && !s.reading.load(Ordering::Relaxed) && s.in_flight.load(Ordering::Relaxed) == 0
+        {
+            s.deadline.store(s.clock.header_deadline(), Ordering::Relaxed);
+            s.reading.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+}
+
 /// A request in flight on a connection; dropped when hyper has taken its whole response (or
 /// gave up on it), which starts the wait for the next request head.
 pub(crate) struct InFlight(Arc<ConnState>);
@@ -474,7 +550,8 @@ pub(crate) struct InFlight(Arc<ConnState>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         let c = &self.0;
-        c.deadline.store(c.clock.deadline(), Ordering::Relaxed);
+        c.deadline.store(c.clock.idle_deadline(), Ordering::Relaxed);
+        c.reading.store(false, Ordering::Relaxed);
         c.in_flight.fetch_sub(1, Ordering::Release);
     }
 }
@@ -506,14 +583,16 @@ impl hyper::body::Body for Tracked {
 }
 
 impl Connections {
-    fn new(header_timeout: Duration) -> Self {
-        let tick = (header_timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let timeout = header_timeout.as_nanos().div_ceil(tick.as_nanos()) as u64 + 1;
+    fn new(header_timeout: Duration, keep_alive_timeout: Duration) -> Self {
+        let tick =
+            (header_timeout.min(keep_alive_timeout) / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let ticks = |t: Duration| t.as_nanos().div_ceil(tick.as_nanos()) as u64 + 1;
         Connections {
             stopped: AtomicBool::new(false),
             clock: Arc::new(Ticks {
                 now: AtomicU64::new(0),
-                timeout,
+                header: ticks(header_timeout),
+                keep_alive: ticks(keep_alive_timeout),
             }),
             tick,
             slots: Default::default(),
@@ -653,6 +732,10 @@ async fn accept_loop(
             let state = Arc::new(ConnState::new(conns.clock.clone()));
             let seen = state.clone();
             let service = service_fn(move |req| shared.clone().handle(req, peer, secure, seen.request()));
+            let stream = Watched {
+                io: stream,
+                state: state.clone(),
+            };
             match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
@@ -663,7 +746,7 @@ async fn accept_loop(
                 // first request head starts after it.
                 Some(acceptor) => {
                     if let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        state.deadline.store(conns.clock.deadline(), Ordering::Relaxed);
+                        state.deadline.store(conns.clock.header_deadline(), Ordering::Relaxed);
                         let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                         serve_connection!(conn, conns, &state, header_timeout);
                     }
@@ -803,15 +886,16 @@ mod tests {
 
     #[test]
     fn ticks_never_make_a_deadline_early() {
-        let c = Connections::new(Duration::from_millis(500));
+        let c = Connections::new(Duration::from_millis(500), Duration::from_secs(2));
         assert_eq!(c.tick, Duration::from_millis(50));
         // 10 ticks of timeout, plus one for the clock's lag.
-        assert_eq!(c.clock.timeout, 11);
-        let c = Connections::new(Duration::from_secs(60));
+        assert_eq!((c.clock.header, c.clock.keep_alive), (11, 41));
+        let c = Connections::new(Duration::from_secs(60), Duration::from_secs(75));
         assert_eq!(c.tick, Duration::from_secs(1));
-        assert_eq!(c.clock.timeout, 61);
-        let c = Connections::new(Duration::from_millis(15));
+        assert_eq!((c.clock.header, c.clock.keep_alive), (61, 76));
+        // The shorter timeout sets the tick.
+        let c = Connections::new(Duration::from_secs(10), Duration::from_millis(15));
         assert_eq!(c.tick, Duration::from_millis(10));
-        assert_eq!(c.clock.timeout, 3);
+        assert_eq!((c.clock.header, c.clock.keep_alive), (1001, 3));
     }
 }

@@ -30,9 +30,12 @@ fn all_paths() -> Vec<String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSpec {
-    /// A client must send a complete request head within this time (slowloris protection); it
-    /// also bounds how long an idle keep-alive connection waits for its next request.
+    /// A client must send a complete request head within this time of its first byte (and a new
+    /// connection its first head within this time of connecting): slowloris protection.
     pub header_read_timeout: f64,
+    /// How long a keep-alive connection may sit idle between a response and the first byte of
+    /// the next request.
+    pub keep_alive_timeout: f64,
     /// Largest request body (413 beyond).
     pub max_body_bytes: usize,
     /// Largest request head (431 beyond).
@@ -74,6 +77,7 @@ impl Default for ServerSpec {
     fn default() -> Self {
         ServerSpec {
             header_read_timeout: 10.0,
+            keep_alive_timeout: 30.0,
             max_body_bytes: 10 << 20,
             max_header_bytes: 32 * 1024,
             max_uri_bytes: 8 * 1024,
@@ -495,6 +499,7 @@ impl Plan {
         let s = &spec.server;
         for (v, what) in [
             (s.header_read_timeout, "header_read_timeout"),
+            (s.keep_alive_timeout, "keep_alive_timeout"),
             (s.handler_timeout, "handler_timeout"),
             (s.origin_connect_timeout, "origin_connect_timeout"),
             (s.origin_timeout, "origin_timeout"),
