@@ -261,11 +261,12 @@ class Edge:
 
     def configure(self, **limits: Any) -> Edge:
         """Server limits and timeouts: header_read_timeout, keep_alive_timeout, max_body_bytes,
-        max_header_bytes, max_uri_bytes, max_connections, python_queue, handler_timeout, origin_connect_timeout,
-        origin_timeout, grace_period, threads, dev_mode, access_log ("-" for stderr or a file path:
-        one JSON line per request), metrics_path (e.g. "/metrics": Prometheus text, served by Rust),
-        tls_cert and tls_key (PEM files: TLS termination with ALPN h2/http1.1; a reload re-reads
-        them, so renewed certificates apply to new connections without a restart)."""
+        max_header_bytes, max_uri_bytes, max_connections, python_queue, handler_timeout,
+        origin_connect_timeout, origin_timeout, grace_period, threads, dev_mode, access_log ("-"
+        for stderr or a file path: one JSON line per request), metrics_path (e.g. "/metrics":
+        Prometheus text, served by Rust), tls_cert and tls_key (PEM files: TLS termination with
+        ALPN h2/http1.1; a reload re-reads them, so renewed certificates apply to new connections
+        without a restart)."""
         self._spec["server"].update(limits)
         return self
 
@@ -459,10 +460,7 @@ class Running:
             future = asyncio.run_coroutine_threadsafe(_await(result), self._loop)
             future.add_done_callback(lambda f: self._finish(job, fn, f))
             return
-        try:
-            job.respond(result)
-        except Exception:
-            self._failed(job, fn)
+        self._answer(job, fn, result)
 
     def _finish(self, job: _core.PendingJob, fn: Handler, future: Any) -> None:
         try:

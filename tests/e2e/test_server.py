@@ -532,6 +532,8 @@ def test_http2_prior_knowledge(origin):
         r = client.get(s.url + "/h2")
         assert r.status_code == 200 and r.http_version == "HTTP/2"
         assert r.json()["path"] == "/h2"
+        # HTTP/2 carries the host in :authority, not in a Host field: it is forwarded all the same.
+        assert r.json()["headers"]["x-forwarded-host"] == f"127.0.0.1:{s.port}"
 
 
 def test_configuration_errors_name_the_problem():

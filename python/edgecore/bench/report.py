@@ -43,7 +43,7 @@ EXPLANATIONS = {
         "proxy_pass). The machine's noise is about +-10% of CPU per request from run to run. What remains is "
         "user space (~5 us against ~3.3 us for nginx): hyper's server and client each parse and re-serialise "
         "the message, and tokio polls each socket; both servers make the same system calls per request. "
-        "callgrind counts ~38k user-space instructions per proxied request (benches/profile_proxy.sh)."
+        "callgrind counts ~35k user-space instructions per proxied request (benches/profile_proxy.sh)."
     ),
     "edgecore.parse_request vs h11": (
         "Around the 50x line on this machine (49.5x and 51.4x in two full runs on 2026-11-27; 50.8x, 50.6x, 45x "

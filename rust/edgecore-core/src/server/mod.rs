@@ -2,20 +2,22 @@
 //!
 //! - Thread per core, as nginx, Envoy and Pingora (without work stealing) run: each worker
 //!   thread has its own runtime and accepts on the shared listening socket, and a connection
-//!   stays on the thread that accepted it, with that thread's origin connections. Measured
-//!   against tokio's work-stealing scheduler on the proxy benchmark, the stealing and the
-//!   wake-ups between workers cost 3-7% of the CPU per request and bought no throughput.
+//!   stays on the thread that accepted it, with that thread's origin connections. Side by side
+//!   on the proxy benchmark, tokio's work-stealing scheduler used ~3% more CPU per request and
+//!   served no more (connection-per-request traffic is the exception: see the README).
 //! - HTTP/1.1 with keep-alive and pipelining, and HTTP/2 over cleartext with prior knowledge
 //!   (hyper-util's auto builder picks per connection).
-//! - A header timeout on every connection, kept by one watchdog rather than a timer per request
-//!   (slowloris connections close; it also bounds idle keep-alive, HTTP/2 included), a cap on request-head size (431), a connection cap (more wait in the accept
-//!   queue), and the pipeline's own limits (414, 413).
+//! - Header and keep-alive timeouts on every connection, kept by one watchdog rather than a
+//!   timer per request (slowloris and idle connections close, HTTP/2 included), a cap on
+//!   request-head size (431), a connection cap (more wait in the accept queue), and the
+//!   pipeline's own limits (414, 413).
 //! - When a response is sent before the body was read (a rejection, a cache hit), hyper either
 //!   drains the body or closes the connection: body bytes are never parsed as the next request.
 //! - Graceful shutdown: stop accepting, take the connections already in the kernel's accept queue
-//!   (closing the listener would reset them; the last worker to let go of it does this), answer every request that has started or is about
-//!   to (a just-accepted connection gets its first request served), close idle keep-alive
-//!   connections, and wait up to the grace period; then close what remains.
+//!   (closing the listener would reset them; the last worker to let go of it does this), answer
+//!   every request that has started or is about to (a just-accepted connection gets its first
+//!   request served), close idle keep-alive connections, and wait up to the grace period; then
+//!   close what remains.
 //! - The plan is an `ArcSwap`: `reload` swaps a new one in without touching connections.
 //! - TLS (rustls, see [`tls`]): the handshake runs on the connection's task under the header
 //!   timeout; the acceptor comes from the current plan, so a reload renews the certificate.
@@ -311,19 +313,17 @@ struct Handoff {
 /// of connections can land on one; this keeps the counts within one of each other at the cost
 /// of a hand-off only when they drift.
 fn assign(loads: &[AtomicUsize], index: usize) -> usize {
-    {
-        let mine = loads[index].load(Ordering::Relaxed);
-        let (least, load) = loads
-            .iter()
-            .enumerate()
-            .map(|(i, l)| (i, l.load(Ordering::Relaxed)))
-            .min_by_key(|&(_, l)| l)
-            .expect("at least one worker");
-        if load + 1 < mine {
-            least
-        } else {
-            index
-        }
+    let mine = loads[index].load(Ordering::Relaxed);
+    let (least, load) = loads
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i, l.load(Ordering::Relaxed)))
+        .min_by_key(|&(_, l)| l)
+        .expect("at least one worker");
+    if load + 1 < mine {
+        least
+    } else {
+        index
     }
 }
 

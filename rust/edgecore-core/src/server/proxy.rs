@@ -431,6 +431,14 @@ impl Proxy {
         prior_xff: Option<String>,
     ) -> Result<http::Response<OriginBody>> {
         let pool = self.pool(origin);
+        // The host the client asked for: its Host field, or the target's authority (HTTP/2's
+        // :authority, or an absolute-form target), read before the target is rewritten.
+        let original_host = parts.headers.get(http::header::HOST).cloned().or_else(|| {
+            parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        });
         // HTTP/1.1 to the origin: the target in origin form, the origin's Host.
         parts.uri = match parts.uri.path_and_query() {
             Some(pq) if origin.base_path.is_empty() => http::Uri::from(pq.clone()),
@@ -446,7 +454,6 @@ impl Proxy {
             }
         };
         let h = &mut parts.headers;
-        let original_host = h.get(http::header::HOST).cloned();
         strip_hop_by_hop(h);
         h.insert(http::header::HOST, pool.host.clone());
         let xff = match prior_xff {
