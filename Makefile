@@ -44,6 +44,7 @@ lint: $(VENV)/.deps ## rustfmt, clippy -D warnings, ruff
 	cargo clippy --workspace --all-targets --profile $(PROFILE) -- -D warnings
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python scripts/check_cycles.py
 
 fmt: $(VENV)/.deps ## Format Rust and Python
 	cargo fmt --all

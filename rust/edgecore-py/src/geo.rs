@@ -1,8 +1,8 @@
-//! Python adapters for knowing the client: `Geo`, `GeoDB`, `client_ip`.
+//! Python adapters for knowing where the client is: `Geo`, `GeoDB`.
 
 use std::sync::Arc;
 
-use edgecore_core::geo::{Geo, GeoDb, TrustedProxies};
+use edgecore_core::geo::{Geo, GeoDb};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyByteArray, PyDict, PyFloat, PyInt, PyList, PyString};
 
@@ -205,16 +205,4 @@ impl PyGeoDB {
     fn __repr__(&self) -> String {
         format!("GeoDB({:?})", self.inner.path().display().to_string())
     }
-}
-
-/// The client IP: `peer`, unless it is a trusted proxy; then the first untrusted address from the
-/// right of X-Forwarded-For (nginx `real_ip_recursive`). IPv4-mapped IPv6 is normalised.
-#[pyfunction]
-#[pyo3(signature = (peer, headers=None, trusted=vec![]))]
-pub fn client_ip(peer: &str, headers: Option<&Bound<'_, PyAny>>, trusted: Vec<String>) -> PyResult<String> {
-    let peer = parse_ip(peer)?;
-    let trusted = TrustedProxies::new(&trusted).map_err(CoreError)?;
-    let map = crate::http::headers_from_py(headers)?;
-    let xff = map.get_all("x-forwarded-for").iter().map(|v| v.as_bytes());
-    Ok(edgecore_core::geo::client_ip(peer, xff, &trusted).to_string())
 }

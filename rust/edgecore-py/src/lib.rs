@@ -4,6 +4,7 @@
 mod auth;
 mod cache;
 mod classify;
+mod client_ip;
 mod convert;
 mod errors;
 mod geo;
@@ -47,7 +48,9 @@ mod _core {
 
     // geo
     #[pymodule_export]
-    use crate::geo::{client_ip, PyGeo, PyGeoDB};
+    use crate::client_ip::client_ip;
+    #[pymodule_export]
+    use crate::geo::{PyGeo, PyGeoDB};
 
     // classify
     #[pymodule_export]

@@ -16,8 +16,8 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use edgecore_core::http as core;
 use edgecore_core::server::bridge::{Bridge, Job, JobKind, Reply};
-use edgecore_core::server::plan::{AppSpec, Objects, Plan};
 use edgecore_core::server::{self, ServerHandle};
+use edgecore_core::server::{AppSpec, Objects, Plan};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString};
@@ -189,17 +189,10 @@ impl PyServer {
         });
         Ok(jobs
             .into_iter()
-            .map(|j| {
-                let (kind, handler) = match j.kind {
-                    JobKind::Route(h) => ("route", h),
-                    JobKind::Middleware(h) => ("middleware", h),
-                };
-                PyPendingJob {
-                    kind,
-                    handler,
-                    request: Py::new(py, PyRequest::from_core(j.request)).expect("allocating a Request"),
-                    reply: Mutex::new(Some(j.reply)),
-                }
+            .map(|j| PyPendingJob {
+                kind: j.kind,
+                request: Py::new(py, PyRequest::from_core(j.request)).expect("allocating a Request"),
+                reply: Mutex::new(Some(j.reply)),
             })
             .collect())
     }
@@ -307,8 +300,7 @@ impl PyServer {
 /// A request waiting for a Python answer.
 #[pyclass(frozen, module = "edgecore._core", name = "PendingJob")]
 pub struct PyPendingJob {
-    kind: &'static str,
-    handler: usize,
+    kind: JobKind,
     request: Py<PyRequest>,
     reply: Mutex<Option<oneshot::Sender<Reply>>>,
 }
@@ -346,12 +338,12 @@ impl PyPendingJob {
     /// "route" or "middleware".
     #[getter]
     fn kind(&self) -> &'static str {
-        self.kind
+        self.kind.name()
     }
     /// The handler's index.
     #[getter]
     fn handler(&self) -> usize {
-        self.handler
+        self.kind.handler()
     }
     /// The request.
     #[getter]
@@ -368,14 +360,18 @@ impl PyPendingJob {
         };
         let reply = match to_response(py, result)? {
             Some(r) => Reply::Respond(r),
-            None if result.is_none() && self.kind == "middleware" => {
+            None if result.is_none() && matches!(self.kind, JobKind::Middleware(_)) => {
                 Reply::Continue(self.request.bind(py).get().to_core())
             }
             None => Reply::Failed(format!(
                 "{} handler returned {}, expected a Response, str, bytes or dict{}",
-                self.kind,
+                self.kind.name(),
                 result.get_type().name()?,
-                if self.kind == "middleware" { " (or None)" } else { "" }
+                if matches!(self.kind, JobKind::Middleware(_)) {
+                    " (or None)"
+                } else {
+                    ""
+                }
             )),
         };
         Ok(tx.send(reply).is_ok())

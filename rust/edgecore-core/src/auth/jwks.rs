@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 
 use super::json::parse_object;
-use super::KeySet;
+use super::keyset::KeySet;
 use crate::error::{Error, Result};
 
 /// Largest JWK Set document we accept.

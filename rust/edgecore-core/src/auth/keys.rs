@@ -13,8 +13,8 @@ use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
+use super::algorithm::Algorithm;
 use super::der::{self, SpkiKind};
-use super::Algorithm;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Smallest RSA modulus we accept (NIST SP 800-131A; RFC 7518 §3.3 requires 2048).

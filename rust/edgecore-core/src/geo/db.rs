@@ -20,7 +20,7 @@ use maxminddb::{Mmap, Reader};
 use serde::Deserialize;
 
 use super::client_ip::normalize;
-use super::Geo;
+use super::record::Geo;
 use crate::error::{Error, Result};
 
 #[derive(Deserialize, Default)]

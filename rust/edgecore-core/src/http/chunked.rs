@@ -115,7 +115,7 @@ fn skip_trailers(buf: &[u8], mut pos: usize) -> Result<usize> {
         let line = &buf[pos..end];
         let colon = line.iter().position(|&b| b == b':');
         let valid_name = match colon {
-            Some(c) if c > 0 => line[..c].iter().all(|&b| super::parse::is_tchar(b)),
+            Some(c) if c > 0 => line[..c].iter().all(|&b| super::token::is_tchar(b)),
             _ => false,
         };
         if !valid_name || line.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f) {

@@ -15,7 +15,10 @@
 use bytes::Bytes;
 use http::{Method, Uri, Version};
 
-use super::{chunked, Headers, Request};
+use super::chunked;
+use super::headers::Headers;
+use super::request::Request;
+use super::token::is_tchar;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Parser limits. Each bound answers with its own status (431, 414, 413).
@@ -66,14 +69,6 @@ pub struct Parsed {
     pub request: Request,
     /// Bytes consumed from the input; any rest is the next (pipelined) message.
     pub consumed: usize,
-}
-
-/// `tchar` from RFC 9110 §5.6.2.
-pub(crate) fn is_tchar(b: u8) -> bool {
-    matches!(
-        b,
-        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
-    ) || b.is_ascii_alphanumeric()
 }
 
 /// The request line may not be longer than the target plus this (method, version, spaces).

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, Uri, Version};
 
-use super::Headers;
+use super::headers::Headers;
 
 pub use crate::geo::Geo as GeoInfo;
 
@@ -127,6 +127,17 @@ impl Request {
     /// The first value of a header as a string, if present and visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get_str(name)
+    }
+
+    /// The value of cookie `name` (the first one, from any `Cookie` field), if present.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get_all("cookie")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v)
     }
 
     /// The URL: scheme and authority from an absolute-form target, else from the Host header.

@@ -19,6 +19,23 @@ pub enum JobKind {
     Middleware(usize),
 }
 
+impl JobKind {
+    /// `"route"` or `"middleware"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::Route(_) => "route",
+            JobKind::Middleware(_) => "middleware",
+        }
+    }
+
+    /// The handler's index.
+    pub fn handler(self) -> usize {
+        match self {
+            JobKind::Route(h) | JobKind::Middleware(h) => h,
+        }
+    }
+}
+
 /// What user code answered.
 #[derive(Debug)]
 pub enum Reply {

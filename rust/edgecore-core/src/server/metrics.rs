@@ -16,7 +16,7 @@ use std::time::Duration;
 /// What answered a request (the access log's `decision`, the metrics' `decision` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(missing_docs)]
-pub enum Decision {
+pub enum Outcome {
     Proxied,
     Handler,
     Middleware,
@@ -34,14 +34,14 @@ pub enum Decision {
     Error,
 }
 
-impl Decision {
+impl Outcome {
     /// The label.
     pub fn as_str(self) -> &'static str {
         DECISIONS[self as usize]
     }
 }
 
-/// Labels, in the order of [`Decision`].
+/// Labels, in the order of [`Outcome`].
 const DECISIONS: [&str; 15] = [
     "proxied",
     "handler",
@@ -125,7 +125,7 @@ impl Metrics {
     }
 
     /// Counts one request that was answered, with its latency (head to head).
-    pub fn request(&self, decision: Decision, status: u16, latency: Duration) {
+    pub fn request(&self, decision: Outcome, status: u16, latency: Duration) {
         let class = (usize::from(status / 100)).clamp(1, 5) - 1;
         let s = self.shard();
         s.requests[decision as usize][class].fetch_add(1, Ordering::Relaxed);
@@ -225,12 +225,12 @@ mod tests {
     #[test]
     fn renders_counters_and_cumulative_buckets() {
         let m = std::sync::Arc::new(Metrics::default());
-        m.request(Decision::CacheHit, 200, Duration::from_micros(300));
+        m.request(Outcome::CacheHit, 200, Duration::from_micros(300));
         // Other threads write to other shards; a scrape sums them all.
         let other = m.clone();
         std::thread::spawn(move || {
-            other.request(Decision::RateLimited, 429, Duration::from_millis(30));
-            other.request(Decision::Error, 500, Duration::from_secs(60));
+            other.request(Outcome::RateLimited, 429, Duration::from_millis(30));
+            other.request(Outcome::Error, 500, Duration::from_secs(60));
             other.arrived();
         })
         .join()

@@ -16,7 +16,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use super::pipeline::Shared;
 use crate::error::{Error, Result};
 use crate::store::RedisConn;
 
@@ -69,8 +68,8 @@ impl Broadcast {
             .await
     }
 
-    /// Subscribes and applies purges to `shared`'s current plan until `stop`.
-    pub async fn run(self: Arc<Self>, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    /// Subscribes and hands each purge prefix received to `apply` until `stop`.
+    pub async fn run(self: Arc<Self>, apply: impl Fn(&str) + Send + 'static, mut stop: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(50);
         while !*stop.borrow() {
             let connected = async {
@@ -93,7 +92,7 @@ impl Broadcast {
                     };
                     let Some(msg) = msg else { break };
                     let prefix = String::from_utf8_lossy(msg.get_payload_bytes());
-                    shared.purge_local(&prefix);
+                    apply(&prefix);
                     self.received.fetch_add(1, Ordering::Relaxed);
                 }
                 self.subscribed.store(false, Ordering::Relaxed);

@@ -79,7 +79,7 @@ impl Template {
                 Part::City => out.push_str(geo.and_then(|g| g.city.as_deref()).unwrap_or("")),
                 Part::Continent => out.push_str(geo.and_then(|g| g.continent.as_deref()).unwrap_or("")),
                 Part::Claim(n) => match e.claims.as_ref().and_then(|c| c.get(n)) {
-                    Some(v) if !v.is_null() => out.push_str(&super::pipeline::claim_text(v)),
+                    Some(v) if !v.is_null() => out.push_str(&crate::auth::claim_text(v)),
                     _ => {}
                 },
                 Part::Variant(n) => out.push_str(e.variant(n).unwrap_or("")),

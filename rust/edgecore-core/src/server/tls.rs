@@ -10,13 +10,13 @@ use std::sync::Arc;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::ServerConfig;
-use tokio_rustls::TlsAcceptor;
 
 use crate::error::{Error, Result};
 
 /// Reads `cert_path` (PEM: the leaf certificate first, then intermediates) and `key_path`
-/// (PEM: PKCS#8, PKCS#1 or SEC1) into an acceptor. Every failure names the file and the problem.
-pub fn acceptor(cert_path: &str, key_path: &str) -> Result<TlsAcceptor> {
+/// (PEM: PKCS#8, PKCS#1 or SEC1) into a server configuration (an acceptor per connection is an
+/// `Arc` clone of it). Every failure names the file and the problem.
+pub fn server_config(cert_path: &str, key_path: &str) -> Result<Arc<ServerConfig>> {
     let read = |path: &str, what: &str| {
         std::fs::read(path).map_err(|e| Error::config(format!("cannot read the TLS {what} file {path:?}: {e}")))
     };
@@ -47,5 +47,5 @@ pub fn acceptor(cert_path: &str, key_path: &str) -> Result<TlsAcceptor> {
             ))
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(Arc::new(config))
 }

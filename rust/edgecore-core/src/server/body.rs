@@ -1,0 +1,79 @@
+//! [`Body`]: the body of every response the server sends and of every request it forwards.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::Limited;
+use hyper::body::{Frame, Incoming, SizeHint};
+
+use super::upstream::OriginBody;
+
+/// Errors inside bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A whole body, the origin's body streaming down, or the client's body streaming up (bounded).
+/// An enum rather than a boxed trait object: no allocation and no dynamic call per message.
+pub enum Body {
+    /// A body in memory (None once sent, or when empty).
+    Full(Option<Bytes>),
+    /// The origin's response body.
+    Origin(OriginBody<Body>),
+    /// The client's request body, at most the configured size.
+    Upload(Limited<Incoming>),
+}
+
+impl Body {
+    /// A body in memory.
+    pub fn full(b: impl Into<Bytes>) -> Body {
+        let b = b.into();
+        Body::Full((!b.is_empty()).then_some(b))
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Body::Full(b) => Poll::Ready(b.take().map(|d| Ok(Frame::data(d)))),
+            Body::Origin(o) => Pin::new(o)
+                .poll_frame(cx)
+                .map(|f| f.map(|r| r.map_err(|e| -> BoxError { Box::new(e) }))),
+            Body::Upload(l) => Pin::new(l).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Full(b) => b.is_none(),
+            Body::Origin(o) => o.is_end_stream(),
+            Body::Upload(l) => l.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Body::Origin(o) => o.size_hint(),
+            Body::Upload(l) => l.size_hint(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    #[test]
+    fn a_full_body_is_one_frame_and_an_empty_one_none() {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let b = Body::full("hello");
+        assert_eq!(hyper::body::Body::size_hint(&b).exact(), Some(5));
+        assert_eq!(rt.block_on(b.collect()).unwrap().to_bytes(), "hello");
+        let empty = Body::full(Bytes::new());
+        assert!(hyper::body::Body::is_end_stream(&empty));
+    }
+}

@@ -1,0 +1,141 @@
+//! The per-request context that the phases read and write ([`RequestCtx`]), and what a phase
+//! returns ([`Flow`]).
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue};
+use hyper::body::Incoming;
+
+use super::body::Body;
+use super::metrics::Outcome;
+use crate::http::Request;
+use crate::limit::Decision as RateDecision;
+
+/// What a phase decided: go on to the next phase, or answer the client with this response
+/// (which ends the pipeline).
+pub enum Flow {
+    /// The next phase runs.
+    Continue,
+    /// The pipeline ends with this response.
+    Answer(http::Response<Body>),
+}
+
+/// The client's request body: not read yet (it streams to the origin), or read (a Python
+/// handler or a cache fill needed it whole).
+pub enum BodyState {
+    /// Still on the connection.
+    Unread(Incoming),
+    /// Read into memory.
+    Read(Bytes),
+}
+
+/// What the cache phase did with a request (the `X-Cache` header and the metrics outcome).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Served from the cache, fresh.
+    Hit,
+    /// Served stale while a background refresh runs.
+    Stale,
+    /// The origin confirmed the stored copy (304).
+    Revalidated,
+    /// Fetched from the origin (and stored if storable).
+    Miss,
+    /// The request may not use the cache (its own Cache-Control, Authorization, …).
+    Bypass,
+}
+
+impl CacheStatus {
+    /// The `X-Cache` value.
+    pub fn as_header(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            CacheStatus::Hit => "HIT",
+            CacheStatus::Stale => "STALE",
+            CacheStatus::Revalidated => "REVALIDATED",
+            CacheStatus::Miss => "MISS",
+            CacheStatus::Bypass => "BYPASS",
+        })
+    }
+
+    /// The metrics outcome of a response the cache phase produced itself (None for a bypass:
+    /// whatever produced the response says).
+    pub fn outcome(self) -> Option<Outcome> {
+        match self {
+            CacheStatus::Hit => Some(Outcome::CacheHit),
+            CacheStatus::Stale => Some(Outcome::CacheStale),
+            CacheStatus::Revalidated => Some(Outcome::CacheRevalidated),
+            CacheStatus::Miss => Some(Outcome::CacheMiss),
+            CacheStatus::Bypass => None,
+        }
+    }
+}
+
+/// What the phases learned that shapes the response, applied when it leaves (whatever answered).
+#[derive(Default)]
+pub struct Notes {
+    /// What answered (None: a rejection or an error, told apart by the status).
+    pub outcome: Option<Outcome>,
+    /// The client IP the edge settled on (the access log's).
+    pub client_ip: Option<IpAddr>,
+    /// Cookies to set (A/B assignment).
+    pub set_cookies: Vec<HeaderValue>,
+    /// The last rate-limit decision that let the request through (its `RateLimit-*` headers).
+    pub rate: Option<RateDecision>,
+    /// What the cache did.
+    pub cache_status: Option<CacheStatus>,
+    /// Response-header templates, rendered while the request was at hand.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+/// Dev-mode overrides read from `x-edge-dev-*` headers (only in dev mode; the headers are never
+/// forwarded either way).
+#[derive(Default)]
+pub struct DevOverrides {
+    /// `x-edge-dev-client-ip`.
+    pub client_ip: Option<IpAddr>,
+    /// `x-edge-dev-country` (upper-cased).
+    pub country: Option<String>,
+    /// `x-edge-dev-bot` (`1`/`true` or anything else).
+    pub bot: Option<bool>,
+}
+
+/// One request on its way through the phases.
+pub struct RequestCtx {
+    /// The request as the policies see it, with what the edge learned about it.
+    pub request: Request,
+    /// Its body.
+    pub body: BodyState,
+    /// The socket peer.
+    pub peer: IpAddr,
+    /// The `X-Forwarded-For` chain received from a trusted peer (None from anyone else).
+    pub prior_xff: Option<String>,
+    /// Dev-mode overrides.
+    pub dev: DevOverrides,
+    /// What shapes the response.
+    pub notes: Notes,
+}
+
+impl RequestCtx {
+    /// A context for `request` from `peer`.
+    pub fn new(request: Request, body: BodyState, peer: IpAddr) -> RequestCtx {
+        RequestCtx {
+            request,
+            body,
+            peer,
+            prior_xff: None,
+            dev: DevOverrides::default(),
+            notes: Notes::default(),
+        }
+    }
+
+    /// Takes the request, its body and the trusted forwarding chain out, for the phase that
+    /// answers with them (the cache, a handler or the origin); the context keeps its notes.
+    pub fn take_exchange(&mut self) -> (Request, BodyState, Option<String>) {
+        let placeholder = Request::new(http::Method::GET, http::Uri::from_static("/"));
+        (
+            std::mem::replace(&mut self.request, placeholder),
+            std::mem::replace(&mut self.body, BodyState::Read(Bytes::new())),
+            self.prior_xff.take(),
+        )
+    }
+}

@@ -1,0 +1,66 @@
+//! The bot check: a User-Agent that the bot detector recognises, and no allow pattern matches,
+//! is blocked (403) or tagged (`x-edge-bot: 1` toward the origin), as the policy says.
+
+use http::header::HeaderValue;
+use http::StatusCode;
+
+use crate::server::ctx::{Flow, RequestCtx};
+use crate::server::metrics::Outcome;
+use crate::server::plan::Plan;
+use crate::server::respond::status_response;
+
+/// Classifies the client; answers 403 when the policy blocks bots and this is one.
+pub fn check(plan: &Plan, ctx: &mut RequestCtx) -> Flow {
+    let Some(b) = &plan.bots else { return Flow::Continue };
+    let ua = ctx.request.header("user-agent").unwrap_or("");
+    let detected = b.detector.is_bot(ua) && !b.allow.as_ref().is_some_and(|a| a.is_match(ua));
+    let is_bot = ctx.dev.bot.unwrap_or(detected);
+    ctx.request.edge.is_bot = is_bot;
+    if is_bot && b.block {
+        ctx.notes.outcome = Some(Outcome::BotBlocked);
+        return Flow::Answer(status_response(StatusCode::FORBIDDEN, "Forbidden"));
+    }
+    if is_bot {
+        ctx.request
+            .headers
+            .as_map_mut()
+            .insert("x-edge-bot", HeaderValue::from_static("1"));
+    }
+    Flow::Continue
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::phases::testing::{ctx_with, plan_with_bots};
+
+    const CRAWLER: &str = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+
+    #[test]
+    fn a_bot_is_blocked_or_tagged_and_a_browser_continues() {
+        let block = plan_with_bots("block", &[]);
+        let mut c = ctx_with("/", &[("user-agent", CRAWLER)]);
+        assert!(matches!(check(&block, &mut c), Flow::Answer(r) if r.status() == 403));
+        assert_eq!(c.notes.outcome, Some(Outcome::BotBlocked));
+
+        let tag = plan_with_bots("tag", &[]);
+        let mut c = ctx_with("/", &[("user-agent", CRAWLER)]);
+        assert!(matches!(check(&tag, &mut c), Flow::Continue));
+        assert!(c.request.edge.is_bot);
+        assert_eq!(c.request.header("x-edge-bot"), Some("1"));
+
+        let mut c = ctx_with("/", &[("user-agent", "Mozilla/5.0 (X11; Linux x86_64) Firefox/120.0")]);
+        assert!(matches!(check(&block, &mut c), Flow::Continue));
+        assert!(!c.request.edge.is_bot);
+    }
+
+    #[test]
+    fn an_allowed_bot_continues_and_dev_mode_overrides() {
+        let p = plan_with_bots("block", &["Googlebot"]);
+        let mut c = ctx_with("/", &[("user-agent", CRAWLER)]);
+        assert!(matches!(check(&p, &mut c), Flow::Continue));
+        let mut c = ctx_with("/", &[("user-agent", "curl/8")]);
+        c.dev.bot = Some(true);
+        assert!(matches!(check(&p, &mut c), Flow::Answer(_)));
+    }
+}

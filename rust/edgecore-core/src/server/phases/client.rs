@@ -1,0 +1,104 @@
+//! Who the client is: its IP (the socket peer, or the first untrusted address in
+//! `X-Forwarded-For` when the peer is a trusted proxy), dev-mode overrides, and its geo record.
+//! Never answers.
+
+use std::sync::Arc;
+
+use http::header::HeaderValue;
+
+use crate::server::ctx::RequestCtx;
+use crate::server::plan::Plan;
+use crate::server::upstream::forwarding::X_FORWARDED_FOR;
+
+/// Headers that set the client IP, country and bot status in dev mode.
+const DEV_HEADERS: [&str; 3] = ["x-edge-dev-client-ip", "x-edge-dev-country", "x-edge-dev-bot"];
+const DEV_PREFIX: &str = "x-edge-dev-";
+
+/// Settles the client IP (and the trusted forwarding chain), reads and removes the dev headers,
+/// and looks the client up in the geo database.
+pub fn identify(plan: &Plan, ctx: &mut RequestCtx) {
+    let headers = ctx.request.headers.as_map_mut();
+    // Read from the map with a prebuilt name: no name parsing, no boxed iterator.
+    let trusted_peer = plan.trusted.contains(ctx.peer);
+    let forwarded_for = headers.get_all(&X_FORWARDED_FOR);
+    ctx.prior_xff = trusted_peer.then(|| {
+        forwarded_for
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    let mut ip = crate::geo::client_ip(ctx.peer, forwarded_for.iter().map(HeaderValue::as_bytes), &plan.trusted);
+    // Dev headers are never forwarded, and never honoured outside dev mode. One pass over the
+    // names finds out whether there are any.
+    if headers.keys().any(|k| k.as_str().starts_with(DEV_PREFIX)) {
+        if plan.server.dev_mode {
+            let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+            let dev = &mut ctx.dev;
+            dev.client_ip = text("x-edge-dev-client-ip").and_then(|v| v.parse().ok());
+            dev.country = text("x-edge-dev-country").map(str::to_ascii_uppercase);
+            dev.bot = text("x-edge-dev-bot").map(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+        }
+        for name in DEV_HEADERS {
+            headers.remove(name);
+        }
+    }
+    if let Some(dev_ip) = ctx.dev.client_ip {
+        ip = dev_ip;
+    }
+    ctx.request.edge.client_ip = Some(ip);
+    ctx.notes.client_ip = Some(ip);
+    if let Some(db) = &plan.geo {
+        ctx.request.edge.geo = db.lookup(ip).map(Arc::new);
+    }
+    if let Some(c) = ctx.dev.country.take() {
+        let mut g = ctx.request.edge.geo.as_deref().cloned().unwrap_or_default();
+        g.country = Some(c);
+        ctx.request.edge.geo = Some(Arc::new(g));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::phases::testing::{ctx_from, plan};
+
+    #[test]
+    fn the_peer_is_the_client_unless_it_is_a_trusted_proxy() {
+        let p = plan(serde_json::json!({"trusted_proxies": ["10.0.0.0/8"]}));
+        let mut c = ctx_from("198.51.100.1", "/", &[("x-forwarded-for", "203.0.113.5")]);
+        identify(&p, &mut c);
+        assert_eq!(c.request.edge.client_ip, Some("198.51.100.1".parse().unwrap()));
+        assert_eq!(c.prior_xff, None);
+        let mut c = ctx_from("10.1.2.3", "/", &[("x-forwarded-for", "203.0.113.5")]);
+        identify(&p, &mut c);
+        assert_eq!(c.request.edge.client_ip, Some("203.0.113.5".parse().unwrap()));
+        assert_eq!(c.prior_xff.as_deref(), Some("203.0.113.5"));
+    }
+
+    #[test]
+    fn dev_headers_are_removed_and_honoured_only_in_dev_mode() {
+        let dev = [
+            ("x-edge-dev-client-ip", "192.0.2.7"),
+            ("x-edge-dev-country", "de"),
+            ("x-edge-dev-bot", "true"),
+        ];
+        let mut c = ctx_from("198.51.100.1", "/", &dev);
+        identify(&plan(serde_json::json!({})), &mut c);
+        assert_eq!(c.request.edge.client_ip, Some("198.51.100.1".parse().unwrap()));
+        assert!(c.request.edge.geo.is_none() && c.dev.bot.is_none());
+        assert!(c
+            .request
+            .headers
+            .as_map_mut()
+            .keys()
+            .all(|k| !k.as_str().starts_with("x-edge-dev-")));
+
+        let mut c = ctx_from("198.51.100.1", "/", &dev);
+        identify(&plan(serde_json::json!({"server": {"dev_mode": true}})), &mut c);
+        assert_eq!(c.request.edge.client_ip, Some("192.0.2.7".parse().unwrap()));
+        assert_eq!(c.request.edge.geo.as_ref().unwrap().country.as_deref(), Some("DE"));
+        assert_eq!(c.dev.bot, Some(true));
+        assert!(c.request.headers.as_map_mut().is_empty());
+    }
+}

@@ -1,0 +1,393 @@
+//! `Plan::build`: the spec and the library objects compiled into a [`Plan`], one `build_*` per
+//! policy. Every error is a `Config` error naming the setting or rule at fault.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+
+use super::rules::{
+    AbRule, BotPolicy, CacheRule, HeaderRule, JwtRule, LimitKey, Middleware, OriginRule, Plan, RateRule, Redirect,
+    Rewrite, Route, Timeouts,
+};
+use crate::cache::{HttpCache, KeyOptions};
+use crate::classify::Experiment;
+use crate::error::{Error, Result};
+use crate::geo::TrustedProxies;
+use crate::server::matcher::{Matcher, Pattern};
+use crate::server::spec::{
+    AbSpec, AppSpec, BotsSpec, CacheSpec, HeadersSpec, JwtSpec, MiddlewareSpec, Objects, OriginSpec, RateSpec,
+    RedirectSpec, RewriteSpec, RouteSpec, ServerSpec,
+};
+use crate::server::template::Template;
+use crate::server::upstream::Origin;
+
+fn header_name(n: &str) -> Result<HeaderName> {
+    HeaderName::from_bytes(n.as_bytes()).map_err(|_| Error::config(format!("invalid header name {n:?}")))
+}
+
+fn upper(v: Option<Vec<String>>) -> Option<Vec<String>> {
+    v.map(|v| v.into_iter().map(|c| c.to_ascii_uppercase()).collect())
+}
+
+fn secs(v: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(v)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::config(format!("{what} must be a positive number of seconds")))
+}
+
+/// Builds each item of `items` with `f`; the first error wins.
+fn each<S, T>(items: Vec<S>, f: impl FnMut(S) -> Result<T>) -> Result<Vec<T>> {
+    items.into_iter().map(f).collect()
+}
+
+impl Plan {
+    /// Compiles `spec` with `objects`.
+    pub fn build(spec: AppSpec, objects: Objects) -> Result<Plan> {
+        // What cached content depends on upstream of the cache rules (see `CacheRule::identity`).
+        let upstream = format!(
+            "{:?}|{:?}|{:?}|{:?}",
+            spec.origin, spec.origins, spec.rewrites, spec.headers
+        );
+        let timeouts = build_timeouts(&spec.server)?;
+        let limits = crate::http::Limits {
+            max_headers: 100,
+            max_header_bytes: spec.server.max_header_bytes,
+            max_uri_bytes: spec.server.max_uri_bytes,
+            max_body_bytes: spec.server.max_body_bytes,
+        };
+        limits.validate()?;
+        let tls = match (&spec.server.tls_cert, &spec.server.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::server::tls::server_config(cert, key)?),
+            (None, None) => None,
+            _ => return Err(Error::config("TLS needs both tls_cert and tls_key")),
+        };
+        if let Some(url) = &spec.server.purge_redis {
+            crate::server::purge::client(url, &spec.server.purge_channel)?;
+        }
+        let default_origin = spec.origin.as_deref().map(|o| Origin::parse(o, 0)).transpose()?;
+        let first_rule_origin = usize::from(default_origin.is_some());
+        Ok(Plan {
+            origin: default_origin,
+            trusted: TrustedProxies::new(&spec.trusted_proxies)?,
+            geo: objects.geo.clone(),
+            bots: spec.bots.map(|b| build_bots(b, &objects)).transpose()?,
+            redirects: each(spec.redirects, build_redirect)?,
+            rewrites: each(spec.rewrites, build_rewrite)?,
+            origins: spec
+                .origins
+                .into_iter()
+                .enumerate()
+                .map(|(i, o)| build_origin_rule(o, first_rule_origin + i))
+                .collect::<Result<_>>()?,
+            headers: each(spec.headers, build_headers)?,
+            jwt: each(spec.jwt, |j| build_jwt(j, &objects))?,
+            rate_limits: spec
+                .rate_limits
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| build_rate_limit(r, i, &objects))
+                .collect::<Result<_>>()?,
+            ab_tests: each(spec.ab_tests, build_ab)?,
+            cache: each(spec.cache, |c| build_cache(c, &upstream))?,
+            routes: each(spec.routes, build_route)?,
+            middleware: each(spec.middleware, build_middleware)?,
+            server: spec.server,
+            timeouts,
+            limits,
+            tls,
+        })
+    }
+}
+
+fn build_timeouts(s: &ServerSpec) -> Result<Timeouts> {
+    Ok(Timeouts {
+        header_read: secs(s.header_read_timeout, "header_read_timeout")?,
+        keep_alive: secs(s.keep_alive_timeout, "keep_alive_timeout")?,
+        handler: secs(s.handler_timeout, "handler_timeout")?,
+        origin_connect: secs(s.origin_connect_timeout, "origin_connect_timeout")?,
+        origin: secs(s.origin_timeout, "origin_timeout")?,
+        grace: secs(s.grace_period, "grace_period")?,
+    })
+}
+
+fn build_bots(b: BotsSpec, objects: &Objects) -> Result<BotPolicy> {
+    let detector = objects
+        .bots
+        .clone()
+        .ok_or_else(|| Error::config("bots() needs a bot detector"))?;
+    let block = match b.action.as_str() {
+        "block" => true,
+        "tag" => false,
+        a => {
+            return Err(Error::config(format!(
+                "bots action must be \"block\" or \"tag\", not {a:?}"
+            )))
+        }
+    };
+    let allow = if b.allow.is_empty() {
+        None
+    } else {
+        Some(regex::RegexSet::new(&b.allow).map_err(|e| Error::config(format!("invalid bots allow pattern: {e}")))?)
+    };
+    Ok(BotPolicy { detector, block, allow })
+}
+
+fn build_redirect(r: RedirectSpec) -> Result<Redirect> {
+    // A status that is not a redirect fails here, not per request.
+    crate::http::redirect("/", r.status)?;
+    Ok(Redirect {
+        paths: Matcher::new(&r.paths)?,
+        country: upper(r.country),
+        to: Template::new(&r.to)?,
+        status: r.status,
+    })
+}
+
+fn build_rewrite(r: RewriteSpec) -> Result<Rewrite> {
+    if !r.to.starts_with('/') {
+        return Err(Error::config(format!(
+            "rewrite target {:?} must be a path starting with /",
+            r.to
+        )));
+    }
+    Ok(Rewrite {
+        paths: Matcher::new(&r.paths)?,
+        country: upper(r.country),
+        to: Template::new(&r.to)?,
+    })
+}
+
+fn build_origin_rule(o: OriginSpec, index: usize) -> Result<OriginRule> {
+    Ok(OriginRule {
+        paths: Matcher::new(&o.paths)?,
+        country: upper(o.country),
+        continent: upper(o.continent),
+        origin: Origin::parse(&o.url, index)?,
+    })
+}
+
+fn templates(m: BTreeMap<String, String>) -> Result<Vec<(HeaderName, Template)>> {
+    m.into_iter()
+        .map(|(k, v)| Ok((header_name(&k)?, Template::new(&v)?)))
+        .collect()
+}
+
+fn build_headers(h: HeadersSpec) -> Result<HeaderRule> {
+    Ok(HeaderRule {
+        paths: Matcher::new(&h.paths)?,
+        request: templates(h.request)?,
+        response: templates(h.response)?,
+    })
+}
+
+fn build_jwt(j: JwtSpec, objects: &Objects) -> Result<JwtRule> {
+    let verifier = objects
+        .verifiers
+        .get(j.verifier)
+        .cloned()
+        .ok_or_else(|| Error::config(format!("unknown verifier {}", j.verifier)))?;
+    Ok(JwtRule {
+        paths: Matcher::new(&j.paths)?,
+        verifier,
+        cookie: j.cookie,
+        claims_to_headers: j
+            .claims_to_headers
+            .into_iter()
+            .map(|(c, h)| Ok((c, header_name(&h)?)))
+            .collect::<Result<_>>()?,
+    })
+}
+
+fn build_rate_limit(r: RateSpec, i: usize, objects: &Objects) -> Result<RateRule> {
+    let key = match r.key.split_once(':') {
+        None if r.key == "ip" => LimitKey::Ip,
+        Some(("header", n)) => LimitKey::Header(header_name(n)?),
+        Some(("claim", n)) if !n.is_empty() => LimitKey::Claim(n.to_owned()),
+        _ => {
+            return Err(Error::config(format!(
+                "rate limit key must be \"ip\", \"header:NAME\" or \"claim:NAME\", not {:?}",
+                r.key
+            )))
+        }
+    };
+    let limiter = objects
+        .limiters
+        .get(r.limiter)
+        .cloned()
+        .ok_or_else(|| Error::config(format!("unknown limiter {}", r.limiter)))?;
+    Ok(RateRule {
+        paths: Matcher::new(&r.paths)?,
+        limiter,
+        key,
+        namespace: format!("rl{i}:"),
+    })
+}
+
+fn build_ab(a: AbSpec) -> Result<AbRule> {
+    let weights: Vec<(String, f64)> = a.variants.into_iter().collect();
+    let valid_name = !a.name.is_empty()
+        && a.name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid_name {
+        return Err(Error::config(format!(
+            "experiment name {:?} must be letters, digits, - or _",
+            a.name
+        )));
+    }
+    Ok(AbRule {
+        paths: Matcher::new(&a.paths)?,
+        cookie: format!("ec-ab-{}", a.name),
+        header: header_name(&format!("x-ab-{}", a.name.to_ascii_lowercase()))?,
+        experiment: Experiment::new(&a.name, &weights)?,
+    })
+}
+
+fn build_cache(c: CacheSpec, upstream: &str) -> Result<CacheRule> {
+    if c.ttl.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
+        return Err(Error::config("cache ttl must be a positive number of seconds"));
+    }
+    Ok(CacheRule {
+        identity: format!("{upstream}|{c:?}"),
+        paths: Matcher::new(&c.paths)?,
+        cache: Arc::new(HttpCache::new(c.max_bytes.max(4096), c.ttl, 32)),
+        key: KeyOptions {
+            ignore_query: c.ignore_query,
+            ignore_params: c.ignore_params,
+        },
+        coalescer: Arc::default(),
+    })
+}
+
+fn build_route(r: RouteSpec) -> Result<Route> {
+    let methods = r
+        .methods
+        .iter()
+        .map(|m| {
+            http::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                .map_err(|_| Error::config(format!("invalid method {m:?}")))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Route {
+        path: Pattern::new(&r.path)?,
+        methods,
+        handler: r.handler,
+    })
+}
+
+fn build_middleware(m: MiddlewareSpec) -> Result<Middleware> {
+    Ok(Middleware {
+        matcher: Matcher::new(&m.matcher)?,
+        handler: m.handler,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(spec: serde_json::Value) -> Result<Plan> {
+        let spec: AppSpec = serde_json::from_value(spec).expect("the spec's shape");
+        Plan::build(spec, Objects::default())
+    }
+
+    fn err(spec: serde_json::Value) -> String {
+        match build(spec) {
+            Ok(_) => panic!("built"),
+            Err(e) => e.context.to_string(),
+        }
+    }
+
+    #[test]
+    fn an_empty_spec_builds_with_default_timeouts() {
+        let plan = build(serde_json::json!({})).unwrap();
+        assert_eq!(plan.timeouts.header_read, Duration::from_secs(10));
+        assert_eq!(plan.timeouts.keep_alive, Duration::from_secs(30));
+        assert_eq!(plan.timeouts.grace, Duration::from_secs(10));
+        assert!(plan.tls.is_none() && plan.origin.is_none());
+    }
+
+    #[test]
+    fn origins_are_numbered_default_first() {
+        let plan = build(serde_json::json!({
+            "origin": "http://a:1",
+            "origins": [{"url": "http://b:2", "country": ["de"]}, {"url": "http://c:3"}],
+        }))
+        .unwrap();
+        let seen: Vec<(usize, String)> = plan.each_origin().map(|o| (o.index, format!("{o:?}"))).collect();
+        assert_eq!(
+            seen,
+            [
+                (0, "http://a:1".into()),
+                (1, "http://b:2".into()),
+                (2, "http://c:3".into())
+            ]
+        );
+        assert_eq!(plan.origins[0].country.as_deref(), Some(&["DE".to_owned()][..]));
+        let plan = build(serde_json::json!({"origins": [{"url": "http://b:2"}]})).unwrap();
+        assert_eq!(plan.each_origin().next().unwrap().index, 0);
+    }
+
+    #[test]
+    fn each_builder_names_what_is_wrong() {
+        use serde_json::json;
+        let cases = [
+            (
+                json!({"server": {"origin_timeout": 0.0}}),
+                "origin_timeout must be a positive number",
+            ),
+            (
+                json!({"server": {"grace_period": -1.0}}),
+                "grace_period must be a positive number",
+            ),
+            (
+                json!({"server": {"tls_cert": "c.pem"}}),
+                "TLS needs both tls_cert and tls_key",
+            ),
+            (json!({"origin": "ftp://x"}), "must be http:// or https://"),
+            (json!({"bots": {"action": "block"}}), "bots() needs a bot detector"),
+            (json!({"redirects": [{"to": "/x", "status": 200}]}), "redirect"),
+            (json!({"rewrites": [{"to": "x"}]}), "must be a path starting with /"),
+            (
+                json!({"headers": [{"request": {"bad name": "v"}}]}),
+                "invalid header name",
+            ),
+            (
+                json!({"headers": [{"request": {"x-a": "{nope}"}}]}),
+                "unknown template variable",
+            ),
+            (json!({"jwt": [{"paths": ["/*"], "verifier": 0}]}), "unknown verifier 0"),
+            (
+                json!({"rate_limits": [{"paths": ["/*"], "limiter": 0, "key": "cookie:x"}]}),
+                "rate limit key must be",
+            ),
+            (
+                json!({"rate_limits": [{"paths": ["/*"], "limiter": 1}]}),
+                "unknown limiter 1",
+            ),
+            (
+                json!({"ab_tests": [{"name": "a b", "variants": {"x": 1.0}}]}),
+                "experiment name",
+            ),
+            (
+                json!({"cache": [{"paths": ["/*"], "ttl": -1.0}]}),
+                "cache ttl must be a positive number",
+            ),
+            (
+                json!({"routes": [{"path": "/x", "methods": ["G T"], "handler": 0}]}),
+                "invalid method",
+            ),
+            (
+                json!({"middleware": [{"matcher": ["re:("], "handler": 0}]}),
+                "invalid path regex",
+            ),
+        ];
+        for (spec, want) in cases {
+            let got = err(spec.clone());
+            assert!(got.contains(want), "{spec}: {got:?} lacks {want:?}");
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The compiled rules: one type per policy, and [`Plan`], which holds them in pipeline order.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::HeaderName;
+
+use crate::auth::JwtVerifier;
+use crate::cache::{HttpCache, KeyOptions};
+use crate::classify::{BotDetector, Experiment};
+use crate::geo::{GeoDb, TrustedProxies};
+use crate::limit::RateLimiter;
+use crate::server::matcher::{Matcher, Pattern};
+use crate::server::spec::ServerSpec;
+use crate::server::template::Template;
+use crate::server::upstream::Origin;
+
+/// A bot policy.
+pub struct BotPolicy {
+    /// The detector.
+    pub detector: Arc<BotDetector>,
+    /// true: 403; false: tag only.
+    pub block: bool,
+    /// User-Agents matching these are never treated as bots (e.g. a search engine you want).
+    pub allow: Option<regex::RegexSet>,
+}
+
+/// A redirect rule.
+pub struct Redirect {
+    /// Where.
+    pub paths: Matcher,
+    /// For these countries only (None: all).
+    pub country: Option<Vec<String>>,
+    /// Location template.
+    pub to: Template,
+    /// Status.
+    pub status: u16,
+}
+
+/// A rewrite rule.
+pub struct Rewrite {
+    /// Where.
+    pub paths: Matcher,
+    /// For these countries only.
+    pub country: Option<Vec<String>>,
+    /// The new path (template).
+    pub to: Template,
+}
+
+/// An origin choice.
+pub struct OriginRule {
+    /// Where.
+    pub paths: Matcher,
+    /// Countries.
+    pub country: Option<Vec<String>>,
+    /// Continents.
+    pub continent: Option<Vec<String>>,
+    /// The origin.
+    pub origin: Origin,
+}
+
+/// Header templates.
+pub struct HeaderRule {
+    /// Where.
+    pub paths: Matcher,
+    /// Toward the origin / handler.
+    pub request: Vec<(HeaderName, Template)>,
+    /// Toward the client.
+    pub response: Vec<(HeaderName, Template)>,
+}
+
+/// A JWT policy.
+pub struct JwtRule {
+    /// Where.
+    pub paths: Matcher,
+    /// The verifier.
+    pub verifier: Arc<JwtVerifier>,
+    /// Read the token from this cookie when there is no Authorization header.
+    pub cookie: Option<String>,
+    /// Claim -> request header.
+    pub claims_to_headers: Vec<(String, HeaderName)>,
+}
+
+/// Where a rate-limit key comes from.
+pub enum LimitKey {
+    /// The client IP.
+    Ip,
+    /// A request header.
+    Header(HeaderName),
+    /// A verified claim.
+    Claim(String),
+}
+
+/// A rate-limit policy.
+pub struct RateRule {
+    /// Where.
+    pub paths: Matcher,
+    /// The limiter.
+    pub limiter: Arc<RateLimiter>,
+    /// The key.
+    pub key: LimitKey,
+    /// Prefix so two policies never share a bucket.
+    pub namespace: String,
+}
+
+/// An A/B test.
+pub struct AbRule {
+    /// Where.
+    pub paths: Matcher,
+    /// The experiment.
+    pub experiment: Experiment,
+    /// Cookie holding the sticky variant.
+    pub cookie: String,
+    /// Header toward the origin.
+    pub header: HeaderName,
+}
+
+/// A cache policy.
+pub struct CacheRule {
+    /// Where.
+    pub paths: Matcher,
+    /// The cache (one per rule).
+    pub cache: Arc<HttpCache>,
+    /// Key options.
+    pub key: KeyOptions,
+    /// What the cached content depends on: this rule and the origins, rewrites and header
+    /// templates upstream of it. A reload keeps the cache of a rule whose identity is unchanged.
+    pub identity: String,
+    /// Concurrent misses of one key share one origin fetch.
+    pub coalescer: Arc<crate::cache::coalesce::Coalescer<std::result::Result<crate::http::Response, (u16, String)>>>,
+}
+
+/// A Python route.
+pub struct Route {
+    /// The pattern (with parameters).
+    pub path: Pattern,
+    /// Allowed methods (empty: GET and HEAD).
+    pub methods: Vec<http::Method>,
+    /// Handler index.
+    pub handler: usize,
+}
+
+/// A Python middleware.
+pub struct Middleware {
+    /// Where.
+    pub matcher: Matcher,
+    /// Handler index.
+    pub handler: usize,
+}
+
+/// The compiled application.
+pub struct Plan {
+    /// The default origin.
+    pub origin: Option<Origin>,
+    /// Trusted proxies.
+    pub trusted: TrustedProxies,
+    /// Geo database.
+    pub geo: Option<Arc<GeoDb>>,
+    /// Bot policy.
+    pub bots: Option<BotPolicy>,
+    /// Redirects, in order.
+    pub redirects: Vec<Redirect>,
+    /// Rewrites, in order.
+    pub rewrites: Vec<Rewrite>,
+    /// Origin choices, in order.
+    pub origins: Vec<OriginRule>,
+    /// Header templates.
+    pub headers: Vec<HeaderRule>,
+    /// JWT policies.
+    pub jwt: Vec<JwtRule>,
+    /// Rate limits.
+    pub rate_limits: Vec<RateRule>,
+    /// A/B tests.
+    pub ab_tests: Vec<AbRule>,
+    /// Cache policies.
+    pub cache: Vec<CacheRule>,
+    /// Python routes.
+    pub routes: Vec<Route>,
+    /// Python middleware.
+    pub middleware: Vec<Middleware>,
+    /// The server settings as given (what a reload compares, the Python queue size).
+    pub server: ServerSpec,
+    /// The timeouts, as durations.
+    pub timeouts: Timeouts,
+    /// Parser limits derived from `server`.
+    pub limits: crate::http::Limits,
+    /// TLS termination (the certificate and key read when the plan was compiled), when
+    /// configured; each connection's acceptor is made from it.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+/// Every timeout of the server, compiled from the spec's seconds (each positive and finite).
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// A request head must arrive whole within this of its first byte (or of connecting).
+    pub header_read: Duration,
+    /// A keep-alive connection may idle this long between requests.
+    pub keep_alive: Duration,
+    /// A Python handler must answer within this (504 beyond).
+    pub handler: Duration,
+    /// Connecting to the origin (504 beyond).
+    pub origin_connect: Duration,
+    /// The origin's response head (504 beyond).
+    pub origin: Duration,
+    /// In-flight requests get this long to finish at shutdown.
+    pub grace: Duration,
+}
+
+impl Plan {
+    /// Every origin of the plan, in [`Origin::index`] order: the default one, then each
+    /// `origin_for` rule's.
+    pub fn each_origin(&self) -> impl Iterator<Item = &Origin> {
+        self.origin.iter().chain(self.origins.iter().map(|r| &r.origin))
+    }
+}

@@ -1,0 +1,121 @@
+//! The service hyper calls for each request: the metrics page, or the pipeline; then what
+//! applies to every response (cookies, `RateLimit-*`, `X-Cache`), the metrics and the access log.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+
+use super::admin::metrics_response;
+use super::body::{Body, BoxError};
+use super::conn::InFlight;
+use super::ctx::Notes;
+use super::metrics::Outcome;
+use super::pipeline;
+use super::respond::{error_response, rate_headers};
+use super::state::ServerState;
+use crate::cache::http_cache::X_CACHE;
+
+/// Serves one request. `request` marks the connection busy until hyper has taken the response
+/// body. (The future is the service's own, with no wrapper around it: every layer of futures
+/// costs a copy of the inner one per request.)
+pub(crate) async fn serve(
+    state: Arc<ServerState>,
+    req: http::Request<Incoming>,
+    peer: SocketAddr,
+    secure: bool,
+    request: InFlight,
+) -> Result<http::Response<Tracked>, Infallible> {
+    let tracked = |r: http::Response<Body>| {
+        Ok(r.map(|body| Tracked {
+            body,
+            _request: request,
+        }))
+    };
+    state.metrics.arrived();
+    let active = state.active.load_full();
+    let t0 = std::time::Instant::now();
+    if let Some(p) = &active.plan.server.metrics_path {
+        if req.uri().path() == p {
+            return tracked(metrics_response(&state, &active.plan));
+        }
+    }
+    let logged = state
+        .access_log
+        .as_ref()
+        .map(|_| (req.method().clone(), req.uri().path().to_owned()));
+    let (result, mut notes) = pipeline::run(&state, &active, req, peer, secure).await;
+    let mut resp = match result {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    };
+    let outcome = finish(&mut notes, &mut resp);
+    let elapsed = t0.elapsed();
+    state.metrics.request(outcome, resp.status().as_u16(), elapsed);
+    if let (Some(log), Some((method, path))) = (&state.access_log, logged) {
+        // The body's exact size when known (full bodies, or a Content-Length from the origin);
+        // null for a streamed body of unknown length.
+        let bytes = hyper::body::Body::size_hint(resp.body()).exact();
+        let line = serde_json::json!({
+            "time": crate::clock::now(),
+            "client_ip": notes.client_ip.unwrap_or(peer.ip()).to_string(),
+            "method": method.as_str(),
+            "path": path,
+            "status": resp.status().as_u16(),
+            "bytes": bytes,
+            "duration_ms": elapsed.as_secs_f64() * 1000.0,
+            "decision": outcome.as_str(),
+        });
+        log.write(line.to_string());
+    }
+    tracked(resp)
+}
+
+/// Applies what every response gets from the notes; returns what answered (for the metrics).
+fn finish(notes: &mut Notes, resp: &mut http::Response<Body>) -> Outcome {
+    let h = resp.headers_mut();
+    for c in notes.set_cookies.drain(..) {
+        h.append(http::header::SET_COOKIE, c);
+    }
+    if let Some(d) = &notes.rate {
+        rate_headers(d, h);
+    }
+    if let Some(s) = notes.cache_status {
+        h.entry(X_CACHE).or_insert_with(|| s.as_header());
+    }
+    notes
+        .outcome
+        .or(notes.cache_status.and_then(|s| s.outcome()))
+        .unwrap_or(if resp.status().is_server_error() {
+            Outcome::Error
+        } else {
+            Outcome::Rejected
+        })
+}
+
+/// The server's response body: the pipeline's body, holding its request's [`InFlight`].
+pub struct Tracked {
+    body: Body,
+    _request: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<bytes::Bytes>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}

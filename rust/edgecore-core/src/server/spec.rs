@@ -1,0 +1,247 @@
+//! The spec: the application as Python describes it, in serde types (JSON in, unknown fields
+//! refused). Nothing here is validated beyond its shape; [`super::plan`] compiles it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::auth::JwtVerifier;
+use crate::classify::BotDetector;
+use crate::geo::GeoDb;
+use crate::limit::RateLimiter;
+
+pub(crate) fn all_paths() -> Vec<String> {
+    vec!["/*".into()]
+}
+
+/// Server limits and timeouts (seconds, bytes).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSpec {
+    /// A client must send a complete request head within this time of its first byte (and a new
+    /// connection its first head within this time of connecting): slowloris protection.
+    pub header_read_timeout: f64,
+    /// How long a keep-alive connection may sit idle between a response and the first byte of
+    /// the next request.
+    pub keep_alive_timeout: f64,
+    /// Largest request body (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest request head (431 beyond).
+    pub max_header_bytes: usize,
+    /// Longest request target (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Most connections served at once (more wait in the kernel's accept queue).
+    pub max_connections: usize,
+    /// Most Python jobs waiting (503 with Retry-After beyond).
+    pub python_queue: usize,
+    /// A Python handler that takes longer gets 504.
+    pub handler_timeout: f64,
+    /// Connecting to the origin (502 beyond).
+    pub origin_connect_timeout: f64,
+    /// Waiting for the origin's response head (504 beyond).
+    pub origin_timeout: f64,
+    /// In-flight requests get this long to finish at shutdown.
+    pub grace_period: f64,
+    /// Lets requests set their geo, client IP and bot status through `x-edge-dev-*` headers
+    /// (local development only; never on by default).
+    pub dev_mode: bool,
+    /// Worker threads of the runtime (0: one per core).
+    pub threads: usize,
+    /// JSON-lines access log: "-" for stderr or a file path (None: off).
+    pub access_log: Option<String>,
+    /// Serve Prometheus metrics on this path (None: off), e.g. "/metrics".
+    pub metrics_path: Option<String>,
+    /// TLS: PEM certificate chain (with `tls_key`; None: plain HTTP).
+    pub tls_cert: Option<String>,
+    /// TLS: PEM private key (with `tls_cert`).
+    pub tls_key: Option<String>,
+    /// Cache purges are broadcast through this Redis (`redis://host:port/db`; None: local only).
+    pub purge_redis: Option<String>,
+    /// The pub/sub channel for purges.
+    pub purge_channel: String,
+}
+
+impl Default for ServerSpec {
+    fn default() -> Self {
+        ServerSpec {
+            header_read_timeout: 10.0,
+            keep_alive_timeout: 30.0,
+            max_body_bytes: 10 << 20,
+            max_header_bytes: 32 * 1024,
+            max_uri_bytes: 8 * 1024,
+            max_connections: 10_000,
+            python_queue: 1024,
+            handler_timeout: 30.0,
+            origin_connect_timeout: 5.0,
+            origin_timeout: 30.0,
+            grace_period: 10.0,
+            dev_mode: false,
+            threads: 0,
+            access_log: None,
+            metrics_path: None,
+            tls_cert: None,
+            tls_key: None,
+            purge_redis: None,
+            purge_channel: super::purge::DEFAULT_CHANNEL.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BotsSpec {
+    pub(crate) action: String,
+    #[serde(default)]
+    pub(crate) allow: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RedirectSpec {
+    pub(crate) to: String,
+    #[serde(default = "default_redirect")]
+    pub(crate) status: u16,
+    #[serde(default = "all_paths")]
+    pub(crate) paths: Vec<String>,
+    #[serde(default)]
+    pub(crate) country: Option<Vec<String>>,
+}
+
+fn default_redirect() -> u16 {
+    302
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RewriteSpec {
+    pub(crate) to: String,
+    #[serde(default = "all_paths")]
+    pub(crate) paths: Vec<String>,
+    #[serde(default)]
+    pub(crate) country: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OriginSpec {
+    pub(crate) url: String,
+    #[serde(default)]
+    pub(crate) country: Option<Vec<String>>,
+    #[serde(default)]
+    pub(crate) continent: Option<Vec<String>>,
+    #[serde(default = "all_paths")]
+    pub(crate) paths: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HeadersSpec {
+    #[serde(default = "all_paths")]
+    pub(crate) paths: Vec<String>,
+    #[serde(default)]
+    pub(crate) request: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) response: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct JwtSpec {
+    pub(crate) paths: Vec<String>,
+    pub(crate) verifier: usize,
+    #[serde(default)]
+    pub(crate) cookie: Option<String>,
+    #[serde(default)]
+    pub(crate) claims_to_headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RateSpec {
+    pub(crate) paths: Vec<String>,
+    pub(crate) limiter: usize,
+    #[serde(default = "default_key")]
+    pub(crate) key: String,
+}
+
+fn default_key() -> String {
+    "ip".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AbSpec {
+    pub(crate) name: String,
+    pub(crate) variants: BTreeMap<String, f64>,
+    #[serde(default = "all_paths")]
+    pub(crate) paths: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CacheSpec {
+    pub(crate) paths: Vec<String>,
+    #[serde(default)]
+    pub(crate) ttl: Option<f64>,
+    #[serde(default = "default_cache_bytes")]
+    pub(crate) max_bytes: usize,
+    #[serde(default)]
+    pub(crate) ignore_query: bool,
+    #[serde(default)]
+    pub(crate) ignore_params: Vec<String>,
+}
+
+fn default_cache_bytes() -> usize {
+    64 << 20
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouteSpec {
+    pub(crate) path: String,
+    #[serde(default)]
+    pub(crate) methods: Vec<String>,
+    pub(crate) handler: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct MiddlewareSpec {
+    pub(crate) matcher: Vec<String>,
+    pub(crate) handler: usize,
+}
+
+/// The application as Python describes it.
+#[derive(Debug, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppSpec {
+    pub(crate) origin: Option<String>,
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) bots: Option<BotsSpec>,
+    pub(crate) redirects: Vec<RedirectSpec>,
+    pub(crate) rewrites: Vec<RewriteSpec>,
+    pub(crate) origins: Vec<OriginSpec>,
+    pub(crate) headers: Vec<HeadersSpec>,
+    pub(crate) jwt: Vec<JwtSpec>,
+    pub(crate) rate_limits: Vec<RateSpec>,
+    pub(crate) ab_tests: Vec<AbSpec>,
+    pub(crate) cache: Vec<CacheSpec>,
+    pub(crate) routes: Vec<RouteSpec>,
+    pub(crate) middleware: Vec<MiddlewareSpec>,
+    /// Server limits and timeouts.
+    pub server: ServerSpec,
+}
+
+/// Library objects the spec refers to by index.
+#[derive(Default)]
+pub struct Objects {
+    /// JWT verifiers (`jwt[].verifier`).
+    pub verifiers: Vec<Arc<JwtVerifier>>,
+    /// Rate limiters (`rate_limits[].limiter`).
+    pub limiters: Vec<Arc<RateLimiter>>,
+    /// The geo database, if `app.geo()` was called.
+    pub geo: Option<Arc<GeoDb>>,
+    /// The bot detector, if `app.bots()` was called.
+    pub bots: Option<Arc<BotDetector>>,
+}

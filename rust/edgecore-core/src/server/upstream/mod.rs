@@ -1,0 +1,16 @@
+//! Origins: parsing an origin URL, forwarding a request to it over a pooled keep-alive
+//! connection, and the fields the edge changes on the way.
+//!
+//! - [`origin`]: an origin URL of the plan, parsed once.
+//! - [`forwarding`]: hop-by-hop fields, `X-Forwarded-*`, `Via`, the origin-form target.
+//! - [`pool`]: the idle connections to one origin, per worker thread.
+//! - [`client`]: checking a connection out (or dialling one) and sending the request.
+
+pub mod client;
+pub mod forwarding;
+pub mod origin;
+pub mod pool;
+
+pub use client::Upstreams;
+pub use origin::Origin;
+pub use pool::{OriginBody, OriginPool, SendBody};

@@ -1,0 +1,29 @@
+"""The Rust code's shape: no dependency cycles between files (scripts/check_cycles.py)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "check_cycles.py"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, check=False)
+
+
+def test_no_file_of_either_crate_imports_one_that_imports_it_back():
+    r = run()
+    assert r.returncode == 0, r.stdout
+
+
+def test_the_checker_finds_a_cycle(tmp_path):
+    # The checker must be able to fail: two files that import each other are reported.
+    src = tmp_path / "demo" / "src"
+    src.mkdir(parents=True)
+    (src / "lib.rs").write_text("pub mod a;\npub mod b;\n")
+    (src / "a.rs").write_text("use crate::b::B;\npub struct A;\n")
+    (src / "b.rs").write_text("use super::a::A;\npub struct B;\n")
+    r = run("--root", str(tmp_path))
+    assert r.returncode == 1
+    assert "demo/src/a.rs <-> demo/src/b.rs" in r.stdout
