@@ -64,6 +64,9 @@ def _geo_database(path: Path) -> Path | None:
 def build(port: int) -> tuple[ec.Edge, ec.Edge, bytes, Path | None]:
     """The demo origin app and the edge app in front of it."""
     origin = ec.Edge()
+    # The edge in front is a trusted proxy: the headers it sets reach the handler (from anyone
+    # else, edgecore removes the headers an edge owns).
+    origin.trust_proxies(["127.0.0.1"])
 
     @origin.route("/*", methods=["GET", "POST"])
     def page(request, env):

@@ -27,6 +27,10 @@ pub enum ErrorKind {
     BodyTooLarge,
     /// A transfer coding other than chunked, or a method we refuse to frame (501).
     NotImplemented,
+    /// A method the edge does not serve at all (`CONNECT`: 405).
+    MethodNotAllowed,
+    /// A Host this server is not configured to answer for (421).
+    MisdirectedRequest,
 
     // ---- JWT verification (401) ----
     /// The token is not a well-formed JWS compact serialization (segments, base64url, JSON).
@@ -84,6 +88,8 @@ impl ErrorKind {
             HeadersTooLarge => 431,
             BodyTooLarge => 413,
             NotImplemented => 501,
+            MethodNotAllowed => 405,
+            MisdirectedRequest => 421,
             TokenMalformed | TokenTooLarge | TokenAlgorithm | TokenKeyNotFound | TokenSignature | TokenExpired
             | TokenImmature | TokenAudience | TokenIssuer | TokenMissingClaim | TokenInvalidClaim => 401,
             RateLimited => 429,

@@ -142,7 +142,8 @@ fn class_name(kind: ErrorKind) -> &'static str {
     use ErrorKind::*;
     match kind {
         Incomplete => "IncompleteRequest",
-        BadRequest | UriTooLong | HeadersTooLarge | BodyTooLarge | NotImplemented => "HTTPParseError",
+        BadRequest | UriTooLong | HeadersTooLarge | BodyTooLarge | NotImplemented | MethodNotAllowed
+        | MisdirectedRequest => "HTTPParseError",
         TokenMalformed => "MalformedTokenError",
         TokenTooLarge => "TokenTooLargeError",
         TokenAlgorithm => "InvalidAlgorithmError",

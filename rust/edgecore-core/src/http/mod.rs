@@ -4,6 +4,7 @@
 //! those are what hyper hands the server: a request parsed by [`parse_request`] and one accepted by
 //! the server are the same Rust value, so every policy sees one representation.
 
+pub mod canonical;
 mod chunked;
 mod headers;
 mod parse;

@@ -107,7 +107,8 @@ pub struct RequestCtx {
     pub body: BodyState,
     /// The socket peer.
     pub peer: IpAddr,
-    /// The `X-Forwarded-For` chain received from a trusted peer (None from anyone else).
+    /// The `X-Forwarded-For` chain to send: the one received from a trusted peer with the peer
+    /// appended (None from anyone else: the origin then gets the client IP alone).
     pub prior_xff: Option<String>,
     /// Dev-mode overrides.
     pub dev: DevOverrides,

@@ -2,16 +2,18 @@
 //! once (each phase only when configured and matched; one that answers ends the pipeline):
 //!
 //! 1. [`front::check`]: the head's limits and framing (414, 400, 431, 413);
-//! 2. [`client::identify`]: client IP (trusted proxies), dev overrides, geo;
-//! 3. [`bots::check`]: 403 for a blocked bot, or the `x-edge-bot` tag;
-//! 4. [`routing::redirect`], then [`routing::rewrite`];
-//! 5. [`jwt::verify`]: 401 without a valid token;
-//! 6. [`rate_limit::check`]: 429 past a limit;
-//! 7. [`ab::assign`]: the variant of each experiment;
-//! 8. [`headers::render`]: request templates, and response templates for later;
-//! 9. [`cache::serve`] on a cache rule's paths, else [`produce`]: Python middleware, a Python
-//!    route, or the origin;
-//! 10. the response templates, on what the cache, a handler or the origin answered.
+//! 2. [`canonical::request`]: one canonical target and Host (400, 405, 421);
+//! 3. [`client::identify`]: client IP (trusted proxies), dev overrides, geo; then
+//!    [`owned::strip`]: the headers the edge owns leave the client's request;
+//! 4. [`bots::check`]: 403 for a blocked bot, or the `x-edge-bot` tag;
+//! 5. [`routing::redirect`], then [`routing::rewrite`];
+//! 6. [`jwt::verify`]: 401 without a valid token;
+//! 7. [`rate_limit::check`]: 429 past a limit;
+//! 8. [`ab::assign`]: the variant of each experiment;
+//! 9. [`headers::render`]: request templates, and response templates for later;
+//! 10. [`cache::serve`] on a cache rule's paths, else [`produce`]: Python middleware, a Python
+//!     route, or the origin;
+//! 11. the response templates, on what the cache, a handler or the origin answered.
 //!
 //! What applies to every response (cookies, `RateLimit-*`, `X-Cache`, metrics, the access log)
 //! is done by [`super::service`] from the context's notes, whatever answered.
@@ -25,7 +27,7 @@ use hyper::body::Incoming;
 use super::body::Body;
 use super::ctx::{BodyState, Flow, Notes, RequestCtx};
 use super::phases::produce::produce;
-use super::phases::{ab, bots, cache, client, front, headers, jwt, rate_limit, routing};
+use super::phases::{ab, bots, cache, canonical, client, front, headers, jwt, owned, rate_limit, routing};
 use super::state::{Active, ServerState};
 use crate::error::Error;
 use crate::http::{Headers, Request};
@@ -72,7 +74,9 @@ pub(crate) async fn run_phases(
         };
     }
     let plan = &active.plan;
+    canonical::request(plan, ctx)?;
     client::identify(plan, ctx);
+    owned::strip(plan, ctx)?;
     answer!(bots::check(plan, ctx));
     answer!(routing::redirect(plan, ctx)?);
     routing::rewrite(plan, ctx)?;

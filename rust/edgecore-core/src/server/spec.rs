@@ -60,6 +60,15 @@ pub struct ServerSpec {
     pub purge_redis: Option<String>,
     /// The pub/sub channel for purges.
     pub purge_channel: String,
+    /// An encoded slash or backslash in a path: "reject" (400), "keep" or "decode".
+    pub escaped_slashes: String,
+    /// `;` parameters in a path: "reject" (400), "strip" or "keep".
+    pub path_params: String,
+    /// The hosts this server answers for (`*.example.com` wildcards; None: any); others get 421.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// IPv6 clients share a rate-limit bucket per prefix of this many bits (an address per
+    /// client would let one rotate through its /64).
+    pub ipv6_prefix: u8,
 }
 
 impl Default for ServerSpec {
@@ -84,6 +93,10 @@ impl Default for ServerSpec {
             tls_key: None,
             purge_redis: None,
             purge_channel: super::purge::DEFAULT_CHANNEL.to_owned(),
+            escaped_slashes: "reject".to_owned(),
+            path_params: "reject".to_owned(),
+            allowed_hosts: None,
+            ipv6_prefix: 64,
         }
     }
 }

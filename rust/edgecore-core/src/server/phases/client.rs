@@ -21,13 +21,22 @@ pub fn identify(plan: &Plan, ctx: &mut RequestCtx) {
     // Read from the map with a prebuilt name: no name parsing, no boxed iterator.
     let trusted_peer = plan.trusted.contains(ctx.peer);
     let forwarded_for = headers.get_all(&X_FORWARDED_FOR);
-    ctx.prior_xff = trusted_peer.then(|| {
-        forwarded_for
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect::<Vec<_>>()
-            .join(", ")
-    });
+    // From a trusted proxy, the chain it sent gains the proxy's own address (what it connected
+    // from), as every proxy appends its peer: the client's address is in the chain already.
+    ctx.prior_xff = trusted_peer
+        .then(|| {
+            let mut chain = forwarded_for
+                .iter()
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .collect::<Vec<_>>()
+                .join(", ");
+            if !chain.is_empty() {
+                chain.push_str(", ");
+                crate::geo::client_ip::push_ip(&mut chain, ctx.peer);
+            }
+            chain
+        })
+        .filter(|c| !c.is_empty());
     let mut ip = crate::geo::client_ip(ctx.peer, forwarded_for.iter().map(HeaderValue::as_bytes), &plan.trusted);
     // Dev headers are never forwarded, and never honoured outside dev mode. One pass over the
     // names finds out whether there are any.
@@ -73,7 +82,7 @@ mod tests {
         let mut c = ctx_from("10.1.2.3", "/", &[("x-forwarded-for", "203.0.113.5")]);
         identify(&p, &mut c);
         assert_eq!(c.request.edge.client_ip, Some("203.0.113.5".parse().unwrap()));
-        assert_eq!(c.prior_xff.as_deref(), Some("203.0.113.5"));
+        assert_eq!(c.prior_xff.as_deref(), Some("203.0.113.5, 10.1.2.3"));
     }
 
     #[test]
@@ -99,6 +108,6 @@ mod tests {
         assert_eq!(c.request.edge.client_ip, Some("192.0.2.7".parse().unwrap()));
         assert_eq!(c.request.edge.geo.as_ref().unwrap().country.as_deref(), Some("DE"));
         assert_eq!(c.dev.bot, Some(true));
-        assert!(c.request.headers.as_map_mut().is_empty());
+        assert_eq!(c.request.headers.as_map_mut().len(), 1, "only the Host is left");
     }
 }

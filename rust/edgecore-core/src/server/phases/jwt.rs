@@ -15,17 +15,57 @@ use crate::server::plan::Plan;
 use crate::server::respond::unauthorized;
 use crate::server::state::ServerState;
 
+/// Longest claim value sent as a header.
+const MAX_CLAIM_HEADER: usize = 4096;
+
+/// A claim's text as a header value. The rule: visible ASCII and spaces pass as they are; a
+/// value with other characters (non-ASCII) has every byte outside visible ASCII, and every `%`,
+/// percent-encoded as UTF-8 (RFC 3986 §2.1), so `José` becomes `Jos%C3%A9`. None (the request
+/// fails with 401, never leaving the header to the client) for control characters or a value
+/// longer than 4096 bytes.
+pub fn claim_header_value(text: &str) -> Option<HeaderValue> {
+    if text.len() > MAX_CLAIM_HEADER || text.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    if text.is_ascii() {
+        return HeaderValue::from_str(text).ok();
+    }
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        if b.is_ascii_graphic() && b != b'%' || b == b' ' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    (out.len() <= MAX_CLAIM_HEADER)
+        .then(|| HeaderValue::from_str(&out).ok())
+        .flatten()
+}
+
 /// Verifies the token of a request on a JWT rule's paths.
 pub async fn verify(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Flow {
     let request = &ctx.request;
     let Some(rule) = plan.jwt.iter().find(|r| r.paths.matches(request.path())) else {
         return Flow::Continue;
     };
-    let token = request
+    let bearer = request
         .header("authorization")
         .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
-        .map(str::trim)
-        .or_else(|| rule.cookie.as_deref().and_then(|c| request.cookie(c)));
+        .map(str::trim);
+    let from_cookie = rule.cookie.as_deref().and_then(|c| request.cookie(c));
+    if let (Some(b), Some(c)) = (bearer, from_cookie) {
+        if b != c {
+            // Only the verified credential may reach the origin: with two, which one the origin
+            // reads is not ours to know.
+            ctx.notes.outcome = Some(Outcome::JwtRejected);
+            return Flow::Answer(unauthorized(Some(&crate::error::Error::downstream(
+                ErrorKind::TokenInvalidClaim,
+                "two different credentials (Authorization and cookie)",
+            ))));
+        }
+    }
+    let token = bearer.or(from_cookie);
     let Some(token) = token else {
         ctx.notes.outcome = Some(Outcome::JwtRejected);
         return Flow::Answer(unauthorized(None));
@@ -46,9 +86,14 @@ pub async fn verify(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> F
             let headers = ctx.request.headers.as_map_mut();
             for (claim, header) in &rule.claims_to_headers {
                 let Some(v) = claims.get(claim) else { continue };
-                if let Ok(v) = HeaderValue::from_str(&claim_text(v)) {
-                    headers.insert(header.clone(), v);
-                }
+                let Some(v) = claim_header_value(&claim_text(v)) else {
+                    ctx.notes.outcome = Some(Outcome::JwtRejected);
+                    return Flow::Answer(unauthorized(Some(&crate::error::Error::downstream(
+                        ErrorKind::TokenInvalidClaim,
+                        format!("claim {claim:?} cannot be a header value"),
+                    ))));
+                };
+                headers.insert(header.clone(), v);
             }
             ctx.request.edge.claims = Some(Arc::new(claims));
             Flow::Continue
@@ -64,6 +109,38 @@ pub async fn verify(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> F
 mod tests {
     use super::*;
     use crate::server::phases::testing::{block_on, ctx_with, hs256_token, plan_with_jwt, state};
+
+    #[test]
+    fn claims_become_header_values_by_the_stated_rule() {
+        assert_eq!(claim_header_value("alice").unwrap(), "alice");
+        assert_eq!(claim_header_value("50% off").unwrap(), "50% off");
+        assert_eq!(claim_header_value("José 50%").unwrap(), "Jos%C3%A9 50%25");
+        for bad in ["a\r\nx-role: admin", "a\0b", "tab\tx", &"x".repeat(4097)] {
+            assert!(claim_header_value(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_claim_that_cannot_be_a_header_or_a_second_credential_is_401() {
+        let p = plan_with_jwt(serde_json::json!({"role": "x-user-role"}));
+        let s = state(plan_with_jwt(serde_json::json!({})), None);
+        let token = hs256_token(&serde_json::json!({"role": "admin\r\nx-evil: 1", "exp": 4_000_000_000u64}));
+        let mut c = ctx_with("/api/x", &[("authorization", &format!("Bearer {token}"))]);
+        assert!(matches!(block_on(verify(&s, &p, &mut c)), Flow::Answer(r) if r.status() == 401));
+        let good = hs256_token(&serde_json::json!({"role": "user", "exp": 4_000_000_000u64}));
+        let mut with_cookie = plan_with_jwt(serde_json::json!({}));
+        with_cookie.jwt[0].cookie = Some("session".into());
+        let mut c = ctx_with(
+            "/api/x",
+            &[
+                ("authorization", &format!("Bearer {good}")),
+                ("cookie", "session=other"),
+            ],
+        );
+        assert!(matches!(block_on(verify(&s, &with_cookie, &mut c)), Flow::Answer(r) if r.status() == 401));
+        let mut c = ctx_with("/api/x", &[("cookie", &format!("session={good}"))]);
+        assert!(matches!(block_on(verify(&s, &with_cookie, &mut c)), Flow::Continue));
+    }
 
     #[test]
     fn no_token_or_a_bad_one_is_401_and_a_good_one_continues_with_claims() {

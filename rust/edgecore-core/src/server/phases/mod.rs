@@ -7,7 +7,9 @@
 //! | phase | file | answers with |
 //! |---|---|---|
 //! | front door: size limits, framing | [`front`] | 400, 413, 414, 431 (as errors) |
+//! | canonical target and Host | [`canonical`] | 400, 405, 421 (as errors) |
 //! | client IP, dev overrides, geo | [`client`] | never |
+//! | headers the edge owns removed | [`owned`] | 400 for two `Authorization` |
 //! | bot check | [`bots`] | 403 |
 //! | redirects, then rewrites | [`routing`] | the redirect |
 //! | JWT | [`jwt`] | 401 |
@@ -23,10 +25,12 @@
 pub mod ab;
 pub mod bots;
 pub mod cache;
+pub mod canonical;
 pub mod client;
 pub mod front;
 pub mod headers;
 pub mod jwt;
+pub mod owned;
 pub mod produce;
 pub mod proxy;
 pub mod python;

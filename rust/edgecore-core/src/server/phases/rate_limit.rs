@@ -3,6 +3,8 @@
 //! The first rule that refuses answers 429 with `Retry-After` and `RateLimit-*`; the last
 //! decision that let the request through gives the response its `RateLimit-*` fields.
 
+use std::fmt::Write as _;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 
 use http::header::HeaderValue;
@@ -18,22 +20,46 @@ use crate::server::respond::{rate_headers, status_response};
 use crate::server::state::ServerState;
 
 /// The bucket key of `ctx`'s request under `rule`: the rule's namespace, then the key's value.
-fn key(rule: &RateRule, ctx: &RequestCtx) -> String {
+/// `ip` as key text; an IPv6 address as its network of `prefix` bits (`2001:db8:1:2::/64`), since
+/// one client holds a whole /64 and could rotate through it.
+fn push_ip_prefix(key: &mut String, ip: IpAddr, prefix: u8) {
+    match ip {
+        IpAddr::V6(v6) if prefix < 128 => {
+            let bits = u128::from(v6) & (u128::MAX << (128 - u32::from(prefix)));
+            let _ = write!(key, "{}/{prefix}", std::net::Ipv6Addr::from(bits));
+        }
+        ip => push_ip(key, ip),
+    }
+}
+
+fn key(rule: &RateRule, ctx: &RequestCtx, ipv6_prefix: u8) -> String {
     let request = &ctx.request;
     let ip = request.edge.client_ip.unwrap_or(ctx.peer);
     let mut key = String::with_capacity(rule.namespace.len() + 40);
     key.push_str(&rule.namespace);
+    // Typed: each kind of key has its own namespace, so a header value such as
+    // `ip:198.51.100.7` can never name (and drain) an IP's bucket.
     let value = match &rule.key {
         LimitKey::Ip => None,
-        LimitKey::Header(h) => request.headers.get(h.as_str()).map(String::from_utf8_lossy),
-        LimitKey::Claim(c) => request.edge.claims.as_ref().and_then(|m| m.get(c)).map(claim_text),
+        LimitKey::Header(h) => request
+            .headers
+            .get(h.as_str())
+            .map(|v| ("h:", String::from_utf8_lossy(v))),
+        LimitKey::Claim(c) => request
+            .edge
+            .claims
+            .as_ref()
+            .and_then(|m| m.get(c))
+            .map(|v| ("c:", claim_text(v))),
     };
-    match (&rule.key, value) {
-        (_, Some(v)) => key.push_str(&v),
-        (LimitKey::Ip, None) => push_ip(&mut key, ip),
-        (_, None) => {
+    match value {
+        Some((kind, v)) => {
+            key.push_str(kind);
+            key.push_str(&v);
+        }
+        None => {
             key.push_str("ip:");
-            push_ip(&mut key, ip);
+            push_ip_prefix(&mut key, ip, ipv6_prefix);
         }
     }
     key
@@ -43,7 +69,7 @@ fn key(rule: &RateRule, ctx: &RequestCtx) -> String {
 pub async fn check(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Result<Flow> {
     let path = ctx.request.path();
     for rule in plan.rate_limits.iter().filter(|r| r.paths.matches(path)) {
-        let limit_key = key(rule, ctx);
+        let limit_key = key(rule, ctx, plan.request.ipv6_prefix);
         let d = if rule.limiter.is_shared() {
             // Boxed: the Redis round trip's future stays off the per-request one.
             Box::pin(rule.limiter.check(&limit_key, 1)).await?
@@ -107,9 +133,25 @@ mod tests {
         let p = plan_with_limit("header:x-api-key", 1);
         let rule = &p.rate_limits[0];
         let c = ctx_from("198.51.100.1", "/login", &[("x-api-key", "k1")]);
-        assert_eq!(key(rule, &c), "rl0:k1");
+        assert_eq!(key(rule, &c, 64), "rl0:h:k1");
+        // A header value that looks like an IP key stays in the header namespace.
+        let c = ctx_from("198.51.100.1", "/login", &[("x-api-key", "ip:203.0.113.9")]);
+        assert_eq!(key(rule, &c, 64), "rl0:h:ip:203.0.113.9");
         let mut c = ctx_from("198.51.100.1", "/login", &[]);
         c.request.edge.client_ip = Some("203.0.113.9".parse().unwrap());
-        assert_eq!(key(rule, &c), "rl0:ip:203.0.113.9");
+        assert_eq!(key(rule, &c, 64), "rl0:ip:203.0.113.9");
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_bucket_per_prefix() {
+        let p = plan_with_limit("ip", 1);
+        let rule = &p.rate_limits[0];
+        let a = ctx_from("2001:db8:1:2::1", "/login", &[]);
+        let b = ctx_from("2001:db8:1:2:ffff::9", "/login", &[]);
+        let other = ctx_from("2001:db8:1:3::1", "/login", &[]);
+        assert_eq!(key(rule, &a, 64), "rl0:ip:2001:db8:1:2::/64");
+        assert_eq!(key(rule, &a, 64), key(rule, &b, 64));
+        assert_ne!(key(rule, &a, 64), key(rule, &other, 64));
+        assert_eq!(key(rule, &a, 128), "rl0:ip:2001:db8:1:2::1");
     }
 }

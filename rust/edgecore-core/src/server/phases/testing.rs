@@ -97,7 +97,8 @@ pub fn hs256_token(claims: &serde_json::Value) -> String {
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
 }
 
-/// A context for `GET path` from `peer` with `headers`.
+/// A context for `GET path` from `peer` with `headers` (and `Host: shop.example` unless they
+/// have one).
 pub fn ctx_from(peer: &str, path: &str, headers: &[(&str, &str)]) -> RequestCtx {
     let mut request = Request::new(http::Method::GET, path.parse().unwrap());
     for (n, v) in headers {
@@ -105,6 +106,12 @@ pub fn ctx_from(peer: &str, path: &str, headers: &[(&str, &str)]) -> RequestCtx 
             HeaderName::from_bytes(n.as_bytes()).unwrap(),
             HeaderValue::from_str(v).unwrap(),
         );
+    }
+    if !request.headers.as_map_mut().contains_key(http::header::HOST) {
+        request
+            .headers
+            .as_map_mut()
+            .insert(http::header::HOST, HeaderValue::from_static("shop.example"));
     }
     let peer: IpAddr = peer.parse().unwrap();
     let mut ctx = RequestCtx::new(request, BodyState::Read(bytes::Bytes::new()), peer);

@@ -9,7 +9,7 @@ use http::header::HeaderName;
 
 use super::rules::{
     AbRule, BotPolicy, CacheRule, HeaderRule, JwtRule, LimitKey, Middleware, OriginRule, Plan, RateRule, Redirect,
-    Rewrite, Route, Timeouts,
+    RequestPolicy, Rewrite, Route, Timeouts,
 };
 use crate::cache::{HttpCache, KeyOptions};
 use crate::classify::Experiment;
@@ -67,6 +67,7 @@ impl Plan {
         if let Some(url) = &spec.server.purge_redis {
             crate::server::purge::client(url, &spec.server.purge_channel)?;
         }
+        let request = build_request_policy(&spec)?;
         let default_origin = spec.origin.as_deref().map(|o| Origin::parse(o, 0)).transpose()?;
         let first_rule_origin = usize::from(default_origin.is_some());
         Ok(Plan {
@@ -96,6 +97,7 @@ impl Plan {
             middleware: each(spec.middleware, build_middleware)?,
             server: spec.server,
             timeouts,
+            request,
             limits,
             tls,
         })
@@ -110,6 +112,65 @@ fn build_timeouts(s: &ServerSpec) -> Result<Timeouts> {
         origin_connect: secs(s.origin_connect_timeout, "origin_connect_timeout")?,
         origin: secs(s.origin_timeout, "origin_timeout")?,
         grace: secs(s.grace_period, "grace_period")?,
+    })
+}
+
+fn build_request_policy(spec: &AppSpec) -> Result<RequestPolicy> {
+    use crate::http::canonical::{EscapedSlashes, PathParams, PathPolicy};
+    let s = &spec.server;
+    let escaped_slashes = EscapedSlashes::from_name(&s.escaped_slashes).ok_or_else(|| {
+        Error::config(format!(
+            "escaped_slashes must be \"reject\", \"keep\" or \"decode\", not {:?}",
+            s.escaped_slashes
+        ))
+    })?;
+    let path_params = PathParams::from_name(&s.path_params).ok_or_else(|| {
+        Error::config(format!(
+            "path_params must be \"reject\", \"strip\" or \"keep\", not {:?}",
+            s.path_params
+        ))
+    })?;
+    if !(1..=128).contains(&s.ipv6_prefix) {
+        return Err(Error::config("ipv6_prefix must be between 1 and 128"));
+    }
+    let allowed_hosts = match &s.allowed_hosts {
+        None => None,
+        Some(hosts) => Some(
+            hosts
+                .iter()
+                .map(|h| {
+                    let bare = h.strip_prefix("*.").unwrap_or(h);
+                    if crate::http::canonical::valid_host(bare) {
+                        Ok(h.to_ascii_lowercase())
+                    } else {
+                        Err(Error::config(format!("allowed_hosts: {h:?} is not a host name")))
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?,
+        ),
+    };
+    // The names the edge sets from configuration.
+    let mut owned_headers: Vec<HeaderName> = Vec::new();
+    for j in &spec.jwt {
+        for h in j.claims_to_headers.values() {
+            owned_headers.push(header_name(h)?);
+        }
+    }
+    for h in &spec.headers {
+        for name in h.request.keys() {
+            owned_headers.push(header_name(name)?);
+        }
+    }
+    owned_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+    owned_headers.dedup();
+    Ok(RequestPolicy {
+        path: PathPolicy {
+            escaped_slashes,
+            path_params,
+        },
+        allowed_hosts,
+        ipv6_prefix: s.ipv6_prefix,
+        owned_headers,
     })
 }
 

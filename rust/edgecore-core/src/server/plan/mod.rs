@@ -17,5 +17,5 @@ pub mod rules;
 
 pub use rules::{
     AbRule, BotPolicy, CacheRule, HeaderRule, JwtRule, LimitKey, Middleware, OriginRule, Plan, RateRule, Redirect,
-    Rewrite, Route, Timeouts,
+    RequestPolicy, Rewrite, Route, Timeouts,
 };

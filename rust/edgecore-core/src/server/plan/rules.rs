@@ -182,11 +182,27 @@ pub struct Plan {
     pub server: ServerSpec,
     /// The timeouts, as durations.
     pub timeouts: Timeouts,
+    /// How the request target and Host are made canonical, and which headers the edge owns.
+    pub request: RequestPolicy,
     /// Parser limits derived from `server`.
     pub limits: crate::http::Limits,
     /// TLS termination (the certificate and key read when the plan was compiled), when
     /// configured; each connection's acceptor is made from it.
     pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
+}
+
+/// How requests are made canonical before any policy sees them.
+#[derive(Debug, Clone)]
+pub struct RequestPolicy {
+    /// Path canonicalisation.
+    pub path: crate::http::canonical::PathPolicy,
+    /// The hosts answered for (lower case; a leading `*.` matches any subdomain). None: any.
+    pub allowed_hosts: Option<Vec<String>>,
+    /// IPv6 rate-limit keys are this prefix of the address.
+    pub ipv6_prefix: u8,
+    /// Header names the edge sets from configuration (claims to headers, request templates):
+    /// removed from every client request, like the fixed ones (see `phases::owned`).
+    pub owned_headers: Vec<HeaderName>,
 }
 
 /// Every timeout of the server, compiled from the spec's seconds (each positive and finite).

@@ -77,8 +77,8 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// Rewrites a client's request head for `origin`: origin-form target under the base path, the
 /// origin's `Host` (`host`), no hop-by-hop fields, and the forwarding fields. `client_ip` and
-/// `scheme` (how the client reached us) feed `X-Forwarded-For`/`-Proto`; `prior_xff` is the
-/// `X-Forwarded-For` chain received from a trusted peer.
+/// `scheme` (how the client reached us) feed `X-Forwarded-For`/`-Proto`; `prior_xff`, when
+/// given, is the whole `X-Forwarded-For` chain to send (a trusted proxy's, with it appended).
 pub fn prepare_request(
     parts: &mut http::request::Parts,
     origin: &Origin,
@@ -112,11 +112,7 @@ pub fn prepare_request(
     strip_hop_by_hop(h);
     h.insert(http::header::HOST, host.clone());
     let xff = match prior_xff {
-        Some(mut chain) if !chain.is_empty() => {
-            chain.push_str(", ");
-            crate::geo::client_ip::push_ip(&mut chain, client_ip);
-            chain
-        }
+        Some(chain) if !chain.is_empty() => chain,
         _ => {
             let mut s = String::with_capacity(40);
             crate::geo::client_ip::push_ip(&mut s, client_ip);
@@ -165,14 +161,14 @@ mod tests {
             &host,
             "203.0.113.9".parse().unwrap(),
             "https",
-            Some("198.51.100.1".into()),
+            Some("198.51.100.1, 10.0.0.7".into()),
         )
         .unwrap();
         assert_eq!(parts.uri, "/base/p?q=1");
         let h = &parts.headers;
         assert_eq!(h["host"], "10.0.0.1:8080");
         assert_eq!(h["x-forwarded-host"], "shop.example");
-        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 203.0.113.9");
+        assert_eq!(h["x-forwarded-for"], "198.51.100.1, 10.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "https");
         assert_eq!(h["via"], "1.1 edgecore");
         assert!(h.get("x-drop").is_none() && h.get("connection").is_none());

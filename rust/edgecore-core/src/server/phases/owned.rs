@@ -1,0 +1,100 @@
+//! Headers the edge owns: every field name the edge sets is removed from the client's request
+//! on every path, before any policy adds its own, so a client can never supply, remove or
+//! override one. Fields named in the client's `Connection` (and the hop-by-hop ones) go first,
+//! so `Connection: x-user-id` cannot make the edge drop a header it sets later. Two
+//! `Authorization` fields are refused (400): which one was verified would be ambiguous.
+//!
+//! Owned: `X-Forwarded-For/Proto/Host`, `Forwarded`, `X-Real-IP`, `Via`, every `x-edge-*` and
+//! `x-ab-*` name, and the names configured in `claims_to_headers` and request header templates.
+//! A trusted proxy's request keeps them: it is an edge in front of this one. (The client IP is
+//! settled from `X-Forwarded-For` before this, for trusted proxies only.)
+
+use http::header::HeaderName;
+
+use crate::error::{Error, Result};
+use crate::server::ctx::RequestCtx;
+use crate::server::plan::Plan;
+use crate::server::upstream::forwarding::strip_hop_by_hop;
+
+/// The names the edge sets on every forwarded request, whatever the configuration.
+const FIXED: [&str; 6] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "forwarded",
+    "x-real-ip",
+    "via",
+];
+/// Name prefixes the edge owns.
+const PREFIXES: [&str; 2] = ["x-edge-", "x-ab-"];
+
+fn is_owned(name: &HeaderName, plan: &Plan) -> bool {
+    let n = name.as_str();
+    FIXED.contains(&n) || PREFIXES.iter().any(|p| n.starts_with(p)) || plan.request.owned_headers.contains(name)
+}
+
+/// Removes what the edge owns from the client's request.
+pub fn strip(plan: &Plan, ctx: &mut RequestCtx) -> Result<()> {
+    let h = ctx.request.headers.as_map_mut();
+    strip_hop_by_hop(h);
+    let mut auth = h.get_all(http::header::AUTHORIZATION).iter();
+    if auth.next().is_some() && auth.next().is_some() {
+        return Err(Error::bad_request("more than one Authorization field"));
+    }
+    // A trusted proxy (an edge in front of this one) owns these fields as much as we do: what
+    // it set is kept, as its X-Forwarded-For is believed.
+    if plan.trusted.contains(ctx.peer) {
+        return Ok(());
+    }
+    // One pass over the names; only what is found is removed (most requests carry none).
+    let found: Vec<HeaderName> = h.keys().filter(|k| is_owned(k, plan)).cloned().collect();
+    for name in found {
+        h.remove(name);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::phases::testing::{ctx_with, plan};
+
+    #[test]
+    fn the_client_cannot_supply_or_remove_what_the_edge_owns() {
+        let p = plan(serde_json::json!({
+            "headers": [{"paths": ["/a/*"], "request": {"x-country": "{geo.country}"}}],
+        }));
+        let mut c = ctx_with(
+            "/elsewhere",
+            &[
+                ("x-forwarded-for", "1.2.3.4"),
+                ("X-Real-IP", "1.2.3.4"),
+                ("forwarded", "for=1.2.3.4"),
+                ("via", "1.1 evil"),
+                ("x-edge-bot", "0"),
+                ("x-ab-hero", "b"),
+                ("x-country", "US"),
+                ("connection", "x-keep-me-not"),
+                ("x-keep-me-not", "1"),
+                ("x-user-id", "admin"),
+            ],
+        );
+        strip(&p, &mut c).unwrap();
+        let mut left: Vec<&str> = c.request.headers.as_map_mut().keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        // x-user-id is not owned here (no claims_to_headers names it).
+        assert_eq!(left, ["host", "x-user-id"]);
+        // From a trusted proxy they stay; Connection-named fields still go.
+        let trusting = plan(serde_json::json!({"trusted_proxies": ["10.0.0.0/8"]}));
+        let mut c = crate::server::phases::testing::ctx_from(
+            "10.0.0.2",
+            "/",
+            &[("x-edge-bot", "1"), ("connection", "x-gone"), ("x-gone", "1")],
+        );
+        strip(&trusting, &mut c).unwrap();
+        assert_eq!(c.request.header("x-edge-bot"), Some("1"));
+        assert!(c.request.header("x-gone").is_none());
+        let mut c = ctx_with("/", &[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
+        assert_eq!(strip(&p, &mut c).unwrap_err().http_status(), 400);
+    }
+}
