@@ -209,9 +209,37 @@ pub fn valid_host(host: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
 }
 
+/// The bytes of a canonical (lower-case) host name: letters, digits, `-`, `.`, `_`.
+static LOWER_HOST: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-' || c == b'.' || c == b'_';
+        b += 1;
+    }
+    t
+};
+
+/// Whether `digits` (1 to 5 bytes) is a port number.
+fn port_ok(digits: &[u8]) -> bool {
+    digits.iter().all(u8::is_ascii_digit) && digits.iter().fold(0u32, |n, &d| n * 10 + u32::from(d - b'0')) <= 65535
+}
+
 /// The canonical form of a Host value or target authority (`host[:port]`): validated, the host
 /// in lower case. Borrowed when already canonical.
 pub fn canonical_host(value: &str) -> Result<Cow<'_, str>, &'static str> {
+    // The common case, by table: a lower-case name or IPv4 address, maybe a port.
+    let bytes = value.as_bytes();
+    let end = memchr::memchr(b':', bytes).unwrap_or(bytes.len());
+    let (name, port) = bytes.split_at(end);
+    if (1..=253).contains(&name.len()) && name.iter().all(|&b| LOWER_HOST[usize::from(b)]) {
+        return match port {
+            [] => Ok(Cow::Borrowed(value)),
+            [b':', digits @ ..] if (1..=5).contains(&digits.len()) && port_ok(digits) => Ok(Cow::Borrowed(value)),
+            _ => Err("invalid port in Host"),
+        };
+    }
     let (host, port) = match value.rfind(':') {
         // `[v6]` alone has colons inside the brackets only.
         Some(i) if !value[i..].contains(']') => (&value[..i], Some(&value[i + 1..])),

@@ -132,7 +132,7 @@ impl RequestCtx {
     /// Takes the request, its body and the trusted forwarding chain out, for the phase that
     /// answers with them (the cache, a handler or the origin); the context keeps its notes.
     pub fn take_exchange(&mut self) -> (Request, BodyState, Option<String>) {
-        let placeholder = Request::new(http::Method::GET, http::Uri::from_static("/"));
+        let placeholder = Request::new(http::Method::GET, http::Uri::default());
         (
             std::mem::replace(&mut self.request, placeholder),
             std::mem::replace(&mut self.body, BodyState::Read(Bytes::new())),

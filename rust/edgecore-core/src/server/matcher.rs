@@ -1,5 +1,5 @@
-//! Path patterns: `/exact`, `/prefix/*` (the prefix itself and anything below), `/users/:id`
-//! (one segment, captured), `/*` (everything), and — for middleware — regular expressions
+//! Path patterns: `/exact` (with or without a trailing slash), `/prefix/*` (the prefix itself
+//! and anything below), `/users/:id` (one segment, captured; a trailing slash too), `/*` (everything), and — for middleware — regular expressions
 //! written as `re:^/api/(v1|v2)/`. Compiled once when the plan is built.
 
 use regex::Regex;
@@ -78,7 +78,9 @@ impl Pattern {
     pub fn matches(&self, path: &str, params: &mut Vec<(String, String)>) -> bool {
         match self {
             Pattern::All => true,
-            Pattern::Exact(e) => path == e,
+            // With or without one trailing slash: origins commonly route `/login/` to `/login`
+            // (or redirect it there), so a policy on one covers the other.
+            Pattern::Exact(e) => path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path) == e,
             Pattern::Prefix(pre) => path
                 .strip_prefix(pre.as_str())
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
@@ -100,7 +102,7 @@ impl Pattern {
                         return false;
                     }
                 }
-                if *star || parts.next().is_none() {
+                if *star || matches!(parts.next(), None | Some("")) && parts.next().is_none() {
                     true
                 } else {
                     params.truncate(start);
@@ -174,6 +176,8 @@ mod tests {
     #[test]
     fn forms() {
         assert!(m("/a", "/a").is_some() && m("/a", "/a/b").is_none());
+        assert!(m("/a", "/a/").is_some() && m("/a", "/a//").is_none() && m("/", "/").is_some());
+        assert!(m("/users/:id", "/users/42/").is_some() && m("/users/:id", "/users/42/x/").is_none());
         assert!(m("/a/*", "/a").is_some() && m("/a/*", "/a/b/c").is_some() && m("/a/*", "/ab").is_none());
         assert!(m("/*", "/anything").is_some());
         assert_eq!(m("/users/:id", "/users/42"), Some(vec![("id".into(), "42".into())]));

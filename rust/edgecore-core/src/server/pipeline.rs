@@ -77,14 +77,33 @@ pub(crate) async fn run_phases(
     canonical::request(plan, ctx)?;
     client::identify(plan, ctx);
     owned::strip(plan, ctx)?;
-    answer!(bots::check(plan, ctx));
-    answer!(routing::redirect(plan, ctx)?);
-    routing::rewrite(plan, ctx)?;
-    answer!(jwt::verify(state, plan, ctx).await);
-    answer!(rate_limit::check(state, plan, ctx).await?);
-    ab::assign(state, plan, ctx)?;
-    headers::render(plan, ctx);
-    let mut resp = match cache::rule_for(plan, &ctx.request) {
+    // A phase whose policy is not configured is not called (nor its future made).
+    if plan.bots.is_some() {
+        answer!(bots::check(plan, ctx));
+    }
+    if !plan.redirects.is_empty() {
+        answer!(routing::redirect(plan, ctx)?);
+    }
+    if !plan.rewrites.is_empty() {
+        routing::rewrite(plan, ctx)?;
+    }
+    if !plan.jwt.is_empty() {
+        answer!(jwt::verify(state, plan, ctx).await);
+    }
+    if !plan.rate_limits.is_empty() {
+        answer!(rate_limit::check(state, plan, ctx).await?);
+    }
+    if !plan.ab_tests.is_empty() {
+        ab::assign(state, plan, ctx)?;
+    }
+    if !plan.headers.is_empty() {
+        headers::render(plan, ctx);
+    }
+    let cache_rule = match plan.cache.is_empty() {
+        true => None,
+        false => cache::rule_for(plan, &ctx.request),
+    };
+    let mut resp = match cache_rule {
         // Boxed: rustc lays this future and `produce`'s out side by side, not overlapped, so
         // inline both would make every request's future (moved on each request) carry both.
         Some(i) => Box::pin(cache::serve(state, active, i, ctx)).await?,

@@ -49,14 +49,18 @@ pub fn request(plan: &Plan, ctx: &mut RequestCtx) -> Result<()> {
 /// Settles the one Host of the request (see the module's documentation).
 fn host(plan: &Plan, req: &mut crate::http::Request) -> Result<()> {
     let headers = req.headers.as_map_mut();
-    let mut fields = headers.get_all(http::header::HOST).iter();
-    let field = fields.next();
-    if fields.next().is_some() {
-        return Err(Error::bad_request("more than one Host field"));
+    // One pass over the few fields, comparing names (no hashing, as a lookup would).
+    let mut field = None;
+    for (name, value) in headers.iter() {
+        if name == http::header::HOST {
+            if field.is_some() {
+                return Err(Error::bad_request("more than one Host field"));
+            }
+            field = Some(value);
+        }
     }
-    let field = field
-        .map(|v| v.to_str().map_err(|_| Error::bad_request("invalid Host")))
-        .transpose()?;
+    // Every byte is checked by `canonical_host`; a value that is not ASCII fails there.
+    let field = field.map(|v| std::str::from_utf8(v.as_bytes()).unwrap_or("\u{0}"));
     let authority = req.uri.authority().map(|a| a.as_str());
     let chosen = match (req.version, authority, field) {
         (_, Some(a), _) if a.contains('@') => return Err(Error::bad_request("userinfo in the request target")),
@@ -84,7 +88,7 @@ fn host(plan: &Plan, req: &mut crate::http::Request) -> Result<()> {
             ));
         }
     }
-    if field != Some(&*canonical) {
+    if authority.is_some() || matches!(canonical, std::borrow::Cow::Owned(_)) {
         let value = HeaderValue::from_str(&canonical).map_err(|_| Error::bad_request("invalid Host"))?;
         headers.insert(http::header::HOST, value);
     }

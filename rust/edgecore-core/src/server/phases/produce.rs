@@ -19,21 +19,32 @@ pub async fn produce(
     state: &ServerState,
     active: &Active,
     mut request: Request,
-    mut body: BodyState,
+    body: BodyState,
     prior_xff: Option<String>,
 ) -> Result<(http::Response<Body>, Outcome)> {
     let plan = &active.plan;
-    if python::wanted(plan, request.path()) {
-        request.body = Box::pin(read_body(plan, body)).await?;
-        body = BodyState::Read(request.body.clone());
-        if let Some(r) = python::middleware(state, plan, &mut request).await? {
-            return Ok((r, Outcome::Middleware));
+    let python_free = plan.middleware.is_empty() && plan.routes.is_empty();
+    let (request, body) = if python_free || !python::wanted(plan, request.path()) {
+        (request, body)
+    } else {
+        // Boxed: the Python path's futures stay off the proxied request's, which is moved on
+        // every request.
+        let python = Box::pin(async {
+            request.body = read_body(plan, body).await?;
+            if let Some(r) = python::middleware(state, plan, &mut request).await? {
+                return Ok(Err((r, Outcome::Middleware)));
+            }
+            let body = BodyState::Read(request.body.clone());
+            match python::route(state, plan, request).await? {
+                python::Routed::Answered(r, outcome) => Ok(Err((r, outcome))),
+                python::Routed::NotMine(r) => Ok(Ok((r, body))),
+            }
+        });
+        match python.await? {
+            Err(answered) => return Ok(answered),
+            Ok(going_on) => going_on,
         }
-        match python::route(state, plan, request).await? {
-            python::Routed::Answered(r, outcome) => return Ok((r, outcome)),
-            python::Routed::NotMine(r) => request = r,
-        }
-    }
+    };
     proxy::forward(state, active, request, body, prior_xff).await
 }
 

@@ -16,6 +16,7 @@ use crate::server::metrics::Outcome;
 use crate::server::plan::Plan;
 use crate::server::respond::{from_core, status_response};
 use crate::server::state::ServerState;
+use crate::server::upstream::forwarding::strip_hop_by_hop;
 
 /// Whether any middleware or route matches `path` (then the body is read for Python).
 pub fn wanted(plan: &Plan, path: &str) -> bool {
@@ -46,6 +47,8 @@ pub async fn middleware(
             Reply::Continue(edited) => {
                 request.headers = edited.headers;
                 request.uri = edited.uri;
+                // What Python set goes through the same door as the client's request.
+                strip_hop_by_hop(request.headers.as_map_mut());
             }
             Reply::Failed(msg) => return Err(failed(msg)),
         }

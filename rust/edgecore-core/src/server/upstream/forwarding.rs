@@ -76,7 +76,9 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 }
 
 /// Rewrites a client's request head for `origin`: origin-form target under the base path, the
-/// origin's `Host` (`host`), no hop-by-hop fields, and the forwarding fields. `client_ip` and
+/// origin's `Host` (`host`), and the forwarding fields. The caller has removed the hop-by-hop
+/// fields already ([`strip_hop_by_hop`]): the pipeline does so before any policy runs, so that a
+/// field the client names in `Connection` can never take away one the edge set. `client_ip` and
 /// `scheme` (how the client reached us) feed `X-Forwarded-For`/`-Proto`; `prior_xff`, when
 /// given, is the whole `X-Forwarded-For` chain to send (a trusted proxy's, with it appended).
 pub fn prepare_request(
@@ -109,7 +111,6 @@ pub fn prepare_request(
         }
     };
     let h = &mut parts.headers;
-    strip_hop_by_hop(h);
     h.insert(http::header::HOST, host.clone());
     let xff = match prior_xff {
         Some(chain) if !chain.is_empty() => chain,
@@ -153,6 +154,7 @@ mod tests {
             .unwrap()
             .into_parts()
             .0;
+        strip_hop_by_hop(&mut parts.headers);
         let origin = Origin::parse("http://10.0.0.1:8080/base", 0).unwrap();
         let host = HeaderValue::from_static("10.0.0.1:8080");
         prepare_request(
