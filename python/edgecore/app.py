@@ -102,7 +102,8 @@ class Edge:
 
     def bots(self, action: str = "block", allow: Iterable[str] = ()) -> Edge:
         """Detect bots by User-Agent: "block" answers 403, "tag" adds ``x-edge-bot: 1`` toward the
-        origin. ``allow`` lists patterns of bots to let through (e.g. ``["Googlebot"]``)."""
+        origin. ``allow`` names bots to let through, each matched as a product token
+        (``["Googlebot"]`` allows ``Googlebot/2.1``, not ``NotGooglebot``; ``re:`` gives a regex)."""
         if action not in ("block", "tag"):
             raise _core.ConfigError(f'bots action must be "block" or "tag", not {action!r}')
         self._bots = self._bots or _core.BotDetector()
@@ -264,10 +265,22 @@ class Edge:
         max_header_bytes, max_uri_bytes, max_connections, python_queue, handler_timeout,
         origin_connect_timeout, origin_timeout, grace_period, threads, dev_mode, access_log ("-"
         for stderr or a file path: one JSON line per request), metrics_path (e.g. "/metrics":
-        Prometheus text, served by Rust), tls_cert and tls_key (PEM files: TLS termination with
+        Prometheus text, served by Rust, on the public port to the peers in metrics_allow
+        [loopback]), admin_addr ("127.0.0.1:9901": the metrics on a listener of their own,
+        never on the public port), escaped_slashes, path_params, allowed_hosts, ipv6_prefix (see
+        the README's security model), tls_cert and tls_key (PEM files: TLS termination with
         ALPN h2/http1.1; a reload re-reads them, so renewed certificates apply to new connections
         without a restart)."""
-        self._spec["server"].update(limits)
+        merged = {**self._spec["server"], **limits}
+        try:
+            text = json.dumps(merged, allow_nan=False)
+        except ValueError:
+            where = _non_finite(merged, "server")
+            raise _core.ConfigError(f"{where} must be a finite number") from None
+        # Checked here, by the rules the plan is built with: a typo or a bad value is reported
+        # by this call, not by serve().
+        _core.check_settings(text)
+        self._spec["server"] = merged
         return self
 
     # ---- Python code ----
@@ -397,6 +410,11 @@ class Running:
     @property
     def port(self) -> int:
         return self.core.port
+
+    @property
+    def admin_url(self) -> str | None:
+        """``http://host:port`` of the admin listener (``configure(admin_addr=...)``), if any."""
+        return self.core.admin_url
 
     def reload(self, app: Edge | None = None) -> None:
         """Swap in ``app``'s configuration without dropping connections.

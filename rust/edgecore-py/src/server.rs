@@ -100,6 +100,14 @@ pub fn publish_purge(py: Python<'_>, url: &str, prefix: &str, channel: &str) -> 
     .map_err(|e| CoreError(e).into())
 }
 
+/// Checks server settings (a JSON object, as `app.configure(...)` takes them): raises
+/// ConfigError naming an unknown setting (and the closest known one), a wrong type or a value
+/// out of range.
+#[pyfunction]
+pub fn check_settings(settings: &str) -> PyResult<()> {
+    edgecore_core::server::plan::check_settings(settings).map_err(|e| CoreError(e).into())
+}
+
 /// Compiles an app without serving it: returns (active policies, warnings); a bad configuration
 /// raises ConfigError. `edgecore check` uses it.
 #[pyfunction]
@@ -122,6 +130,7 @@ pub struct PyServer {
     rx: Receiver<Job>,
     bridge: Arc<QueueBridge>,
     addr: SocketAddr,
+    admin: Option<SocketAddr>,
     summary: Vec<String>,
     warnings: Vec<String>,
     tls: bool,
@@ -158,11 +167,13 @@ impl PyServer {
         let handle = py
             .detach(|| server::start(plan, Some(dyn_bridge), listener))
             .map_err(CoreError)?;
+        let admin = handle.admin_addr();
         Ok(PyServer {
             handle: Mutex::new(Some(handle)),
             rx,
             bridge,
             addr,
+            admin,
             summary,
             warnings,
             tls,
@@ -254,6 +265,13 @@ impl PyServer {
     #[getter]
     fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// `http://host:port` of the admin listener (metrics off the public port), when
+    /// `admin_addr` is set.
+    #[getter]
+    fn admin_url(&self) -> Option<String> {
+        self.admin.map(|a| format!("http://{a}"))
     }
 
     /// The bound host.

@@ -1,5 +1,6 @@
 //! What the edge serves about itself: the Prometheus metrics page (served by Rust: no Python,
-//! no lock).
+//! no lock), on the public port to the peers `metrics_allow` names, or on a listener of its own
+//! (`admin_addr`), which keeps it off the public port altogether.
 
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
@@ -49,4 +50,53 @@ pub fn metrics_response(state: &ServerState, plan: &Plan) -> http::Response<Body
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// What the admin listener answers: the metrics at `metrics_path` (`/metrics` when unset), 404
+/// for anything else.
+fn admin_response(state: &ServerState, path: &str) -> http::Response<Body> {
+    let active = state.active.load();
+    let plan = &active.plan;
+    if path == plan.server.metrics_path.as_deref().unwrap_or("/metrics") {
+        return metrics_response(state, plan);
+    }
+    super::respond::status_response(http::StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// Serves the admin listener (`admin_addr`) until `stop`: HTTP/1.1, each connection bounded by
+/// a header timeout. It runs on the background runtime, apart from the public workers, and no
+/// policy or origin is involved.
+pub async fn admin_loop(
+    state: std::sync::Arc<ServerState>,
+    listener: std::net::TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        eprintln!("edgecore: the admin listener cannot be used");
+        return;
+    };
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = stop.changed() => return,
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                let resp = admin_response(&state, req.uri().path());
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }

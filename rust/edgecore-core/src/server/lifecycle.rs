@@ -19,6 +19,8 @@ use crate::error::{Error, Result};
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
+    /// The admin listener's address, when `admin_addr` is set.
+    admin_addr: Option<SocketAddr>,
     shared: Arc<ServerState>,
     stop: watch::Sender<bool>,
     /// One message per worker thread when it has drained and stopped.
@@ -33,6 +35,11 @@ impl ServerHandle {
         self.addr
     }
 
+    /// The admin listener's address (metrics off the public port), when configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
     /// Swaps in a new plan; requests already running finish with the old one. Response caches
     /// carry over for cache rules whose identity (the rule, origins, rewrites and header
     /// templates) is unchanged. A plan that
@@ -44,6 +51,11 @@ impl ServerHandle {
         if plan.tls.is_some() != current.tls.is_some() {
             return Err(Error::config(
                 "a reload cannot switch TLS on or off; restart the server to change that",
+            ));
+        }
+        if plan.server.admin_addr != current.server.admin_addr {
+            return Err(Error::config(
+                "a reload cannot change admin_addr; restart the server to change that",
             ));
         }
         if (&plan.server.purge_redis, &plan.server.purge_channel)
@@ -151,8 +163,21 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
         .map_err(|e| Error::config(format!("listener: {e}")))?;
     let (timeouts, max_connections, max_header_bytes) =
         (plan.timeouts, plan.server.max_connections, plan.server.max_header_bytes);
+    let admin = match &plan.server.admin_addr {
+        None => None,
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|e| Error::config(format!("cannot listen on admin_addr {addr}: {e}")))?;
+            Some(l)
+        }
+    };
+    let admin_addr = admin.as_ref().and_then(|l| l.local_addr().ok());
     let shared = Arc::new(ServerState::new(plan, bridge, threads)?);
     let (stop_tx, stop_rx) = watch::channel(false);
+    if let Some(l) = admin {
+        crate::rt::background().spawn(super::admin::admin_loop(shared.clone(), l, stop_rx.clone()));
+    }
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     if let Some(b) = shared.purge.clone() {
         let state = shared.clone();
@@ -203,6 +228,7 @@ pub fn start(plan: Plan, bridge: Option<Arc<dyn Bridge>>, listener: std::net::Tc
     }
     Ok(ServerHandle {
         addr,
+        admin_addr,
         shared,
         stop: stop_tx,
         done: Some(done_rx),

@@ -86,7 +86,7 @@ pub(crate) fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecut
         // buffer, a fresh 8 KiB buffer per request. A client that leaves is then noticed when
         // the answer is written.
         .half_close(true)
-        .pipeline_flush(true);
+        .pipeline_flush(false);
     builder
         .http2()
         .timer(TokioTimer::new())

@@ -36,9 +36,18 @@ pub(crate) async fn serve(
     state.metrics.arrived();
     let active = state.active.load_full();
     let t0 = std::time::Instant::now();
-    if let Some(p) = &active.plan.server.metrics_path {
-        if req.uri().path() == p {
-            return tracked(metrics_response(&state, &active.plan));
+    let plan = &active.plan;
+    // On the public port only for the allowed peers, and not at all with an admin listener:
+    // for anyone else the path is like any other (every policy applies).
+    if let Some(p) = &plan.server.metrics_path {
+        if req.uri().path() == p
+            && plan.server.admin_addr.is_none()
+            && plan
+                .request
+                .metrics_allow
+                .contains(crate::geo::client_ip::normalize(peer.ip()))
+        {
+            return tracked(metrics_response(&state, plan));
         }
     }
     let logged = state

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::auth::JwtVerifier;
 use crate::classify::BotDetector;
@@ -16,7 +16,7 @@ pub(crate) fn all_paths() -> Vec<String> {
 }
 
 /// Server limits and timeouts (seconds, bytes).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerSpec {
     /// A client must send a complete request head within this time of its first byte (and a new
@@ -69,6 +69,11 @@ pub struct ServerSpec {
     /// IPv6 clients share a rate-limit bucket per prefix of this many bits (an address per
     /// client would let one rotate through its /64).
     pub ipv6_prefix: u8,
+    /// Serve the metrics on this separate address (`host:port`) instead of the public port.
+    pub admin_addr: Option<String>,
+    /// Who may read `metrics_path` on the public port (CIDRs; loopback by default). Anyone else
+    /// gets that path like any other: through every policy, to the origin.
+    pub metrics_allow: Vec<String>,
 }
 
 impl Default for ServerSpec {
@@ -97,6 +102,8 @@ impl Default for ServerSpec {
             path_params: "reject".to_owned(),
             allowed_hosts: None,
             ipv6_prefix: 64,
+            admin_addr: None,
+            metrics_allow: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
         }
     }
 }

@@ -55,6 +55,29 @@ mod tests {
     }
 
     #[test]
+    fn an_allowed_name_is_a_product_token_not_a_substring() {
+        let p = plan_with_bots("block", &["Googlebot", "re:^Special"]);
+        for ua in [
+            CRAWLER,
+            "Googlebot/2.1 (+http://www.google.com/bot.html)",
+            "googlebot",
+            "Special crawler",
+        ] {
+            let mut c = ctx_with("/", &[("user-agent", ua)]);
+            assert!(matches!(check(&p, &mut c), Flow::Continue), "{ua}");
+        }
+        for ua in [
+            "NotGooglebot/1.0 crawler",
+            "xGooglebot crawl",
+            "Googlebotx/1 bot",
+            "a Special crawler",
+        ] {
+            let mut c = ctx_with("/", &[("user-agent", ua)]);
+            assert!(matches!(check(&p, &mut c), Flow::Answer(_)), "{ua}");
+        }
+    }
+
+    #[test]
     fn an_allowed_bot_continues_and_dev_mode_overrides() {
         let p = plan_with_bots("block", &["Googlebot"]);
         let mut c = ctx_with("/", &[("user-agent", CRAWLER)]);

@@ -24,6 +24,20 @@ pub fn check(plan: &Plan, parts: &http::request::Parts) -> Result<()> {
             "both Content-Length and Transfer-Encoding (or Transfer-Encoding in HTTP/1.0)",
         ));
     }
+    // One coding only, and only chunked: anything else (an unknown coding, `chunked` twice or
+    // with another, two fields) is a framing a proxy behind us might read differently.
+    let mut te = parts.headers.get_all(http::header::TRANSFER_ENCODING).iter();
+    if let Some(v) = te.next() {
+        if te.next().is_some() {
+            return Err(Error::bad_request("more than one Transfer-Encoding field"));
+        }
+        if !v.as_bytes().eq_ignore_ascii_case(b"chunked") {
+            return Err(Error::downstream(
+                ErrorKind::NotImplemented,
+                "the only transfer coding served is a single chunked",
+            ));
+        }
+    }
     let head_bytes: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     if head_bytes > plan.limits.max_header_bytes {
         return Err(Error::downstream(
@@ -71,6 +85,16 @@ mod tests {
             status(&head("/", &[("content-length", "1"), ("transfer-encoding", "chunked")])),
             Some(400)
         );
+        assert_eq!(status(&head("/", &[("transfer-encoding", "chunked")])), None);
+        assert_eq!(status(&head("/", &[("transfer-encoding", "Chunked")])), None);
+        for te in ["foo, chunked", "chunked, chunked", "gzip", "chunked;x", " chunked"] {
+            assert_eq!(status(&head("/", &[("transfer-encoding", te)])), Some(501), "{te}");
+        }
+        let twice = head(
+            "/",
+            &[("transfer-encoding", "chunked"), ("transfer-encoding", "chunked")],
+        );
+        assert_eq!(status(&twice), Some(400));
         let mut te10 = head("/", &[("transfer-encoding", "chunked")]);
         te10.version = http::Version::HTTP_10;
         assert_eq!(status(&te10), Some(400));

@@ -104,6 +104,64 @@ impl Plan {
     }
 }
 
+/// The edit distance between two names (for "did you mean").
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+/// Checks server settings (what `app.configure(...)` was given, as a JSON object) the way
+/// building a plan would, so that a mistake is reported by the call that made it: an unknown
+/// name (with the closest known one), a value of the wrong type, or a value out of range.
+pub fn check_settings(json: &str) -> Result<()> {
+    let given: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| Error::config(format!("settings must be a JSON object: {e}")))?;
+    let known = serde_json::to_value(ServerSpec::default()).expect("the settings serialise");
+    let known = known.as_object().expect("an object");
+    for (name, value) in &given {
+        if !known.contains_key(name) {
+            let closest = known
+                .keys()
+                .min_by_key(|k| distance(name, k))
+                .filter(|k| distance(name, k) <= 3);
+            return Err(Error::config(match closest {
+                Some(k) => format!("unknown setting '{name}' (did you mean '{k}'?)"),
+                None => format!("unknown setting '{name}'"),
+            }));
+        }
+        let mut one = serde_json::Map::new();
+        one.insert(name.clone(), value.clone());
+        serde_json::from_value::<ServerSpec>(serde_json::Value::Object(one))
+            .map_err(|e| Error::config(format!("setting '{name}': {e}")))?;
+    }
+    let spec: ServerSpec =
+        serde_json::from_value(serde_json::Value::Object(given)).map_err(|e| Error::config(e.to_string()))?;
+    build_timeouts(&spec)?;
+    crate::http::Limits {
+        max_headers: 100,
+        max_header_bytes: spec.max_header_bytes,
+        max_uri_bytes: spec.max_uri_bytes,
+        max_body_bytes: spec.max_body_bytes,
+    }
+    .validate()?;
+    let app = AppSpec {
+        server: spec,
+        ..Default::default()
+    };
+    build_request_policy(&app)?;
+    Ok(())
+}
+
 fn build_timeouts(s: &ServerSpec) -> Result<Timeouts> {
     Ok(Timeouts {
         header_read: secs(s.header_read_timeout, "header_read_timeout")?,
@@ -130,6 +188,10 @@ fn build_request_policy(spec: &AppSpec) -> Result<RequestPolicy> {
             s.path_params
         ))
     })?;
+    if let Some(addr) = &s.admin_addr {
+        addr.parse::<std::net::SocketAddr>()
+            .map_err(|_| Error::config(format!("admin_addr must be host:port with an IP host, not {addr:?}")))?;
+    }
     if !(1..=128).contains(&s.ipv6_prefix) {
         return Err(Error::config("ipv6_prefix must be between 1 and 128"));
     }
@@ -170,6 +232,8 @@ fn build_request_policy(spec: &AppSpec) -> Result<RequestPolicy> {
         },
         allowed_hosts,
         ipv6_prefix: s.ipv6_prefix,
+        metrics_allow: TrustedProxies::new(&s.metrics_allow)
+            .map_err(|e| Error::config(format!("metrics_allow: {}", e.context)))?,
         owned_headers,
     })
 }
@@ -188,10 +252,20 @@ fn build_bots(b: BotsSpec, objects: &Objects) -> Result<BotPolicy> {
             )))
         }
     };
-    let allow = if b.allow.is_empty() {
+    // An allowed name is a product token (`Googlebot` matches `Googlebot/2.1` and
+    // `compatible; Googlebot)`, not `NotGooglebotX` or `xGooglebot`); `re:` gives a regex.
+    let patterns: Vec<String> = b
+        .allow
+        .iter()
+        .map(|a| match a.strip_prefix("re:") {
+            Some(re) => re.to_owned(),
+            None => format!(r"(?i)(?:^|[\s;(,]){}(?:$|[/\s;),])", regex::escape(a)),
+        })
+        .collect();
+    let allow = if patterns.is_empty() {
         None
     } else {
-        Some(regex::RegexSet::new(&b.allow).map_err(|e| Error::config(format!("invalid bots allow pattern: {e}")))?)
+        Some(regex::RegexSet::new(&patterns).map_err(|e| Error::config(format!("invalid bots allow pattern: {e}")))?)
     };
     Ok(BotPolicy { detector, block, allow })
 }
@@ -360,6 +434,22 @@ mod tests {
             Ok(_) => panic!("built"),
             Err(e) => e.context.to_string(),
         }
+    }
+
+    #[test]
+    fn settings_are_checked_by_name_with_the_closest_known_one() {
+        let err = |j: &str| check_settings(j).unwrap_err().context.to_string();
+        assert!(check_settings(r#"{"keep_alive_timeout": 5, "threads": 2}"#).is_ok());
+        assert_eq!(
+            err(r#"{"keep_alive_timout": 5}"#),
+            "unknown setting 'keep_alive_timout' (did you mean 'keep_alive_timeout'?)"
+        );
+        assert_eq!(err(r#"{"zzzzzzzzzz": 1}"#), "unknown setting 'zzzzzzzzzz'");
+        assert!(err(r#"{"threads": "two"}"#).starts_with("setting 'threads': invalid type"));
+        assert!(err(r#"{"origin_timeout": 0}"#).contains("origin_timeout must be a positive number"));
+        assert!(err(r#"{"escaped_slashes": "maybe"}"#).contains("escaped_slashes must be"));
+        assert!(err(r#"{"admin_addr": "localhost"}"#).contains("admin_addr"));
+        assert!(err(r#"{"max_header_bytes": 0}"#).contains("max_header_bytes"));
     }
 
     #[test]

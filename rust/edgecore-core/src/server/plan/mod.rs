@@ -15,6 +15,7 @@ pub mod build;
 pub mod report;
 pub mod rules;
 
+pub use build::check_settings;
 pub use rules::{
     AbRule, BotPolicy, CacheRule, HeaderRule, JwtRule, LimitKey, Middleware, OriginRule, Plan, RateRule, Redirect,
     RequestPolicy, Rewrite, Route, Timeouts,

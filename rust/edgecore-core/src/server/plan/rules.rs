@@ -200,6 +200,8 @@ pub struct RequestPolicy {
     pub allowed_hosts: Option<Vec<String>>,
     /// IPv6 rate-limit keys are this prefix of the address.
     pub ipv6_prefix: u8,
+    /// Who may read the metrics on the public port.
+    pub metrics_allow: crate::geo::TrustedProxies,
     /// Header names the edge sets from configuration (claims to headers, request templates):
     /// removed from every client request, like the fixed ones (see `phases::owned`).
     pub owned_headers: Vec<HeaderName>,

@@ -210,7 +210,24 @@ impl<B: SendBody> Upstreams<B> {
     }
 }
 
+/// The error of a failed exchange with the origin. A failure of the request body the client
+/// was streaming up is the client's: 413 past the body limit, 400 for broken framing (a bad
+/// chunk size, a connection cut mid-body). Anything else is the origin's: 502.
 fn upstream_error(e: hyper::Error) -> Error {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return Error::downstream(ErrorKind::BodyTooLarge, "request body too large");
+        }
+        // Another hyper error inside this one is the server side's: the client's body (hyper's
+        // Incoming) failed while it streamed up.
+        if let Some(h) = s.downcast_ref::<hyper::Error>() {
+            if !std::ptr::eq(h, &e) {
+                return Error::bad_request(format!("reading the request body: {h}"));
+            }
+        }
+        source = s.source();
+    }
     Error::new(
         ErrorKind::Upstream,
         ErrorSource::Upstream,

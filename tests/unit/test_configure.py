@@ -1,0 +1,43 @@
+"""app.configure(...) checks what it is given at the call, by the rules the server uses."""
+
+import pytest
+
+import edgecore as ec
+
+
+def test_a_typo_names_the_setting_and_the_closest_known_one():
+    with pytest.raises(
+        ec.ConfigError, match=r"unknown setting 'keep_alive_timout' \(did you mean 'keep_alive_timeout'\?\)"
+    ):
+        ec.Edge().configure(keep_alive_timout=5)
+    with pytest.raises(ec.ConfigError, match=r"unknown setting 'nothing_like_it'$"):
+        ec.Edge().configure(nothing_like_it=1)
+
+
+@pytest.mark.parametrize(
+    "settings,match",
+    [
+        ({"threads": "two"}, "threads"),
+        ({"origin_timeout": 0}, "origin_timeout must be a positive number"),
+        ({"grace_period": float("nan")}, "server.grace_period must be a finite number"),
+        ({"escaped_slashes": "sometimes"}, "escaped_slashes must be"),
+        ({"path_params": "drop"}, "path_params must be"),
+        ({"allowed_hosts": ["a b"]}, "allowed_hosts"),
+        ({"ipv6_prefix": 0}, "ipv6_prefix"),
+        ({"admin_addr": "localhost"}, "admin_addr"),
+        ({"metrics_allow": ["not a cidr"]}, "metrics_allow"),
+        ({"max_uri_bytes": 0}, "max_uri_bytes"),
+    ],
+)
+def test_a_bad_value_is_refused_by_the_call_that_sets_it(settings, match):
+    app = ec.Edge()
+    with pytest.raises(ec.ConfigError, match=match):
+        app.configure(**settings)
+    # Nothing of the refused call is kept.
+    app.check()
+
+
+def test_good_settings_are_kept_and_accumulate():
+    app = ec.Edge(origin="http://127.0.0.1:9").configure(threads=2).configure(escaped_slashes="decode")
+    spec = app.spec_json()
+    assert '"threads": 2' in spec and '"escaped_slashes": "decode"' in spec
