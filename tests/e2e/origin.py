@@ -108,6 +108,19 @@ class Origin:
                             self.wfile.write(b"b" * 65536)
                     except OSError:
                         self.close_connection = True
+                elif path.startswith("/personal"):
+                    # A slow, personal answer: whose it is shows in the body and the cookie.
+                    time.sleep(0.5)
+                    who = self.headers.get("Cookie") or self.headers.get("Authorization") or "anonymous"
+                    self._send(
+                        200,
+                        f"page of {who}".encode(),
+                        {"Cache-Control": "private, no-store", "Set-Cookie": f"session=secret-of-{who}"},
+                    )
+                elif path.startswith("/vary"):
+                    time.sleep(0.3)
+                    lang = self.headers.get("Accept-Language", "none")
+                    self._send(200, f"lang {lang}".encode(), {"Cache-Control": "max-age=60", "Vary": "Accept-Language"})
                 elif path.startswith("/private"):
                     self._send(200, b"mine", {"Cache-Control": "private, max-age=60"})
                 else:

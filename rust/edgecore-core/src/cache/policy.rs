@@ -225,6 +225,14 @@ pub fn storable(request: &Request, response: &Response, now: f64, default_ttl: O
     if response.headers.contains_key(http::header::SET_COOKIE) {
         return StoreDecision::no("the response sets a cookie");
     }
+    // An answer to a client's conditional or Range request, or an interim response, is not a
+    // representation to serve to anyone else.
+    match response.status.as_u16() {
+        304 => return StoreDecision::no("a 304 is not a response to store"),
+        206 => return StoreDecision::no("a partial response is not stored"),
+        s if s < 200 => return StoreDecision::no("an interim response is not stored"),
+        _ => {}
+    }
     let vary = vary_names(&response.headers);
     if vary.iter().any(|v| v == "*") {
         return StoreDecision::no("the response varies on *");

@@ -5,10 +5,12 @@ use std::net::IpAddr;
 
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::body::Body;
 use super::metrics::Outcome;
+use crate::error::{Error, ErrorKind, Result};
 use crate::http::Request;
 use crate::limit::Decision as RateDecision;
 
@@ -28,6 +30,22 @@ pub enum BodyState {
     Unread(Incoming),
     /// Read into memory.
     Read(Bytes),
+}
+
+impl BodyState {
+    /// The body, read whole (413 past `max` bytes).
+    pub async fn read(self, max: usize) -> Result<Bytes> {
+        match self {
+            BodyState::Read(b) => Ok(b),
+            BodyState::Unread(inc) => match Limited::new(inc, max).collect().await {
+                Ok(c) => Ok(c.to_bytes()),
+                Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+                    Err(Error::downstream(ErrorKind::BodyTooLarge, "request body too large"))
+                }
+                Err(e) => Err(Error::bad_request(format!("reading the request body: {e}"))),
+            },
+        }
+    }
 }
 
 /// What the cache phase did with a request (the `X-Cache` header and the metrics outcome).
@@ -85,6 +103,9 @@ pub struct Notes {
     pub cache_status: Option<CacheStatus>,
     /// Response-header templates, rendered while the request was at hand.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The request carries a credential other than `Authorization` (a JWT cookie): like
+    /// `Authorization` (RFC 9111 §3.5), it keeps the request away from the shared cache.
+    pub credentialed: bool,
 }
 
 /// Dev-mode overrides read from `x-edge-dev-*` headers (only in dev mode; the headers are never

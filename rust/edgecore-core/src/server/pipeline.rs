@@ -11,9 +11,11 @@
 //! 7. [`rate_limit::check`]: 429 past a limit;
 //! 8. [`ab::assign`]: the variant of each experiment;
 //! 9. [`headers::render`]: request templates, and response templates for later;
-//! 10. [`cache::serve`] on a cache rule's paths, else [`produce`]: Python middleware, a Python
-//!     route, or the origin;
-//! 11. the response templates, on what the cache, a handler or the origin answered.
+//! 10. [`python::middleware_phase`]: Python middleware on the paths it matches (before the
+//!     cache: a cached page is never served past the middleware that guards it);
+//! 11. [`cache::serve`] on a cache rule's paths, else [`produce`]: a Python route, or the
+//!     origin;
+//! 12. the response templates, on what the cache, a handler or the origin answered.
 //!
 //! What applies to every response (cookies, `RateLimit-*`, `X-Cache`, metrics, the access log)
 //! is done by [`super::service`] from the context's notes, whatever answered.
@@ -27,7 +29,7 @@ use hyper::body::Incoming;
 use super::body::Body;
 use super::ctx::{BodyState, Flow, Notes, RequestCtx};
 use super::phases::produce::produce;
-use super::phases::{ab, bots, cache, canonical, client, front, headers, jwt, owned, rate_limit, routing};
+use super::phases::{ab, bots, cache, canonical, client, front, headers, jwt, owned, python, rate_limit, routing};
 use super::state::{Active, ServerState};
 use crate::error::Error;
 use crate::http::{Headers, Request};
@@ -98,6 +100,10 @@ pub(crate) async fn run_phases(
     }
     if !plan.headers.is_empty() {
         headers::render(plan, ctx);
+    }
+    if !plan.middleware.is_empty() {
+        // Boxed: the Python path's future stays off the proxied request's.
+        answer!(Box::pin(python::middleware_phase(state, plan, ctx)).await?);
     }
     let cache_rule = match plan.cache.is_empty() {
         true => None,

@@ -6,6 +6,17 @@
 //! The key is the URL (with the rule's query options), the method, and every dimension the
 //! response can differ by: each A/B variant, and the country when geo is on. `Vary` is the
 //! cache's own business ([`crate::cache::HttpCache`]).
+//!
+//! What one client's request can never do to another's answer:
+//! - a request with a body, or with a credential other than `Authorization` (a JWT cookie), goes
+//!   past the cache: nothing is stored from it or served to it;
+//! - a fill never carries the client's conditionals or `Range` (the origin answers the full
+//!   representation; a 304 or 206 is never stored);
+//! - coalescing is safe by construction: concurrent misses wait for one fetch, but a waiter is
+//!   served only what the cache then holds for its own request (the leader's answer if it was
+//!   stored and would be selected for the waiter: same key, same `Vary` values); otherwise the
+//!   waiter fetches for itself. A `private`, `no-store` or `Set-Cookie` answer never reaches
+//!   another client.
 
 use std::sync::Arc;
 
@@ -50,6 +61,7 @@ pub async fn serve(
     ctx: &mut RequestCtx,
 ) -> Result<http::Response<Body>> {
     let rule = &active.plan.cache[index];
+    let bypass = ctx.notes.credentialed || has_body(&ctx.request);
     let (request, body, prior_xff) = ctx.take_exchange();
     if request.method != Method::GET && request.method != Method::HEAD {
         // An unsafe method on a cached path: a success invalidates the URL.
@@ -62,7 +74,11 @@ pub async fn serve(
     }
     let key = key(&active.plan, rule, &request);
     let exchange = (request, body, prior_xff);
-    match rule.cache.lookup(&exchange.0, &key, state.now()) {
+    let lookup = match bypass {
+        true => Lookup::Bypass,
+        false => rule.cache.lookup(&exchange.0, &key, state.now()),
+    };
+    match lookup {
         Lookup::Hit(r) => {
             ctx.notes.cache_status = Some(CacheStatus::Hit);
             Ok(from_core(r))
@@ -75,7 +91,7 @@ pub async fn serve(
         Lookup::Revalidate(entry, cond) => revalidate(state, active, rule, key, exchange, entry, cond, ctx).await,
         Lookup::Miss(entry) => {
             ctx.notes.cache_status = Some(CacheStatus::Miss);
-            fill(state, active, rule, key, exchange, entry).await
+            fill(state, active, rule, key, exchange, entry, ctx).await
         }
         Lookup::Bypass => {
             ctx.notes.cache_status = Some(CacheStatus::Bypass);
@@ -85,6 +101,36 @@ pub async fn serve(
             Ok(resp)
         }
     }
+}
+
+/// Whether the request carries a body (a GET or HEAD with one is never cached).
+fn has_body(request: &Request) -> bool {
+    request.headers.contains("transfer-encoding")
+        || request
+            .headers
+            .get_str("content-length")
+            .is_some_and(|n| n.trim() != "0")
+}
+
+/// The fields a fill never sends: the client's conditionals and `Range` ask for an answer to
+/// that client alone (a 304 or 206), not for the representation to store.
+const CLIENT_ONLY: [http::HeaderName; 6] = [
+    http::header::IF_NONE_MATCH,
+    http::header::IF_MODIFIED_SINCE,
+    http::header::IF_MATCH,
+    http::header::IF_UNMODIFIED_SINCE,
+    http::header::IF_RANGE,
+    http::header::RANGE,
+];
+
+/// `request` as a fill sends it: without [`CLIENT_ONLY`] fields.
+fn fill_request(request: &Request) -> Request {
+    let mut r = request.clone();
+    let h = r.headers.as_map_mut();
+    for name in CLIENT_ONLY {
+        h.remove(name);
+    }
+    r
 }
 
 /// Refreshes a stale entry in the background (one refresh per key at a time: the coalescer).
@@ -102,14 +148,8 @@ fn refresh_in_background(
         let _ = rule
             .coalescer
             .run(&key, || async {
-                let fetched = fetch_full(
-                    &state,
-                    &active,
-                    request.clone(),
-                    BodyState::Read(Bytes::new()),
-                    prior_xff,
-                )
-                .await;
+                let fetch = fill_request(&request);
+                let fetched = fetch_full(&state, &active, fetch, BodyState::Read(Bytes::new()), prior_xff).await;
                 match fetched {
                     Ok(resp) => {
                         rule.cache.store(&request, &key, &resp, state.now());
@@ -136,7 +176,7 @@ async fn revalidate(
     cond: Vec<(http::HeaderName, http::HeaderValue)>,
     ctx: &mut RequestCtx,
 ) -> Result<http::Response<Body>> {
-    let mut conditional = request.clone();
+    let mut conditional = fill_request(&request);
     for (n, v) in cond {
         conditional.headers.as_map_mut().insert(n, v);
     }
@@ -161,7 +201,9 @@ async fn revalidate(
 }
 
 /// A miss: one fetch per key at a time (concurrent misses wait for it), stored when storable;
-/// a failed fetch serves the stale entry within `stale-if-error`.
+/// a failed fetch serves the stale entry within `stale-if-error`. A waiter gets only what the
+/// cache holds for its own request once the fetch is done, else fetches for itself (see the
+/// module's documentation).
 async fn fill(
     state: &ServerState,
     active: &Active,
@@ -169,19 +211,33 @@ async fn fill(
     key: String,
     (request, body, prior_xff): (Request, BodyState, Option<String>),
     entry: Option<Arc<Entry>>,
+    ctx: &mut RequestCtx,
 ) -> Result<http::Response<Body>> {
-    let cache = rule.cache.clone();
-    let fetched = Box::pin(rule.coalescer.run(&key, || async {
-        match fetch_full(state, active, request.clone(), body, prior_xff).await {
-            Ok(r) => {
-                cache.store(&request, &key, &r, state.now());
+    let fetch = |body, prior_xff| {
+        let (request, key) = (&request, &key);
+        async move {
+            match fetch_full(state, active, fill_request(request), body, prior_xff).await {
+                Ok(r) => {
+                    rule.cache.store(request, key, &r, state.now());
+                    Ok(r)
+                }
+                Err(e) => Err((e.http_status(), e.context.to_string())),
+            }
+        }
+    };
+    let xff = prior_xff.clone();
+    let (fetched, leader) = Box::pin(rule.coalescer.run(&key, || fetch(body, prior_xff))).await;
+    let fetched = match fetched {
+        Ok(_) if !leader => match rule.cache.lookup(&request, &key, state.now()) {
+            Lookup::Hit(r) => {
+                ctx.notes.cache_status = Some(CacheStatus::Hit);
                 Ok(r)
             }
-            Err(e) => Err((e.http_status(), e.context.to_string())),
-        }
-    }))
-    .await
-    .0;
+            // The leader's answer was not stored, or is not this request's: fetch for itself.
+            _ => Box::pin(fetch(BodyState::Read(Bytes::new()), xff)).await,
+        },
+        other => other,
+    };
     match fetched {
         Ok(r) => Ok(from_core(r)),
         Err((status, msg)) => match entry.and_then(|e| rule.cache.stale_on_error(&e, state.now())) {

@@ -66,6 +66,7 @@ pub async fn verify(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> F
         }
     }
     let token = bearer.or(from_cookie);
+    ctx.notes.credentialed = bearer.is_none() && from_cookie.is_some();
     let Some(token) = token else {
         ctx.notes.outcome = Some(Outcome::JwtRejected);
         return Flow::Answer(unauthorized(None));

@@ -12,16 +12,37 @@ use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::Request;
 use crate::server::body::Body;
 use crate::server::bridge::{Job, JobKind, Reply};
+use crate::server::ctx::{BodyState, Flow, RequestCtx};
 use crate::server::metrics::Outcome;
 use crate::server::plan::Plan;
 use crate::server::respond::{from_core, status_response};
 use crate::server::state::ServerState;
 use crate::server::upstream::forwarding::strip_hop_by_hop;
 
-/// Whether any middleware or route matches `path` (then the body is read for Python).
+/// Whether any route matches `path` (then the body is read for Python).
 pub fn wanted(plan: &Plan, path: &str) -> bool {
-    plan.middleware.iter().any(|m| m.matcher.matches(path))
-        || plan.routes.iter().any(|r| r.path.matches(path, &mut Vec::new()))
+    plan.routes.iter().any(|r| r.path.matches(path, &mut Vec::new()))
+}
+
+/// The middleware phase: before the cache and the origin (as Next.js middleware runs before
+/// cached content is served), the middleware whose matcher matches the path runs, in order,
+/// with the body read. One that answers ends the pipeline; one that continues may have edited
+/// the headers and the target.
+pub async fn middleware_phase(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Result<Flow> {
+    let path = ctx.request.path();
+    if !plan.middleware.iter().any(|m| m.matcher.matches(path)) {
+        return Ok(Flow::Continue);
+    }
+    let body = std::mem::replace(&mut ctx.body, BodyState::Read(bytes::Bytes::new()));
+    ctx.request.body = body.read(plan.limits.max_body_bytes).await?;
+    ctx.body = BodyState::Read(ctx.request.body.clone());
+    match middleware(state, plan, &mut ctx.request).await? {
+        Some(r) => {
+            ctx.notes.outcome = Some(Outcome::Middleware);
+            Ok(Flow::Answer(r))
+        }
+        None => Ok(Flow::Continue),
+    }
 }
 
 fn failed(msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
