@@ -1,4 +1,5 @@
-"""The Rust code's shape: no dependency cycles between files (scripts/check_cycles.py)."""
+"""The Rust code's shape: no dependency cycles between files (scripts/check_cycles.py), no file
+over 600 lines (functions over 80 lines are clippy's `too_many_lines`, in `make lint`)."""
 
 import subprocess
 import sys
@@ -27,3 +28,12 @@ def test_the_checker_finds_a_cycle(tmp_path):
     r = run("--root", str(tmp_path))
     assert r.returncode == 1
     assert "demo/src/a.rs <-> demo/src/b.rs" in r.stdout
+
+
+def test_no_rust_file_is_over_600_lines():
+    long = {
+        str(f.relative_to(ROOT)): n
+        for f in (ROOT / "rust").rglob("*.rs")
+        if (n := len(f.read_text().splitlines())) > 600
+    }
+    assert long == {}

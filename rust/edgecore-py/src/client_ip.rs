@@ -13,7 +13,7 @@ use crate::geo::parse_ip;
 pub fn client_ip(peer: &str, headers: Option<&Bound<'_, PyAny>>, trusted: Vec<String>) -> PyResult<String> {
     let peer = parse_ip(peer)?;
     let trusted = TrustedProxies::new(&trusted).map_err(CoreError)?;
-    let map = crate::http::headers_from_py(headers)?;
+    let map = crate::headers::headers_from_py(headers)?;
     let xff = map.get_all("x-forwarded-for").iter().map(|v| v.as_bytes());
     Ok(edgecore_core::geo::client_ip(peer, xff, &trusted).to_string())
 }

@@ -8,6 +8,7 @@ mod client_ip;
 mod convert;
 mod errors;
 mod geo;
+mod headers;
 mod http;
 mod kv;
 mod limit;
@@ -22,9 +23,9 @@ mod _core {
 
     // http
     #[pymodule_export]
-    use crate::http::{
-        parse_request, parse_request_prefix, redirect, PyHeaders, PyParserLimits, PyRequest, PyResponse, PyURL,
-    };
+    use crate::headers::PyHeaders;
+    #[pymodule_export]
+    use crate::http::{parse_request, parse_request_prefix, redirect, PyParserLimits, PyRequest, PyResponse, PyURL};
 
     // auth
     #[pymodule_export]

@@ -202,47 +202,48 @@ fn httpdate(s: &str) -> Option<f64> {
     Some((days * 86_400 + (*h as i64) * 3600 + (*mi as i64) * 60 + *se as i64) as f64)
 }
 
-/// Decides whether a shared cache may store `response` to `request`, received at `now`.
-/// `default_ttl` is the route's configured TTL, used when the response has no explicit freshness.
-pub fn storable(request: &Request, response: &Response, now: f64, default_ttl: Option<f64>) -> StoreDecision {
+/// Why `response` to `request` may not be stored at all (None: it may, freshness permitting).
+fn refusal(request: &Request, response: &Response, cc: &CacheControl) -> Option<&'static str> {
     if request.method != Method::GET {
-        return StoreDecision::no("only GET responses are stored");
+        return Some("only GET responses are stored");
     }
     if !request.body.is_empty() {
-        return StoreDecision::no("the request has a body");
+        return Some("the request has a body");
     }
-    let req_cc = CacheControl::of_request(&request.headers);
-    if req_cc.no_store {
-        return StoreDecision::no("the request says no-store");
+    if CacheControl::of_request(&request.headers).no_store {
+        return Some("the request says no-store");
     }
-    let cc = CacheControl::parse(&response.headers);
     if cc.no_store {
-        return StoreDecision::no("the response says no-store");
+        return Some("the response says no-store");
     }
     if cc.private {
-        return StoreDecision::no("the response is private");
+        return Some("the response is private");
     }
     if response.headers.contains_key(http::header::SET_COOKIE) {
-        return StoreDecision::no("the response sets a cookie");
+        return Some("the response sets a cookie");
     }
     // An answer to a client's conditional or Range request, or an interim response, is not a
     // representation to serve to anyone else.
     match response.status.as_u16() {
-        304 => return StoreDecision::no("a 304 is not a response to store"),
-        206 => return StoreDecision::no("a partial response is not stored"),
-        s if s < 200 => return StoreDecision::no("an interim response is not stored"),
+        304 => return Some("a 304 is not a response to store"),
+        206 => return Some("a partial response is not stored"),
+        s if s < 200 => return Some("an interim response is not stored"),
         _ => {}
     }
-    let vary = vary_names(&response.headers);
-    if vary.iter().any(|v| v == "*") {
-        return StoreDecision::no("the response varies on *");
+    if vary_names(&response.headers).iter().any(|v| v == "*") {
+        return Some("the response varies on *");
     }
     let auth_ok = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
     if request.headers.contains("authorization") && !auth_ok {
-        return StoreDecision::no("the request is authenticated and the response is not public");
+        return Some("the request is authenticated and the response is not public");
     }
+    None
+}
+
+/// The freshness lifetime (RFC 9111 §4.2.1): explicit (`s-maxage`, `max-age`, `Expires`), else
+/// the route's TTL, else heuristic; or why there is none.
+fn lifetime(response: &Response, cc: &CacheControl, date: f64, default_ttl: Option<f64>) -> Result<f64, &'static str> {
     let status = response.status;
-    let date = header_date(&response.headers, http::header::DATE).unwrap_or(now);
     let explicit = cc.s_maxage.or(cc.max_age).map(|s| s as f64).or_else(|| {
         let expires = response.headers.get(http::header::EXPIRES)?;
         // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
@@ -254,26 +255,39 @@ pub fn storable(request: &Request, response: &Response, now: f64, default_ttl: O
                 .map_or(0.0, |e| (e - date).max(0.0)),
         )
     });
-    let ttl = match explicit {
-        Some(t) => t,
-        None if status.as_u16() >= 400 => return StoreDecision::no("error responses need explicit freshness"),
+    match explicit {
+        Some(t) => Ok(t),
+        None if status.as_u16() >= 400 => Err("error responses need explicit freshness"),
         // no-cache with validators: stored to be revalidated on every use.
-        None if cc.no_cache && etag_or_last_modified(&response.headers).is_some() => 0.0,
+        None if cc.no_cache && etag_or_last_modified(&response.headers).is_some() => Ok(0.0),
         None if !HEURISTIC_STATUSES.contains(&status.as_u16()) => {
-            return StoreDecision::no("the status is not cacheable without explicit freshness")
+            Err("the status is not cacheable without explicit freshness")
         }
         None => match (default_ttl, header_date(&response.headers, http::header::LAST_MODIFIED)) {
-            (Some(t), _) => t,
-            (None, Some(lm)) if lm < date => ((date - lm) * 0.1).min(86_400.0),
-            _ => return StoreDecision::no("no freshness information and no route TTL"),
+            (Some(t), _) => Ok(t),
+            (None, Some(lm)) if lm < date => Ok(((date - lm) * 0.1).min(86_400.0)),
+            _ => Err("no freshness information and no route TTL"),
         },
+    }
+}
+
+/// Decides whether a shared cache may store `response` to `request`, received at `now`.
+/// `default_ttl` is the route's configured TTL, used when the response has no explicit freshness.
+pub fn storable(request: &Request, response: &Response, now: f64, default_ttl: Option<f64>) -> StoreDecision {
+    let cc = CacheControl::parse(&response.headers);
+    if let Some(why) = refusal(request, response, &cc) {
+        return StoreDecision::no(why);
+    }
+    let date = header_date(&response.headers, http::header::DATE).unwrap_or(now);
+    let ttl = match lifetime(response, &cc, date, default_ttl) {
+        Ok(ttl) => ttl,
+        Err(why) => return StoreDecision::no(why),
     };
     if ttl <= 0.0 && !cc.no_cache && etag_or_last_modified(&response.headers).is_none() {
         return StoreDecision::no("already stale and cannot be revalidated");
     }
-    if status == StatusCode::PARTIAL_CONTENT {
-        return StoreDecision::no("partial content is not stored");
-    }
+    let auth_ok = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
+    let vary = vary_names(&response.headers);
     let initial_age = response
         .headers
         .get(http::header::AGE)

@@ -94,24 +94,17 @@ pub(crate) fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecut
     builder
 }
 
-/// One worker's accept loop: accepts on the shared listening socket until the server stops,
-/// then drains (see [`serve_connection!`]). Worker 0 also runs the header-timeout watchdog.
-pub(crate) async fn accept_loop(
+/// One worker: what its accept loop needs to start, adopt and hand over connections.
+struct Worker<'a> {
     index: usize,
-    listener: tokio::net::TcpListener,
-    mut inbox: mpsc::UnboundedReceiver<Handoff>,
-    shared: Arc<ServerState>,
-    mut stop: watch::Receiver<bool>,
-    common: Arc<Workers>,
-) {
-    let permits = &common.permits;
-    let header_timeout = common.timeouts.header_read;
-    let conns = &common.conns;
-    let watchdog = (index == 0).then(|| {
-        let conns = conns.clone();
-        tokio::spawn(async move { conns.watchdog().await })
-    });
-    let spawn = |stream: tokio::net::TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit| {
+    shared: &'a Arc<ServerState>,
+    common: &'a Arc<Workers>,
+}
+
+impl Worker<'_> {
+    /// Serves an accepted connection on this worker's runtime.
+    fn spawn(&self, stream: tokio::net::TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+        let (index, shared) = (self.index, self.shared);
         let _ = stream.set_nodelay(true);
         shared.open_connections[index].fetch_add(1, Ordering::Relaxed);
         let open = Open(shared.clone(), index);
@@ -125,9 +118,10 @@ pub(crate) async fn accept_loop(
             .clone()
             .map(tokio_rustls::TlsAcceptor::from);
         let secure = tls.is_some();
-        let (shared, common) = (shared.clone(), common.clone());
+        let (shared, common) = (shared.clone(), self.common.clone());
         tokio::spawn(async move {
             let (builder, conns) = (&common.builder, &common.conns);
+            let header_timeout = common.timeouts.header_read;
             let state = Arc::new(ConnState::new(conns.clock.clone()));
             let seen = state.clone();
             let service = service_fn(move |req| serve(shared.clone(), req, peer, secure, seen.request()));
@@ -153,39 +147,111 @@ pub(crate) async fn accept_loop(
             }
             drop((open, permit));
         });
-    };
-    // Connections other workers accepted for this one (registered with this thread's runtime).
-    // `reserved`: the worker the sender counted the connection on (`spawn` counts it again).
-    let adopt = |h: Handoff, reserved: usize| {
-        shared.open_connections[reserved].fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Serves a connection another worker accepted for this one (registered with this thread's
+    /// runtime). `reserved`: the worker the sender counted it on (`spawn` counts it again).
+    fn adopt(&self, h: Handoff, reserved: usize) {
+        self.shared.open_connections[reserved].fetch_sub(1, Ordering::Relaxed);
         match tokio::net::TcpStream::from_std(h.stream) {
-            Ok(stream) => spawn(stream, h.peer, h.permit),
-            Err(e) => eprintln!("edgecore: worker {index} cannot take over a connection: {e}"),
+            Ok(stream) => self.spawn(stream, h.peer, h.permit),
+            Err(e) => eprintln!("edgecore: worker {} cannot take over a connection: {e}", self.index),
         }
-    };
-    // Sends an accepted connection to the worker that should serve it.
-    let place = |stream: tokio::net::TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit| {
-        let target = assign(&shared.open_connections, index);
-        if target == index {
-            return spawn(stream, peer, permit);
+    }
+
+    /// Sends an accepted connection to the worker that should serve it.
+    fn place(&self, stream: tokio::net::TcpStream, peer: SocketAddr, permit: OwnedSemaphorePermit) {
+        let target = assign(&self.shared.open_connections, self.index);
+        if target == self.index {
+            return self.spawn(stream, peer, permit);
         }
         // Counted at once, so that the next accepts see the new balance.
         match stream.into_std() {
             Ok(stream) => {
-                shared.open_connections[target].fetch_add(1, Ordering::Relaxed);
+                self.shared.open_connections[target].fetch_add(1, Ordering::Relaxed);
                 let handoff = Handoff { stream, peer, permit };
                 // The target has stopped taking hand-offs (the server is stopping): keep it.
-                if let Err(mpsc::error::SendError(h)) = common.inboxes[target].send(handoff) {
-                    adopt(h, target);
+                if let Err(mpsc::error::SendError(h)) = self.common.inboxes[target].send(handoff) {
+                    self.adopt(h, target);
                 }
             }
-            Err(e) => eprintln!("edgecore: worker {index} cannot hand over a connection: {e}"),
+            Err(e) => eprintln!("edgecore: worker {} cannot hand over a connection: {e}", self.index),
         }
+    }
+
+    /// After the stop: serves what was handed over or queued in the kernel, then waits for this
+    /// worker's connections until the grace period ends.
+    async fn drain(&self, listener: tokio::net::TcpListener, mut inbox: mpsc::UnboundedReceiver<Handoff>) {
+        let (common, shared, index) = (self.common, self.shared, self.index);
+        let permits = &common.permits;
+        common.conns.stop();
+        let deadline = tokio::time::Instant::now() + common.timeouts.grace;
+        // Connections handed over just before the stop are served like the rest; later
+        // hand-offs fail and stay with the worker that accepted them.
+        inbox.close();
+        while let Ok(h) = inbox.try_recv() {
+            self.adopt(h, index);
+        }
+        // Connections the kernel already completed sit in the accept queue, their requests possibly
+        // sent: closing the listening socket would reset them. Every worker holds a descriptor of
+        // it, and the socket closes with the last one; so the others let go of theirs first, and
+        // the last takes what is queued, then closes it. They get their request answered (with
+        // `Connection: close`) like any other connection that is open now.
+        if let Ok(std_listener) = listener.into_std() {
+            let workers = common.inboxes.len();
+            if common.letting_go.fetch_add(1, Ordering::AcqRel) + 1 < workers {
+                drop(std_listener);
+                common.let_go.fetch_add(1, Ordering::AcqRel);
+            } else {
+                while common.let_go.load(Ordering::Acquire) + 1 < workers && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                while let Ok((stream, peer)) = std_listener.accept() {
+                    // Accepted sockets do not inherit O_NONBLOCK; tokio needs it.
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
+                        continue;
+                    };
+                    match permits.clone().try_acquire_owned() {
+                        Ok(permit) => self.spawn(stream, peer, permit),
+                        Err(_) => break,
+                    }
+                }
+            }
+        }
+        // This worker's connections finish (each on this thread), or the grace period ends and
+        // the runtime's shutdown closes what remains.
+        while shared.open_connections[index].load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// One worker's accept loop: accepts on the shared listening socket until the server stops,
+/// then drains (see [`serve_connection!`]). Worker 0 also runs the header-timeout watchdog.
+pub(crate) async fn accept_loop(
+    index: usize,
+    listener: tokio::net::TcpListener,
+    mut inbox: mpsc::UnboundedReceiver<Handoff>,
+    shared: Arc<ServerState>,
+    mut stop: watch::Receiver<bool>,
+    common: Arc<Workers>,
+) {
+    let worker = Worker {
+        index,
+        shared: &shared,
+        common: &common,
     };
+    let watchdog = (index == 0).then(|| {
+        let conns = common.conns.clone();
+        tokio::spawn(async move { conns.watchdog().await })
+    });
     loop {
         let permit = tokio::select! {
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            Some(h) = inbox.recv() => { adopt(h, index); continue }
+            p = common.permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            Some(h) = inbox.recv() => { worker.adopt(h, index); continue }
             _ = stop.changed() => break,
         };
         let (stream, peer) = tokio::select! {
@@ -197,58 +263,16 @@ pub(crate) async fn accept_loop(
                     continue;
                 }
             },
-            Some(h) = inbox.recv() => { adopt(h, index); continue }
+            Some(h) = inbox.recv() => { worker.adopt(h, index); continue }
             _ = stop.changed() => break,
         };
-        place(stream, peer, permit);
+        worker.place(stream, peer, permit);
     }
-    conns.stop();
-    let deadline = tokio::time::Instant::now() + common.timeouts.grace;
-    // Connections handed over just before the stop are served like the rest; later hand-offs
-    // fail and stay with the worker that accepted them.
-    inbox.close();
-    while let Ok(h) = inbox.try_recv() {
-        adopt(h, index);
-    }
-    // Connections the kernel already completed sit in the accept queue, their requests possibly
-    // sent: closing the listening socket would reset them. Every worker holds a descriptor of
-    // it, and the socket closes with the last one; so the others let go of theirs first, and
-    // the last takes what is queued, then closes it. They get their request answered (with
-    // `Connection: close`) like any other connection that is open now.
-    if let Ok(std_listener) = listener.into_std() {
-        let workers = common.inboxes.len();
-        if common.letting_go.fetch_add(1, Ordering::AcqRel) + 1 < workers {
-            drop(std_listener);
-            common.let_go.fetch_add(1, Ordering::AcqRel);
-        } else {
-            while common.let_go.load(Ordering::Acquire) + 1 < workers && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
-            while let Ok((stream, peer)) = std_listener.accept() {
-                // Accepted sockets do not inherit O_NONBLOCK; tokio needs it.
-                if stream.set_nonblocking(true).is_err() {
-                    continue;
-                }
-                let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
-                    continue;
-                };
-                match permits.clone().try_acquire_owned() {
-                    Ok(permit) => spawn(stream, peer, permit),
-                    Err(_) => break,
-                }
-            }
-        }
-    }
-    // This worker's connections finish (each on this thread), or the grace period ends and
-    // the runtime's shutdown closes what remains.
-    while shared.open_connections[index].load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    worker.drain(listener, inbox).await;
     if let Some(w) = watchdog {
         w.abort();
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
