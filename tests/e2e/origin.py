@@ -121,6 +121,18 @@ class Origin:
                     time.sleep(0.3)
                     lang = self.headers.get("Accept-Language", "none")
                     self._send(200, f"lang {lang}".encode(), {"Cache-Control": "max-age=60", "Vary": "Accept-Language"})
+                elif path.startswith("/huge"):
+                    # 300 MiB, written as fast as the reader takes it.
+                    size = 300 * 1024 * 1024
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(size))
+                    self.end_headers()
+                    chunk = b"h" * (1024 * 1024)
+                    try:
+                        for _ in range(size // len(chunk)):
+                            self.wfile.write(chunk)
+                    except OSError:
+                        self.close_connection = True
                 elif path.startswith("/private"):
                     self._send(200, b"mine", {"Cache-Control": "private, max-age=60"})
                 else:

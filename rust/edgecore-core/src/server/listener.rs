@@ -86,6 +86,13 @@ pub(crate) fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecut
         // buffer, a fresh 8 KiB buffer per request. A client that leaves is then noticed when
         // the answer is written.
         .half_close(true)
+        // One buffer per response (the head and small bodies copied in, one write), rather than
+        // a queue of buffers: fewer instructions per proxied request (~300 of ~40k, callgrind)
+        // and a write buffer bounded by `max_buf_size`.
+        .writev(false)
+        // Not `pipeline_flush(true)`: it skips the flush while unparsed bytes sit in the read
+        // buffer, so the 400 answering a malformed head (still in that buffer) was dropped with
+        // the connection, and the write buffer could grow past its bound for a slow reader.
         .pipeline_flush(false);
     builder
         .http2()
