@@ -39,12 +39,13 @@ test-rust: ## Rust unit tests of the core (no Python)
 test-python: ## pytest: unit, property and end-to-end tests
 	$(BIN)/python -m pytest -q
 
-lint: $(VENV)/.deps ## rustfmt, clippy -D warnings, ruff
+lint: $(VENV)/.deps ## rustfmt, clippy -D warnings, ruff, mypy --strict, no dependency cycles
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --profile $(PROFILE) -- -D warnings
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python scripts/check_cycles.py
+	$(BIN)/python -m mypy --strict python/edgecore --exclude python/edgecore/bench
 
 fmt: $(VENV)/.deps ## Format Rust and Python
 	cargo fmt --all

@@ -17,11 +17,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import edgecore as ec
 
 
-def _hs256(secret: bytes, claims: dict) -> str:
+def _hs256(secret: bytes, claims: dict[str, Any]) -> str:
     def b64(b: bytes) -> str:
         return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
@@ -35,7 +36,7 @@ def _geo_database(path: Path) -> Path | None:
     """A small City database for documentation addresses (RFC 5737 / RFC 3849)."""
     try:
         from mmdb_writer import MMDBWriter
-        from netaddr import IPSet
+        from netaddr import IPSet  # type: ignore[import-untyped]
     except ImportError:
         return None
     w = MMDBWriter(
@@ -69,7 +70,7 @@ def build(port: int) -> tuple[ec.Edge, ec.Edge, bytes, Path | None]:
     origin.trust_proxies(["127.0.0.1"])
 
     @origin.route("/*", methods=["GET", "POST"])
-    def page(request, env):
+    def page(request: ec.Request, env: Any) -> ec.Response:
         seen = {k: v for k, v in request.headers.items() if k.startswith(("x-", "via"))}
         return ec.Response.json(
             {"origin": "demo", "path": request.path, "served_at": time.strftime("%H:%M:%S"), "headers_from_edge": seen},
@@ -97,7 +98,7 @@ def build(port: int) -> tuple[ec.Edge, ec.Edge, bytes, Path | None]:
     edge.kv("visits")
 
     @edge.route("/hello")
-    def hello(request, env):
+    def hello(request: ec.Request, env: Any) -> ec.Response:
         n = int(env.kv["visits"].get("n") or 0) + 1
         env.kv["visits"].put("n", str(n))
         geo = request.geo

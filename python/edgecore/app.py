@@ -365,7 +365,7 @@ class Edge:
             print(f"  warning: {w}", file=sys.stderr)
         try:
             while not stop.wait(0.2):
-                if hup.is_set():
+                if hup.is_set() and reload_app is not None:
                     hup.clear()
                     try:
                         running.reload(reload_app())

@@ -8,9 +8,10 @@ import importlib
 import logging
 import os
 import sys
+from typing import Any
 
 
-def _load(path: str, fresh: bool = False):
+def _load(path: str, fresh: bool = False) -> Any:
     """Imports MODULE and returns ATTR; `fresh` re-executes the module (SIGHUP reload)."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
@@ -43,7 +44,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.workers > 1:
         return _supervise(args)
 
-    def build():
+    def build() -> Any:
         app = _load(args.app, fresh=True)
         if args.access_log:
             app.configure(access_log=args.access_log)
@@ -66,7 +67,7 @@ def _supervise(args: argparse.Namespace) -> int:
     child = [*_child_command(args), "--reuse-port"]
     procs = [subprocess.Popen(child) for _ in range(args.workers)]
 
-    def forward(signum, _frame):
+    def forward(signum: int, _frame: Any) -> None:
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
@@ -113,7 +114,7 @@ def _reload(args: argparse.Namespace) -> int:
         signal.signal(s, lambda *_: stop.set())
     print(f"edgecore: watching {', '.join(dirs)} for changes to Python files", file=sys.stderr, flush=True)
 
-    def halt(p: subprocess.Popen) -> None:
+    def halt(p: subprocess.Popen[bytes]) -> None:
         if p.poll() is None:
             p.terminate()  # graceful: the child drains in-flight requests
             p.wait()
