@@ -121,6 +121,16 @@ class Origin:
                     time.sleep(0.3)
                     lang = self.headers.get("Accept-Language", "none")
                     self._send(200, f"lang {lang}".encode(), {"Cache-Control": "max-age=60", "Vary": "Accept-Language"})
+                elif path.startswith("/longchunked"):
+                    # 2 MiB of known content with no length announced: chunked, cacheable.
+                    self.send_response(200)
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.send_header("Cache-Control", "max-age=60")
+                    self.end_headers()
+                    for i in range(32):
+                        part = bytes([65 + i % 26]) * 65536
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                    self.wfile.write(b"0\r\n\r\n")
                 elif path.startswith("/huge"):
                     # 300 MiB, written as fast as the reader takes it.
                     size = 300 * 1024 * 1024

@@ -29,3 +29,49 @@ def test_a_client_that_never_reads_a_huge_proxied_body_costs_little_memory(origi
                 time.sleep(0.05)
         grown = peak - before
         assert grown < 16 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB"
+
+
+def test_concurrent_misses_of_an_object_too_large_to_store_stream_through(origin):
+    app = ec.Edge(origin=origin.url).configure(threads=1)
+    app.cache(paths=["/huge"], ttl=60, max_bytes=64 << 20)
+    with app.serve() as s:
+        before = rss_bytes()
+        clients = []
+        try:
+            for _ in range(4):
+                c = socket.create_connection(("127.0.0.1", s.port))
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+                c.sendall(b"GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
+                clients.append(c)
+            deadline = time.monotonic() + 3
+            peak = before
+            while time.monotonic() < deadline:
+                peak = max(peak, rss_bytes())
+                time.sleep(0.05)
+            # Each client gets the response head (the body streams as it reads).
+            for c in clients:
+                c.settimeout(5)
+                assert c.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        finally:
+            for c in clients:
+                c.close()
+        grown = peak - before
+        assert grown < 64 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB"
+
+
+def test_a_response_past_the_cache_entry_limit_arrives_whole_and_is_not_stored(origin):
+    from tests.e2e.conftest import call
+
+    app = ec.Edge(origin=origin.url)
+    app.cache(paths=["/longchunked", "/big"], ttl=60, max_bytes=1 << 20)
+    expected = b"".join(bytes([65 + i % 26]) * 65536 for i in range(32))
+    with app.serve() as s:
+        for _ in range(2):
+            # No length announced: the fill reads up to its limit, then streams the rest on.
+            r = call(s.url, "/longchunked")
+            assert r.status == 200 and r.body == expected
+            assert r.headers["x-cache"] == "MISS"
+            # A length over the limit: streamed from the start.
+            r = call(s.url, "/big")
+            assert r.status == 200 and len(r.body) == 8 * 1024 * 1024
+        assert origin.count("/longchunked") == 2 and origin.count("/big") == 2

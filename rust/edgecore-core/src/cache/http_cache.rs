@@ -142,6 +142,12 @@ impl HttpCache {
         self.store.is_empty()
     }
 
+    /// The largest response body that can be stored (less, once headers and key are counted):
+    /// a fill never needs to hold more than this to know whether it can store the response.
+    pub fn max_body_bytes(&self) -> usize {
+        self.store.max_entry_bytes()
+    }
+
     /// Bytes held.
     pub fn size_bytes(&self) -> usize {
         self.store.size_bytes()

@@ -332,6 +332,11 @@ impl<V: Weighted> ShardedLru<V> {
         self.shards.iter().map(|s| s.0.lock().evictions).sum()
     }
 
+    /// The largest entry weight that can be stored (a shard's budget).
+    pub fn max_entry_bytes(&self) -> usize {
+        self.shard_bytes
+    }
+
     /// The byte budget.
     pub fn max_bytes(&self) -> usize {
         self.shard_bytes * self.shards.len()

@@ -21,6 +21,9 @@ pub enum Body {
     Origin(OriginBody<Body>),
     /// The client's request body, at most the configured size.
     Upload(Limited<Incoming>),
+    /// Bytes already read (a cache fill that found the response too large to store), then the
+    /// rest of the body as it streams.
+    Prefixed(Option<Bytes>, Box<Body>),
 }
 
 impl Body {
@@ -42,6 +45,10 @@ impl hyper::body::Body for Body {
                 .poll_frame(cx)
                 .map(|f| f.map(|r| r.map_err(|e| -> BoxError { Box::new(e) }))),
             Body::Upload(l) => Pin::new(l).poll_frame(cx),
+            Body::Prefixed(head, rest) => match head.take() {
+                Some(h) => Poll::Ready(Some(Ok(Frame::data(h)))),
+                None => Pin::new(&mut **rest).poll_frame(cx),
+            },
         }
     }
 
@@ -50,6 +57,7 @@ impl hyper::body::Body for Body {
             Body::Full(b) => b.is_none(),
             Body::Origin(o) => o.is_end_stream(),
             Body::Upload(l) => l.is_end_stream(),
+            Body::Prefixed(head, rest) => head.is_none() && rest.is_end_stream(),
         }
     }
 
@@ -58,6 +66,16 @@ impl hyper::body::Body for Body {
             Body::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Body::Origin(o) => o.size_hint(),
             Body::Upload(l) => l.size_hint(),
+            Body::Prefixed(head, rest) => {
+                let n = head.as_ref().map_or(0, |h| h.len() as u64);
+                let r = rest.size_hint();
+                let mut hint = SizeHint::new();
+                hint.set_lower(r.lower() + n);
+                if let Some(u) = r.upper() {
+                    hint.set_upper(u + n);
+                }
+                hint
+            }
         }
     }
 }

@@ -17,13 +17,16 @@
 //!   stored and would be selected for the waiter: same key, same `Vary` values); otherwise the
 //!   waiter fetches for itself. A `private`, `no-store` or `Set-Cookie` answer never reaches
 //!   another client.
+//! - a fill holds at most the cache's largest storable entry in memory: a larger response
+//!   streams through to its client without being stored (nor shared with waiters).
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Method;
+use parking_lot::Mutex;
 
-use super::produce::{fetch_full, produce};
+use super::produce::{fetch_for_cache, produce, Fill};
 use crate::cache::{url_key, Entry, Lookup};
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::Request;
@@ -148,13 +151,15 @@ fn refresh_in_background(
         let _ = rule
             .coalescer
             .run(&key, || async {
-                let fetch = fill_request(&request);
-                let fetched = fetch_full(&state, &active, fetch, BodyState::Read(Bytes::new()), prior_xff).await;
-                match fetched {
-                    Ok(resp) => {
+                let (fetch, limit) = (fill_request(&request), rule.cache.max_body_bytes());
+                let empty = BodyState::Read(Bytes::new());
+                match fetch_for_cache(&state, &active, fetch, empty, prior_xff, limit).await {
+                    Ok(Fill::Whole(resp)) => {
                         rule.cache.store(&request, &key, &resp, state.now());
-                        Ok(resp)
+                        Ok(Some(resp))
                     }
+                    // Too large to store: dropped (its origin connection closes).
+                    Ok(Fill::Streaming(_)) => Ok(None),
                     Err(e) => Err((e.http_status(), e.context.to_string())),
                 }
             })
@@ -180,8 +185,13 @@ async fn revalidate(
     for (n, v) in cond {
         conditional.headers.as_map_mut().insert(n, v);
     }
-    match Box::pin(fetch_full(state, active, conditional, body, prior_xff)).await {
-        Ok(r) if r.status == http::StatusCode::NOT_MODIFIED => {
+    let limit = rule.cache.max_body_bytes();
+    match Box::pin(fetch_for_cache(state, active, conditional, body, prior_xff, limit)).await {
+        Ok(Fill::Streaming(r)) => {
+            ctx.notes.cache_status = Some(CacheStatus::Miss);
+            Ok(r)
+        }
+        Ok(Fill::Whole(r)) if r.status == http::StatusCode::NOT_MODIFIED => {
             ctx.notes.cache_status = Some(CacheStatus::Revalidated);
             Ok(from_core(rule.cache.revalidated(
                 &request,
@@ -191,7 +201,7 @@ async fn revalidate(
                 state.now(),
             )))
         }
-        Ok(r) => {
+        Ok(Fill::Whole(r)) => {
             rule.cache.store(&request, &key, &r, state.now());
             ctx.notes.cache_status = Some(CacheStatus::Miss);
             Ok(from_core(r))
@@ -213,13 +223,21 @@ async fn fill(
     entry: Option<Arc<Entry>>,
     ctx: &mut RequestCtx,
 ) -> Result<http::Response<Body>> {
+    // A response too large to store streams through: it is kept here, not shared (each waiter
+    // then fetches for itself, streaming too), so a fill holds at most the cache's entry limit.
+    let streaming: Mutex<Option<http::Response<Body>>> = Mutex::new(None);
+    let limit = rule.cache.max_body_bytes();
     let fetch = |body, prior_xff| {
-        let (request, key) = (&request, &key);
+        let (request, key, streaming) = (&request, &key, &streaming);
         async move {
-            match fetch_full(state, active, fill_request(request), body, prior_xff).await {
-                Ok(r) => {
+            match fetch_for_cache(state, active, fill_request(request), body, prior_xff, limit).await {
+                Ok(Fill::Whole(r)) => {
                     rule.cache.store(request, key, &r, state.now());
-                    Ok(r)
+                    Ok(Some(r))
+                }
+                Ok(Fill::Streaming(r)) => {
+                    *streaming.lock() = Some(r);
+                    Ok(None)
                 }
                 Err(e) => Err((e.http_status(), e.context.to_string())),
             }
@@ -231,7 +249,7 @@ async fn fill(
         Ok(_) if !leader => match rule.cache.lookup(&request, &key, state.now()) {
             Lookup::Hit(r) => {
                 ctx.notes.cache_status = Some(CacheStatus::Hit);
-                Ok(r)
+                Ok(Some(r))
             }
             // The leader's answer was not stored, or is not this request's: fetch for itself.
             _ => Box::pin(fetch(BodyState::Read(Bytes::new()), xff)).await,
@@ -239,7 +257,10 @@ async fn fill(
         other => other,
     };
     match fetched {
-        Ok(r) => Ok(from_core(r)),
+        Ok(Some(r)) => Ok(from_core(r)),
+        Ok(None) => streaming
+            .into_inner()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, ErrorSource::Internal, "a streamed fill was lost")),
         Err((status, msg)) => match entry.and_then(|e| rule.cache.stale_on_error(&e, state.now())) {
             Some(stale) => Ok(from_core(stale)),
             None => {

@@ -1,7 +1,8 @@
 //! What answers a request that no earlier phase answered: a Python route, else the origin. The
-//! cache phase calls it on a miss (through [`fetch_full`]); an uncached request goes straight
+//! cache phase calls it on a miss (through [`fetch_for_cache`]); an uncached request goes straight
 //! through it. (Python middleware ran before the cache: [`python::middleware_phase`].)
 
+use bytes::Bytes;
 use http_body_util::BodyExt;
 
 use super::{proxy, python};
@@ -42,30 +43,57 @@ pub async fn produce(
     proxy::forward(state, active, request, body, prior_xff).await
 }
 
-/// [`produce`] with the response body read into memory (for the cache).
-pub async fn fetch_full(
+/// What a cache fill got.
+pub enum Fill {
+    /// The whole response, its body in memory (it may be stored).
+    Whole(Response),
+    /// A response too large to store, streaming to the client (the bytes read so far first).
+    Streaming(http::Response<Body>),
+}
+
+/// [`produce`] for the cache: the body is read into memory up to `limit` bytes (the most the
+/// cache could store); a larger one streams through instead, so a fill holds at most `limit`
+/// bytes however large the response.
+pub async fn fetch_for_cache(
     state: &ServerState,
     active: &Active,
     request: Request,
     body: BodyState,
     prior_xff: Option<String>,
-) -> Result<Response> {
+    limit: usize,
+) -> Result<Fill> {
     let (resp, _) = produce(state, active, request, body, prior_xff).await?;
-    let (parts, b) = resp.into_parts();
-    let bytes = b
-        .collect()
-        .await
-        .map_err(|e| {
+    if hyper::body::Body::size_hint(resp.body()).lower() > limit as u64 {
+        return Ok(Fill::Streaming(resp));
+    }
+    let (parts, mut b) = resp.into_parts();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut held = 0;
+    while let Some(frame) = b.frame().await {
+        let frame = frame.map_err(|e| {
             Error::new(
                 ErrorKind::Upstream,
                 ErrorSource::Upstream,
                 format!("reading the response: {e}"),
             )
-        })?
-        .to_bytes();
-    Ok(Response {
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        held += data.len();
+        chunks.push(data);
+        if held > limit {
+            let head = Bytes::from(chunks.concat());
+            let body = Body::Prefixed(Some(head), Box::new(b));
+            return Ok(Fill::Streaming(http::Response::from_parts(parts, body)));
+        }
+    }
+    let body = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().expect("one chunk"),
+        _ => Bytes::from(chunks.concat()),
+    };
+    Ok(Fill::Whole(Response {
         status: parts.status,
         headers: parts.headers,
-        body: bytes,
-    })
+        body,
+    }))
 }

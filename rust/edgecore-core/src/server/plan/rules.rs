@@ -115,6 +115,11 @@ pub struct AbRule {
     pub header: HeaderName,
 }
 
+/// What a coalesced cache fill shares with its waiters: the fetched response when it was small
+/// enough to hold (None: too large to store, so each waiter fetches for itself, streaming), or
+/// the failure (status, message).
+pub type FillResult = std::result::Result<Option<crate::http::Response>, (u16, String)>;
+
 /// A cache policy.
 pub struct CacheRule {
     /// Where.
@@ -126,8 +131,8 @@ pub struct CacheRule {
     /// What the cached content depends on: this rule and the origins, rewrites and header
     /// templates upstream of it. A reload keeps the cache of a rule whose identity is unchanged.
     pub identity: String,
-    /// Concurrent misses of one key share one origin fetch.
-    pub coalescer: Arc<crate::cache::coalesce::Coalescer<std::result::Result<crate::http::Response, (u16, String)>>>,
+    /// Concurrent misses of one key share one origin fetch (see [`FillResult`]).
+    pub coalescer: Arc<crate::cache::coalesce::Coalescer<FillResult>>,
 }
 
 /// A Python route.
