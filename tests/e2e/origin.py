@@ -143,6 +143,19 @@ class Origin:
                             self.wfile.write(chunk)
                     except OSError:
                         self.close_connection = True
+                elif path.startswith("/flaky"):
+                    # Good while version is 1, a server error after.
+                    if outer.version == 1:
+                        cc = "max-age=1, stale-if-error=60" if "sie" in self.path else "max-age=1"
+                        self._send(200, b"good", {"Cache-Control": cc})
+                    else:
+                        self._send(500, b"boom")
+                elif path.startswith("/targeted"):
+                    self._send(
+                        200,
+                        f"targeted #{len(outer.requests)}".encode(),
+                        {"Cache-Control": "no-store", "CDN-Cache-Control": "max-age=60"},
+                    )
                 elif path.startswith("/private"):
                     self._send(200, b"mine", {"Cache-Control": "private, max-age=60"})
                 else:

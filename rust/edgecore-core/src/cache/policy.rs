@@ -39,13 +39,28 @@ pub struct CacheControl {
     pub stale_if_error: Option<u64>,
     /// `only-if-cached` (request).
     pub only_if_cached: bool,
+    /// Read from a targeted field (RFC 9213) rather than `Cache-Control`: `Expires` is ignored.
+    pub targeted: bool,
 }
+
+/// The targeted cache-control fields edgecore obeys, first found wins (RFC 9213): its own, then
+/// the one every CDN obeys. Either replaces `Cache-Control` and `Expires` for the shared cache;
+/// a browser still sees and obeys `Cache-Control`.
+pub const TARGETED: [&str; 2] = ["edgecore-cache-control", "cdn-cache-control"];
 
 impl CacheControl {
     /// Parses every `Cache-Control` field of `headers`. Unknown directives are ignored; a
     /// malformed delta-seconds makes that directive absent, except that a malformed `max-age`
     /// counts as stale (RFC 9111 §4.2.1: "treat as zero").
     pub fn parse(headers: &HeaderMap) -> CacheControl {
+        for name in TARGETED {
+            let mut values = headers.get_all(name).iter().map(|v| v.as_bytes()).peekable();
+            if values.peek().is_some_and(|v| !v.trim_ascii().is_empty()) {
+                let mut cc = Self::from_values(values);
+                cc.targeted = true;
+                return cc;
+            }
+        }
         Self::from_values(
             headers
                 .get_all(http::header::CACHE_CONTROL)
@@ -245,6 +260,9 @@ fn refusal(request: &Request, response: &Response, cc: &CacheControl) -> Option<
 fn lifetime(response: &Response, cc: &CacheControl, date: f64, default_ttl: Option<f64>) -> Result<f64, &'static str> {
     let status = response.status;
     let explicit = cc.s_maxage.or(cc.max_age).map(|s| s as f64).or_else(|| {
+        if cc.targeted {
+            return None;
+        }
         let expires = response.headers.get(http::header::EXPIRES)?;
         // An invalid Expires (e.g. "0") means already expired (RFC 9111 §5.3).
         Some(
@@ -362,6 +380,36 @@ mod tests {
         assert_eq!(parse_http_date("Sun Nov  6 08:49:37 1994"), Some(t));
         assert_eq!(parse_http_date("0"), None);
         assert_eq!(parse_http_date("Sun, 32 Nov 1994 08:49:37 GMT"), None);
+    }
+
+    #[test]
+    fn a_targeted_field_replaces_cache_control_and_expires() {
+        let req = Request::new(Method::GET, "/".parse().unwrap());
+        let resp = |fields: &[(&str, &str)]| {
+            let mut r = Response::new(200, "x").unwrap();
+            for (n, v) in fields {
+                r.headers
+                    .append(http::HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
+            }
+            storable(&req, &r, 1000.0, None)
+        };
+        // The browser is told not to cache; the edge caches for an hour.
+        let d = resp(&[("cache-control", "no-store"), ("cdn-cache-control", "max-age=3600")]);
+        assert!(d.storable && d.ttl == 3600.0, "{d:?}");
+        // edgecore's own field wins over the CDN one.
+        let d = resp(&[
+            ("cdn-cache-control", "max-age=60"),
+            ("edgecore-cache-control", "no-store"),
+        ]);
+        assert!(!d.storable);
+        // A targeted field ignores Expires; an empty one is no targeted field at all.
+        let d = resp(&[
+            ("cdn-cache-control", "public"),
+            ("expires", "Thu, 01 Jan 2099 00:00:00 GMT"),
+        ]);
+        assert!(!d.storable, "{d:?}");
+        let d = resp(&[("cdn-cache-control", ""), ("cache-control", "max-age=5")]);
+        assert!(d.storable && d.ttl == 5.0);
     }
 
     #[test]

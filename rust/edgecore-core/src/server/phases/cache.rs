@@ -106,6 +106,11 @@ pub async fn serve(
     }
 }
 
+/// The statuses for which `stale-if-error` serves a stale copy instead (RFC 5861 §4).
+fn is_origin_error(status: http::StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
 /// Whether the request carries a body (a GET or HEAD with one is never cached).
 fn has_body(request: &Request) -> bool {
     request.headers.contains("transfer-encoding")
@@ -201,6 +206,16 @@ async fn revalidate(
                 state.now(),
             )))
         }
+        Ok(Fill::Whole(r)) if is_origin_error(r.status) => match rule.cache.stale_on_error(&entry, state.now()) {
+            Some(stale) => {
+                ctx.notes.cache_status = Some(CacheStatus::Stale);
+                Ok(from_core(stale))
+            }
+            None => {
+                ctx.notes.cache_status = Some(CacheStatus::Miss);
+                Ok(from_core(r))
+            }
+        },
         Ok(Fill::Whole(r)) => {
             rule.cache.store(&request, &key, &r, state.now());
             ctx.notes.cache_status = Some(CacheStatus::Miss);
@@ -257,6 +272,12 @@ async fn fill(
         other => other,
     };
     match fetched {
+        // The origin answered with a server error: a stale copy is better, within
+        // stale-if-error (RFC 5861 §4).
+        Ok(Some(r)) if is_origin_error(r.status) => {
+            let stale = entry.and_then(|e| rule.cache.stale_on_error(&e, state.now()));
+            Ok(from_core(stale.unwrap_or(r)))
+        }
         Ok(Some(r)) => Ok(from_core(r)),
         Ok(None) => streaming
             .into_inner()
