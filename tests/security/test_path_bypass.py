@@ -155,3 +155,24 @@ def test_the_policy_view_is_the_origin_view(segments):
             assert o.requests[1]["path"] == seen[0]
     finally:
         o.stop()
+
+
+def test_case_insensitive_paths_cover_every_case_and_keep_the_path(origin):
+    app = guarded(origin.url).configure(case_insensitive_paths=True)
+
+    @app.route("/hello/:name")
+    def hello(request, env):
+        return request.params["name"]
+
+    with app.serve() as s:
+        for target in ["/API/x", "/Api/x", "/%41PI/x"]:
+            assert get(s.port, target) == 401, target
+        assert [get(s.port, t) for t in ["/LOGIN", "/Login/", "/login"]] == [200, 200, 429]
+        # The origin receives the path in the client's case; parameters keep it too.
+        assert get(s.port, "/API/x", {"Authorization": f"Bearer {token()}"}) == 200
+        assert origin.requests[-1]["path"] == "/API/x"
+        reply = raw(s.port, b"GET /HELLO/Bob HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n")
+        assert status_of(reply) == 200 and reply.endswith(b"Bob")
+    # Off by default: case matters.
+    with guarded(origin.url).serve() as s:
+        assert get(s.port, "/API/x") == 200

@@ -28,6 +28,9 @@ pub enum Pattern {
     Segments(Vec<Seg>, bool),
     /// A regular expression (`re:` prefix).
     Regex(Regex),
+    /// The inner pattern, its literals matched without regard to ASCII case
+    /// (`case_insensitive_paths`); parameters keep the path's own case.
+    Folded(Box<Pattern>),
 }
 
 impl Pattern {
@@ -74,23 +77,46 @@ impl Pattern {
         Ok(Pattern::Segments(segs, star))
     }
 
+    /// This pattern, matching without regard to ASCII case (a regex gains `(?i)`).
+    pub fn fold_case(&mut self) -> Result<()> {
+        let folded = match std::mem::replace(self, Pattern::All) {
+            Pattern::Regex(r) => Pattern::Regex(
+                Regex::new(&format!("(?i){}", r.as_str()))
+                    .map_err(|e| Error::config(format!("invalid path regex {:?}: {e}", r.as_str())))?,
+            ),
+            p @ (Pattern::All | Pattern::Folded(_)) => p,
+            p => Pattern::Folded(Box::new(p)),
+        };
+        *self = folded;
+        Ok(())
+    }
+
     /// Whether `path` matches; captured parameters are appended to `params`.
     pub fn matches(&self, path: &str, params: &mut Vec<(String, String)>) -> bool {
+        self.matches_with(path, params, false)
+    }
+
+    fn matches_with(&self, path: &str, params: &mut Vec<(String, String)>, fold: bool) -> bool {
+        let same = |a: &str, b: &str| if fold { a.eq_ignore_ascii_case(b) } else { a == b };
         match self {
             Pattern::All => true,
+            Pattern::Folded(inner) => inner.matches_with(path, params, true),
             // With or without one trailing slash: origins commonly route `/login/` to `/login`
             // (or redirect it there), so a policy on one covers the other.
-            Pattern::Exact(e) => path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path) == e,
-            Pattern::Prefix(pre) => path
-                .strip_prefix(pre.as_str())
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/')),
+            Pattern::Exact(e) => same(path.strip_suffix('/').filter(|p| !p.is_empty()).unwrap_or(path), e),
+            Pattern::Prefix(pre) => {
+                path.get(..pre.len()).is_some_and(|head| same(head, pre)) && {
+                    let rest = &path[pre.len()..];
+                    rest.is_empty() || rest.starts_with('/')
+                }
+            }
             Pattern::Regex(r) => r.is_match(path),
             Pattern::Segments(segs, star) => {
                 let mut parts = path.split('/').skip(1);
                 let start = params.len();
                 for seg in segs {
                     let ok = match (seg, parts.next()) {
-                        (Seg::Lit(l), Some(p)) => l == p,
+                        (Seg::Lit(l), Some(p)) => same(l, p),
                         (Seg::Param(name), Some(p)) if !p.is_empty() => {
                             params.push((name.clone(), p.to_owned()));
                             true
@@ -153,6 +179,11 @@ impl Matcher {
         self.0.iter().any(|p| p.matches(path, params))
     }
 
+    /// Every pattern, matching without regard to ASCII case.
+    pub fn fold_case(&mut self) -> Result<()> {
+        self.0.iter_mut().try_for_each(Pattern::fold_case)
+    }
+
     /// The patterns.
     pub fn patterns(&self) -> &[Pattern] {
         &self.0
@@ -185,6 +216,24 @@ mod tests {
         assert_eq!(m("/u/:id/*", "/u/7/files/x").unwrap()[0].1, "7");
         assert!(m("re:^/api/v[12]/", "/api/v2/x").is_some());
         assert!(Pattern::new("a").is_err() && Pattern::new("/a*b").is_err() && Pattern::new("re:(").is_err());
+    }
+
+    #[test]
+    fn folded_patterns_ignore_case_and_keep_the_parameters_case() {
+        let folded = |p: &str| {
+            let mut p = Pattern::new(p).unwrap();
+            p.fold_case().unwrap();
+            p
+        };
+        let mut params = Vec::new();
+        assert!(folded("/login").matches("/LOGIN", &mut params) && folded("/login").matches("/Login/", &mut params));
+        assert!(folded("/api/*").matches("/API/x", &mut params) && !folded("/api/*").matches("/APIx", &mut params));
+        assert!(folded("re:^/admin").matches("/ADMIN/x", &mut params));
+        assert!(folded("/users/:name").matches("/USERS/Bob", &mut params));
+        assert_eq!(params, [("name".to_owned(), "Bob".to_owned())]);
+        // Multi-byte paths: the prefix slice is checked on a character boundary.
+        assert!(!folded("/ab/*").matches("/é", &mut params));
+        assert!(!Pattern::new("/login").unwrap().matches("/LOGIN", &mut params));
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct ServerSpec {
     pub ipv6_prefix: u8,
     /// Serve the metrics on this separate address (`host:port`) instead of the public port.
     pub admin_addr: Option<String>,
+    /// Path patterns match without regard to ASCII case (for origins that route `/LOGIN` to
+    /// `/login`); the path itself reaches the origin unchanged.
+    pub case_insensitive_paths: bool,
     /// Who may read `metrics_path` on the public port (CIDRs; loopback by default). Anyone else
     /// gets that path like any other: through every policy, to the origin.
     pub metrics_allow: Vec<String>,
@@ -103,6 +106,7 @@ impl Default for ServerSpec {
             allowed_hosts: None,
             ipv6_prefix: 64,
             admin_addr: None,
+            case_insensitive_paths: false,
             metrics_allow: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
         }
     }

@@ -70,7 +70,8 @@ impl Plan {
         let request = build_request_policy(&spec)?;
         let default_origin = spec.origin.as_deref().map(|o| Origin::parse(o, 0)).transpose()?;
         let first_rule_origin = usize::from(default_origin.is_some());
-        Ok(Plan {
+        let fold = spec.server.case_insensitive_paths;
+        let mut plan = Plan {
             origin: default_origin,
             trusted: TrustedProxies::new(&spec.trusted_proxies)?,
             geo: objects.geo.clone(),
@@ -100,7 +101,28 @@ impl Plan {
             request,
             limits,
             tls,
-        })
+        };
+        if fold {
+            plan.fold_case()?;
+        }
+        Ok(plan)
+    }
+
+    /// Makes every path pattern of the plan match without regard to ASCII case.
+    fn fold_case(&mut self) -> Result<()> {
+        let matchers = (self.redirects.iter_mut().map(|r| &mut r.paths))
+            .chain(self.rewrites.iter_mut().map(|r| &mut r.paths))
+            .chain(self.origins.iter_mut().map(|r| &mut r.paths))
+            .chain(self.headers.iter_mut().map(|r| &mut r.paths))
+            .chain(self.jwt.iter_mut().map(|r| &mut r.paths))
+            .chain(self.rate_limits.iter_mut().map(|r| &mut r.paths))
+            .chain(self.ab_tests.iter_mut().map(|r| &mut r.paths))
+            .chain(self.cache.iter_mut().map(|r| &mut r.paths))
+            .chain(self.middleware.iter_mut().map(|r| &mut r.matcher));
+        for m in matchers {
+            m.fold_case()?;
+        }
+        self.routes.iter_mut().try_for_each(|r| r.path.fold_case())
     }
 }
 
