@@ -68,6 +68,7 @@ def build(port: int) -> tuple[ec.Edge, ec.Edge, bytes, Path | None]:
     # The edge in front is a trusted proxy: the headers it sets reach the handler (from anyone
     # else, edgecore removes the headers an edge owns).
     origin.trust_proxies(["127.0.0.1"])
+    origin.configure(trust_proxy_headers=True)
 
     @origin.route("/*", methods=["GET", "POST"])
     def page(request: ec.Request, env: Any) -> ec.Response:

@@ -111,3 +111,17 @@ def test_a_trusted_proxys_chain_gains_the_proxy_not_the_client_twice(origin):
     with app.serve() as s:
         assert get(s.port, "/", {"X-Forwarded-For": "203.0.113.7"}) == 200
         assert origin.requests[-1]["headers"]["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+
+
+def test_a_trusted_load_balancer_cannot_pass_spoofed_edge_headers_on(origin):
+    app = app_for(origin.url)
+    app.trust_proxies(["127.0.0.1"])
+    with app.serve() as s:
+        assert get(s.port, "/public", {"x-user-id": "admin", "x-edge-bot": "0"}) == 200
+        seen = origin.requests[-1]["headers"]
+        assert "x-user-id" not in seen and "x-edge-bot" not in seen
+    app = app_for(origin.url).configure(trust_proxy_headers=True)
+    app.trust_proxies(["127.0.0.1"])
+    with app.serve() as s:
+        assert get(s.port, "/public", {"x-user-id": "set-by-the-edge-in-front"}) == 200
+        assert origin.requests[-1]["headers"]["x-user-id"] == "set-by-the-edge-in-front"

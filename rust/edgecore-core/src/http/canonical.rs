@@ -156,8 +156,8 @@ pub fn canonical_path(path: &str, policy: PathPolicy) -> Result<Cow<'_, str>, &'
                 PathParams::Keep => decoded.push(b';'),
             }
         } else if encoded && !is_unreserved(byte) {
-            decoded.push(b'%');
-            decoded.extend_from_slice(format!("{byte:02X}").as_bytes());
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            decoded.extend_from_slice(&[b'%', HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 15)]]);
         } else {
             decoded.push(byte);
         }

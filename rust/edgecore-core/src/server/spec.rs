@@ -71,6 +71,9 @@ pub struct ServerSpec {
     pub ipv6_prefix: u8,
     /// Serve the metrics on this separate address (`host:port`) instead of the public port.
     pub admin_addr: Option<String>,
+    /// Keep the headers the edge owns on requests from trusted proxies (when the proxy in front
+    /// is another edge that set them). Off: even a trusted load balancer's are removed.
+    pub trust_proxy_headers: bool,
     /// Path patterns match without regard to ASCII case (for origins that route `/LOGIN` to
     /// `/login`); the path itself reaches the origin unchanged.
     pub case_insensitive_paths: bool,
@@ -107,6 +110,7 @@ impl Default for ServerSpec {
             ipv6_prefix: 64,
             admin_addr: None,
             case_insensitive_paths: false,
+            trust_proxy_headers: false,
             metrics_allow: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
         }
     }

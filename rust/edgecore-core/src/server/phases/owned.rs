@@ -6,7 +6,9 @@
 //!
 //! Owned: `X-Forwarded-For/Proto/Host`, `Forwarded`, `X-Real-IP`, `Via`, every `x-edge-*` and
 //! `x-ab-*` name, and the names configured in `claims_to_headers` and request header templates.
-//! A trusted proxy's request keeps them: it is an edge in front of this one. (The client IP is
+//! With `trust_proxy_headers`, a trusted proxy's request keeps them (an edge in front of this
+//! one); by default even a trusted proxy's are removed (a load balancer forwards what the client
+//! sent). (The client IP is
 //! settled from `X-Forwarded-For` before this, for trusted proxies only.)
 
 use http::header::HeaderName;
@@ -49,9 +51,10 @@ pub fn strip(plan: &Plan, ctx: &mut RequestCtx) -> Result<()> {
     {
         return Err(Error::bad_request("more than one Authorization field"));
     }
-    // A trusted proxy (an edge in front of this one) owns these fields as much as we do: what
-    // it set is kept, as its X-Forwarded-For is believed.
-    if plan.trusted.contains(ctx.peer) {
+    // Kept only when asked (`trust_proxy_headers`) and from a trusted proxy: an edge in front of
+    // this one. A load balancer in `trust_proxies` passes client headers on verbatim, so by
+    // default its requests are stripped like anyone's.
+    if plan.server.trust_proxy_headers && plan.trusted.contains(ctx.peer) {
         return Ok(());
     }
     // One pass over the names; only what is found is removed (most requests carry none).
@@ -92,16 +95,21 @@ mod tests {
         left.sort_unstable();
         // x-user-id is not owned here (no claims_to_headers names it).
         assert_eq!(left, ["host", "x-user-id"]);
-        // From a trusted proxy they stay; Connection-named fields still go.
-        let trusting = plan(serde_json::json!({"trusted_proxies": ["10.0.0.0/8"]}));
-        let mut c = crate::server::phases::testing::ctx_from(
-            "10.0.0.2",
-            "/",
-            &[("x-edge-bot", "1"), ("connection", "x-gone"), ("x-gone", "1")],
-        );
-        strip(&trusting, &mut c).unwrap();
-        assert_eq!(c.request.header("x-edge-bot"), Some("1"));
-        assert!(c.request.header("x-gone").is_none());
+        // A trusted load balancer's request is stripped too, unless trust_proxy_headers says it
+        // is an edge; Connection-named fields go either way.
+        let from_lb = |spec: serde_json::Value| {
+            let mut c = crate::server::phases::testing::ctx_from(
+                "10.0.0.2",
+                "/",
+                &[("x-edge-bot", "1"), ("connection", "x-gone"), ("x-gone", "1")],
+            );
+            strip(&plan(spec), &mut c).unwrap();
+            assert!(c.request.header("x-gone").is_none());
+            c.request.header("x-edge-bot").map(str::to_owned)
+        };
+        assert_eq!(from_lb(serde_json::json!({"trusted_proxies": ["10.0.0.0/8"]})), None);
+        let edge = serde_json::json!({"trusted_proxies": ["10.0.0.0/8"], "server": {"trust_proxy_headers": true}});
+        assert_eq!(from_lb(edge).as_deref(), Some("1"));
         let mut c = ctx_with("/", &[("authorization", "Bearer a"), ("authorization", "Bearer b")]);
         assert_eq!(strip(&p, &mut c).unwrap_err().http_status(), 400);
     }
