@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PROFILE ?= ci
 
 .DEFAULT_GOAL := help
-.PHONY: help install develop system-deps demo test test-rust test-python lint fmt stubtest bench clean
+.PHONY: help install develop system-deps demo test test-rust test-python test-fuzz fuzz lint fmt stubtest bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,13 +31,21 @@ install: system-deps develop ## Everything: system packages, virtualenv, dev dep
 demo: install ## Run the main job (the edgecore demo)
 	$(BIN)/python -m edgecore demo
 
-test: install lint test-rust stubtest test-python ## The whole test suite (what CI runs)
+test: install lint test-rust stubtest test-python test-fuzz ## The whole test suite (what CI runs)
 
 test-rust: ## Rust unit tests of the core (no Python)
 	cargo test -p edgecore-core --profile $(PROFILE)
 
 test-python: ## pytest: unit, property and end-to-end tests
 	$(BIN)/python -m pytest -q
+
+FUZZ_SECONDS ?= 30
+test-fuzz: ## Each fuzz target over its seeds and regressions, then fuzzed briefly (FUZZ_SECONDS each)
+	./scripts/fuzz.sh $(FUZZ_SECONDS)
+
+FUZZ_LONG ?= 600
+fuzz: ## Each fuzz target for 10 minutes (FUZZ_LONG seconds); FUZZ_TARGETS="jwt" for one
+	./scripts/fuzz.sh $(FUZZ_LONG) $(FUZZ_TARGETS)
 
 lint: $(VENV)/.deps ## rustfmt, clippy -D warnings, ruff, mypy --strict, no dependency cycles
 	cargo fmt --all -- --check

@@ -304,17 +304,7 @@ impl GeoDb {
 
     /// Geo data for `ip`, or None when the database has no record (or an unreadable one).
     pub fn lookup(&self, ip: IpAddr) -> Option<Geo> {
-        let r = self.reader.load();
-        let ip = normalize(ip);
-        catch_unwind(AssertUnwindSafe(|| {
-            r.lookup(ip)
-                .and_then(|res| res.decode::<Record<'_>>())
-                .ok()
-                .flatten()
-                .map(Record::into_geo)
-        }))
-        .ok()
-        .flatten()
+        lookup_in(&self.reader.load(), ip)
     }
 
     /// The full record for `ip`, or None.
@@ -325,13 +315,33 @@ impl GeoDb {
     /// The record for `ip` decoded as `T` (any owned `Deserialize` type), or None. Adapters use it
     /// to build their own values directly, without an intermediate tree.
     pub fn get_as<T: serde::de::DeserializeOwned>(&self, ip: IpAddr) -> Option<T> {
-        let r = self.reader.load();
-        catch_unwind(AssertUnwindSafe(|| {
-            r.lookup(ip).and_then(|res| res.decode::<T>()).ok().flatten()
-        }))
-        .ok()
-        .flatten()
+        get_in(&self.reader.load(), ip)
     }
+}
+
+/// What [`GeoDb::lookup`] does, on any reader (a mapped file, or bytes in memory as the fuzz
+/// target uses): `Geo` for `ip`, or None; never panics whatever the database holds.
+pub fn lookup_in<S: AsRef<[u8]>>(reader: &Reader<S>, ip: IpAddr) -> Option<Geo> {
+    let ip = normalize(ip);
+    catch_unwind(AssertUnwindSafe(|| {
+        reader
+            .lookup(ip)
+            .and_then(|res| res.decode::<Record<'_>>())
+            .ok()
+            .flatten()
+            .map(Record::into_geo)
+    }))
+    .ok()
+    .flatten()
+}
+
+/// What [`GeoDb::get_as`] does, on any reader.
+pub fn get_in<S: AsRef<[u8]>, T: serde::de::DeserializeOwned>(reader: &Reader<S>, ip: IpAddr) -> Option<T> {
+    catch_unwind(AssertUnwindSafe(|| {
+        reader.lookup(ip).and_then(|res| res.decode::<T>()).ok().flatten()
+    }))
+    .ok()
+    .flatten()
 }
 
 #[cfg(test)]

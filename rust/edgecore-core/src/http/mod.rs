@@ -6,6 +6,7 @@
 
 pub mod canonical;
 mod chunked;
+pub mod framing;
 mod headers;
 mod parse;
 mod request;

@@ -13,6 +13,7 @@ use hyper_util::server::conn::auto;
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::conn::{serve_connection, ConnState, Connections, Watched};
+use super::guarded::Guarded;
 use super::plan::Timeouts;
 use super::service::serve;
 use super::state::ServerState;
@@ -138,7 +139,9 @@ impl Worker<'_> {
             };
             match tls {
                 None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                    let conn = builder
+                        .serve_connection(TokioIo::new(Guarded::new(stream)), service)
+                        .into_owned();
                     serve_connection!(conn, conns, &state, header_timeout);
                 }
                 // The handshake runs on the connection's task, bounded by the header timeout,
@@ -147,7 +150,9 @@ impl Worker<'_> {
                 Some(acceptor) => {
                     if let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         state.deadline.store(conns.clock.header_deadline(), Ordering::Relaxed);
-                        let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                        let conn = builder
+                            .serve_connection(TokioIo::new(Guarded::new(stream)), service)
+                            .into_owned();
                         serve_connection!(conn, conns, &state, header_timeout);
                     }
                 }

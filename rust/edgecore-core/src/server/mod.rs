@@ -26,7 +26,8 @@
 //! checks this for the whole workspace):
 //!
 //! - lifecycle: [`lifecycle`] (start, reload, shutdown), [`listener`] (accepting, hand-offs,
-//!   the drain), [`conn`] (per-connection state and the timeout watchdog), [`worker`];
+//!   the drain), [`conn`] (per-connection state and the timeout watchdog), [`guarded`] (the strict
+//!   framing check on what clients send), [`worker`];
 //! - a request: [`service`] (what hyper calls), [`pipeline`] (the phase order), [`phases`] (one
 //!   file per phase), [`ctx`] (the request context), [`respond`] (responses the edge writes),
 //!   [`body`], [`admin`] (the metrics page);
@@ -41,6 +42,7 @@ pub mod body;
 pub mod bridge;
 pub mod conn;
 pub mod ctx;
+pub(crate) mod guarded;
 pub mod lifecycle;
 pub mod listener;
 pub mod matcher;

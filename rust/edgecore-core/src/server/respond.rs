@@ -28,12 +28,13 @@ pub fn from_core(r: Response) -> http::Response<Body> {
     out
 }
 
-/// The response for an error: its status, `Connection: close` for a client error (the request
-/// may not have been read to its end), `Retry-After: 1` for an overload.
+/// The response for an error: its status, `Connection: close` for a client error or a 501 (the
+/// request may not have been read to its end), `Retry-After: 1` for an overload.
 pub fn error_response(e: &Error) -> http::Response<Body> {
     let status = StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut r = status_response(status, status.canonical_reason().unwrap_or("error"));
-    if status.is_client_error() {
+    // 501: a transfer coding we do not implement; what follows on the connection is not trusted.
+    if status.is_client_error() || status == StatusCode::NOT_IMPLEMENTED {
         r.headers_mut()
             .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
