@@ -175,18 +175,29 @@ impl FrameGuard {
 
     /// Reads head bytes from `buf[i..]` up to the end of one line; returns where it stopped.
     fn head(&mut self, buf: &mut [u8], i: usize) -> Result<usize, Outcome> {
+        const BARE_LF: &str = "a line ends in a bare LF (CRLF required)";
         let rest = &buf[i..];
         let Some(n) = memchr(b'\n', rest) else {
             self.keep(rest);
             return Ok(buf.len());
         };
-        self.keep(&rest[..n]);
         let lf = i + n;
-        let before = if n > 0 { rest[n - 1] } else { self.last };
-        let verdict = if before != b'\r' {
-            Err("a line ends in a bare LF (CRLF required)")
+        let crlf = if n > 0 {
+            rest[n - 1] == b'\r'
         } else {
-            self.end_of_line()
+            self.last == b'\r'
+        };
+        let verdict = if !crlf {
+            Err(BARE_LF)
+        } else if self.cur.is_empty() && !self.cur_long {
+            // The whole line is in this read (the common case): looked at in place.
+            self.end_of_line(&rest[..n - 1], false)
+        } else {
+            self.keep(&rest[..n]);
+            let cur = std::mem::take(&mut self.cur);
+            let v = self.end_of_line(cur.strip_suffix(b"\r").unwrap_or(&cur), self.cur_long);
+            self.cur = cur;
+            v
         };
         self.cur.clear();
         self.cur_long = false;
@@ -200,6 +211,7 @@ impl FrameGuard {
         }
     }
 
+    /// Keeps what a read holds of a line that continues in the next read (up to the cap).
     fn keep(&mut self, bytes: &[u8]) {
         let room = FIELD_CAP - self.cur.len();
         if bytes.len() > room {
@@ -208,9 +220,10 @@ impl FrameGuard {
         self.cur.extend_from_slice(&bytes[..bytes.len().min(room)]);
     }
 
-    /// A head line ended (`cur` holds it, CR included).
-    fn end_of_line(&mut self) -> Result<(), &'static str> {
-        let line = self.cur.strip_suffix(b"\r").unwrap_or(&self.cur);
+    /// A head line ended: `line` without its CRLF (only its first [`FIELD_CAP`] bytes when
+    /// `long`). httparse allows no whitespace before a colon, so a framing field's name is
+    /// exactly the line's first bytes.
+    fn end_of_line(&mut self, line: &[u8], long: bool) -> Result<(), &'static str> {
         if self.line == 0 {
             if line.is_empty() {
                 return Ok(()); // Empty lines before a request line are ignored (RFC 9112 §2.2).
@@ -227,22 +240,24 @@ impl FrameGuard {
             return self.end_of_head();
         }
         self.line += 1;
-        let Some(colon) = memchr(b':', line) else { return Ok(()) };
-        let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
-        if name.eq_ignore_ascii_case(b"content-length") {
-            if self.cur_long {
+        if is_field(line, b"content-length") {
+            if long {
                 return Err("a Content-Length field too long to be one");
             }
-            let n = content_length(value).ok_or("an invalid Content-Length")?;
+            let n = content_length(&line[15..]).ok_or("an invalid Content-Length")?;
             if self.content_length.is_some_and(|m| m != n) {
                 return Err("two different Content-Length values");
             }
             self.content_length = Some(n);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if self.cur_long {
+        } else if is_field(line, b"transfer-encoding") {
+            if long {
                 return Err("a Transfer-Encoding field too long to be one");
             }
-            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+            let last = line[18..]
+                .rsplit(|&b| b == b',')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
             self.transfer_encoding = Some(last.eq_ignore_ascii_case(b"chunked"));
         }
         Ok(())
@@ -307,6 +322,11 @@ impl FrameGuard {
         };
         Ok(())
     }
+}
+
+/// Whether `line` is a field named `name` (lower case), any case.
+fn is_field(line: &[u8], name: &[u8]) -> bool {
+    line.len() > name.len() && line[name.len()] == b':' && line[..name.len()].eq_ignore_ascii_case(name)
 }
 
 /// A byte that hyper's chunked decoder refuses in the state matching `state` (it accepts a
