@@ -497,7 +497,15 @@ class Running:
     @staticmethod
     def _failed(job: _core.PendingJob, fn: Handler) -> None:
         message = traceback.format_exc()
-        log.error("edgecore: %s handler %s failed:\n%s", job.kind, getattr(fn, "__qualname__", fn), message)
+        request = job.request
+        log.error(
+            "%s handler %s failed on %s %s (answered 500):\n%s",
+            job.kind,
+            getattr(fn, "__qualname__", fn),
+            request.method,
+            request.path,
+            message,
+        )
         job.fail(message)
 
 

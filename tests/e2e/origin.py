@@ -89,6 +89,14 @@ class Origin:
                         self._send(
                             200, f"version {outer.version}".encode(), {"ETag": tag, "Cache-Control": "max-age=1"}
                         )
+                elif path.startswith("/swr"):
+                    # Fresh for 1 s, then usable stale for 30 s while revalidated; each answer is
+                    # numbered, and a refresh takes 0.5 s.
+                    n = sum(1 for r in outer.requests if r["path"].startswith("/swr"))
+                    time.sleep(0.5 if n > 1 else 0)
+                    self._send(200, f"swr #{n}".encode(), {"Cache-Control": "max-age=1, stale-while-revalidate=30"})
+                elif path.startswith("/tagged"):
+                    self._send(200, b"tagged body", {"ETag": '"t1"', "Cache-Control": "max-age=60"})
                 elif path.startswith("/cached"):
                     time.sleep(0.2 if "slowfill" in self.path else 0)
                     self._send(200, f"cached {path} #{len(outer.requests)}".encode(), {"Cache-Control": "max-age=60"})

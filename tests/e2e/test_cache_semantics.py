@@ -35,3 +35,28 @@ def test_cdn_cache_control_governs_the_edge_and_cache_control_the_browser(origin
         # The browser still sees (and obeys) the origin's Cache-Control.
         assert second.headers["cache-control"] == "no-store"
         assert origin.count("/targeted") == 1
+
+
+def test_a_hit_answers_ranges_and_conditionals_from_the_stored_response(origin):
+    """RFC 9110 §13-14 at a shared cache: the entry is the whole representation, and a client's
+    Range or conditional is cut from it for that client alone, without asking the origin."""
+    app = ec.Edge(origin=origin.url)
+    app.cache(paths=["/cached/*", "/tagged"], ttl=60)
+    with app.serve() as s:
+        whole = call(s.url, "/cached/r").body
+        part = call(s.url, "/cached/r", headers={"Range": "bytes=2-5"})
+        assert part.status == 206 and part.body == whole[2:6]
+        assert part.headers["content-range"] == f"bytes 2-5/{len(whole)}"
+        assert call(s.url, "/cached/r", headers={"Range": "bytes=-3"}).body == whole[-3:]
+        past = call(s.url, "/cached/r", headers={"Range": f"bytes={len(whole)}-"})
+        assert past.status == 416 and past.headers["content-range"] == f"bytes */{len(whole)}"
+        assert call(s.url, "/cached/r", headers={"Range": "bytes=0-1,4-5"}).body == whole
+        assert origin.count("/cached/r") == 1
+        assert call(s.url, "/tagged").headers["etag"] == '"t1"'
+        again = call(s.url, "/tagged", headers={"If-None-Match": 'W/"t1"'})
+        assert again.status == 304 and again.body == b"" and again.headers["etag"] == '"t1"'
+        assert call(s.url, "/tagged", headers={"If-None-Match": '"other"'}).status == 200
+        stale_range = call(s.url, "/tagged", headers={"Range": "bytes=0-1", "If-Range": '"t0"'})
+        assert stale_range.status == 200 and stale_range.body == b"tagged body"
+        assert call(s.url, "/tagged", headers={"Range": "bytes=0-1", "If-Range": '"t1"'}).body == b"ta"
+        assert origin.count("/tagged") == 1

@@ -5,12 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import urllib.request
 
 import pytest
 
 from tests.redis_server import free_port
+from tests.waiting import wait_for
 
 
 def write_app(tmp_path, body: str) -> None:
@@ -31,6 +33,32 @@ def start_serve(tmp_path, port: int, *extra: str) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+class StderrLog:
+    """Reads a process's stderr as it is written, so a test can wait for a line."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self.lines: list[str] = []
+        self.thread = threading.Thread(target=self._read, args=(proc,), daemon=True)
+        self.thread.start()
+
+    def _read(self, proc: subprocess.Popen) -> None:
+        for line in proc.stderr:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def finish(self) -> str:
+        """After the process exited: everything it wrote; closes its pipes."""
+        self.thread.join(timeout=30)
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe:
+                pipe.close()
+        return self.text
 
 
 def fetch(proc: subprocess.Popen, url: str, timeout: float = 30) -> bytes:
@@ -125,6 +153,7 @@ def test_sighup_reloads_the_configuration_and_rejects_a_bad_one(tmp_path):
     write_app(tmp_path, 'app = ec.Edge()\n\n@app.route("/v")\ndef v(request, env):\n    return "one"\n')
     port = free_port()
     proc = start_serve(tmp_path, port)
+    log = StderrLog(proc)
 
     def get() -> bytes:
         return fetch(proc, f"http://127.0.0.1:{port}/v")
@@ -140,11 +169,12 @@ def test_sighup_reloads_the_configuration_and_rejects_a_bad_one(tmp_path):
         # A bad configuration is rejected and the running one stays.
         write_app(tmp_path, 'app = ec.Edge()\napp.headers(request={"x": "{nope}"})\n')
         proc.send_signal(signal.SIGHUP)
-        time.sleep(1)
+        wait_for(lambda: "reload rejected" in log.text, what="the bad reload to be rejected")
         assert get() == b"two"
     finally:
         proc.terminate()
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+    err = log.finish()
     assert "configuration reloaded" in err and "reload rejected" in err and "unknown template variable" in err
 
 
@@ -180,9 +210,10 @@ def test_reload_restarts_on_file_change_and_survives_a_broken_edit(tmp_path):
     version("one")
     port = free_port()
     proc = start_serve(tmp_path, port, "--reload")
+    log = StderrLog(proc)
     url = f"http://127.0.0.1:{port}/v"
 
-    def wait_for(expected: bytes) -> None:
+    def serves(expected: bytes) -> None:
         deadline = time.time() + 30
         while True:
             try:
@@ -190,23 +221,24 @@ def test_reload_restarts_on_file_change_and_survives_a_broken_edit(tmp_path):
                     return
             except OSError:
                 pass
-            assert proc.poll() is None, proc.stderr.read()
+            assert proc.poll() is None, log.text
             assert time.time() < deadline, f"never served {expected!r}"
             time.sleep(0.1)
 
     try:
-        wait_for(b"one")
+        serves(b"one")
         version("two")
-        wait_for(b"two")
+        serves(b"two")
         # A syntax error stops the child; the supervisor stays and the next good edit serves again.
         (tmp_path / "myapp.py").write_text("import edgecore as ec\napp = ec.Edge(\n")
-        time.sleep(3)
+        wait_for(lambda: "SyntaxError" in log.text, timeout=30, what="the child to fail on the broken edit")
         assert proc.poll() is None
         version("three")
-        wait_for(b"three")
+        serves(b"three")
     finally:
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=30)
+        proc.wait(timeout=30)
+    err = log.finish()
     assert proc.returncode == 0, err
     assert "myapp.py changed; restarting" in err
     assert "SyntaxError" in err

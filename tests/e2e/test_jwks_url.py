@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec as cec
 
 import edgecore as ec
+from tests.waiting import wait_for
 
 NOW = 1_700_000_000
 
@@ -96,13 +97,14 @@ def test_failed_refresh_keeps_the_last_good_set(server):
     server.keys = [jwk1]
     v = ec.JWTVerifier(jwks_url=server.url, algorithms=["ES256"], jwks_min_interval=0.05, jwks_refresh=0.1)
     server.fail = True
-    time.sleep(0.4)  # several background refreshes fail
+    wait_for(lambda: v.jwks_stats()[1] >= 2, what="two failed background refreshes")
     fetches, failures = v.jwks_stats()
     assert failures >= 1 and fetches > failures
     assert v.verify(token(k1, "k1"), now=NOW)["sub"] == "u"
     # Server gone entirely: still the last good set.
     server.stop()
-    time.sleep(0.15)
+    failed = v.jwks_stats()[1]
+    wait_for(lambda: v.jwks_stats()[1] > failed, what="a refresh against the stopped server")
     assert v.verify(token(k1, "k1"), now=NOW)["sub"] == "u"
     with pytest.raises(ec.KeyNotFoundError):
         v.verify(token(k1, "other"), now=NOW)
@@ -114,13 +116,14 @@ def test_background_refresh_picks_up_new_keys(server):
     server.keys = [jwk1]
     v = ec.JWTVerifier(jwks_url=server.url, algorithms=["ES256"], jwks_min_interval=3600, jwks_refresh=0.1)
     server.keys = [jwk2]  # k1 retired, k2 published
-    deadline = time.time() + 5
-    while time.time() < deadline:
+
+    def verifies() -> bool:
         try:
-            v.verify(token(k2, "k2"), now=NOW)
-            break
+            return bool(v.verify(token(k2, "k2"), now=NOW))
         except ec.KeyNotFoundError:
-            time.sleep(0.05)
+            return False
+
+    wait_for(verifies, what="the background refresh to publish k2")
     assert v.verify(token(k2, "k2"), now=NOW)["sub"] == "u"
     with pytest.raises(ec.KeyNotFoundError):
         v.verify(token(k1, "k1"), now=NOW)

@@ -17,6 +17,7 @@ import edgecore as ec
 from tests.e2e.conftest import call
 from tests.e2e.test_cli import fetch
 from tests.redis_server import free_port
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -116,7 +117,10 @@ def test_a_purge_reaches_every_node(nodes, origin, redis_url):
     assert origin.count("/products/") == 6
     # A prefix that matches nothing leaves the caches alone.
     assert ec.publish_purge(redis_url, "/static/") == 3
-    time.sleep(0.3)
+    wait_for(
+        lambda: all("edgecore_purges_received 2" in call(u, "/metrics").body.decode() for u in nodes),
+        what="every node to apply the second purge",
+    )
     assert fill() == ["HIT"] * 3
 
 

@@ -340,10 +340,21 @@ def test_rust_only_routes_keep_serving_while_python_holds_the_gil(origin):
     app.redirect(to="/new", paths=["/old"])
     window = {}
 
+    # Catastrophic backtracking: each extra "a" doubles the time spent inside one C call. Sized
+    # for this CPU: the first length that takes over 0.3 s, plus two (so 1.2 s to 2.4 s).
+    n = 16
+    while True:
+        t = time.perf_counter()
+        re.match(r"(a+)+$", "a" * n + "!")
+        if time.perf_counter() - t > 0.3:
+            break
+        n += 1
+    subject = "a" * (n + 2) + "!"
+
     @app.route("/busy")
     def busy(request, env):
         window["start"] = time.time()
-        re.match(r"(a+)+$", "a" * 27 + "!")  # catastrophic backtracking: seconds inside C
+        re.match(r"(a+)+$", subject)
         window["end"] = time.time()
         return "done"
 

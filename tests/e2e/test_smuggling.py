@@ -248,3 +248,16 @@ def test_every_smuggling_case_of_the_fuzz_corpus_through_the_server(origin):
             if "/smuggled" in seen:
                 failures.append(f"{case.name}: /smuggled reached the origin")
     assert not failures, "\n".join(failures)
+
+
+def test_every_refusal_is_a_log_line_naming_the_client_and_the_reason(origin, capfd):
+    with ec.Edge(origin=origin.url).serve() as s:
+        assert statuses(exchange(s.port, b"GET /a HTTP/1.1\nHost: x\r\n\r\n")) == [400]
+        assert statuses(exchange(s.port, b"GET /a HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n")) == [400]
+        bad_chunk = b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n"
+        assert statuses(exchange(s.port, bad_chunk)) == [400]
+    err = capfd.readouterr().err
+    lines = [line for line in err.splitlines() if "refused a malformed request from 127.0.0.1:" in line]
+    assert any("bare LF" in line for line in lines), err
+    assert any("invalid" in line.lower() and "header" in line.lower() for line in lines), err
+    assert any("an invalid chunk size" in line for line in lines), err

@@ -370,27 +370,30 @@ impl PyPendingJob {
     }
 
     /// Answers with what the handler returned: a Response, str, bytes, dict/list (JSON), or —
-    /// for middleware — None to continue with the (possibly edited) request. Anything else is a
-    /// 500. Returns False when the request already had its answer.
+    /// for middleware — None to continue with the (possibly edited) request. Anything else raises
+    /// `TypeError` naming the type (the caller logs it and answers 500 with `fail`). Returns
+    /// False when the request already had its answer.
     fn respond(&self, py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let Some(tx) = self.reply.lock().take() else {
-            return Ok(false);
-        };
         let reply = match to_response(py, result)? {
             Some(r) => Reply::Respond(r),
             None if result.is_none() && matches!(self.kind, JobKind::Middleware(_)) => {
                 Reply::Continue(self.request.bind(py).get().to_core())
             }
-            None => Reply::Failed(format!(
-                "{} handler returned {}, expected a Response, str, bytes or dict{}",
-                self.kind.name(),
-                result.get_type().name()?,
-                if matches!(self.kind, JobKind::Middleware(_)) {
-                    " (or None)"
-                } else {
-                    ""
-                }
-            )),
+            None => {
+                return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                    "{} handler returned {}, expected a Response, str, bytes or dict{}",
+                    self.kind.name(),
+                    result.get_type().name()?,
+                    if matches!(self.kind, JobKind::Middleware(_)) {
+                        " (or None)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
+        };
+        let Some(tx) = self.reply.lock().take() else {
+            return Ok(false);
         };
         Ok(tx.send(reply).is_ok())
     }

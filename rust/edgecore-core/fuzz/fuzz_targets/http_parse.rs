@@ -94,20 +94,24 @@ fuzz_target!(|data: &[u8]| {
     let te = req.headers.contains("transfer-encoding");
     assert!(!(cl && te), "Content-Length and Transfer-Encoding both accepted");
     if cl {
-        // One value, or a list of identical values (RFC 9110 §8.6 lets a recipient accept it).
-        let mut values = req
+        // One value, or a list of values of the same number (RFC 9110 §8.6 lets a recipient
+        // accept identical values; `80` and `080` frame the same body).
+        let numbers: Vec<usize> = req
             .headers
             .get_all("content-length")
-            .flat_map(|v| v.split(|&b| b == b','));
-        let first = values.next().unwrap().trim_ascii();
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(|v| {
+                std::str::from_utf8(v.trim_ascii())
+                    .unwrap()
+                    .parse()
+                    .expect("Content-Length not 1*DIGIT")
+            })
+            .collect();
         assert!(
-            values.all(|v| v.trim_ascii() == first),
+            numbers.windows(2).all(|w| w[0] == w[1]),
             "different Content-Length values accepted"
         );
-        let n: usize = std::str::from_utf8(first)
-            .unwrap()
-            .parse()
-            .expect("Content-Length not 1*DIGIT");
+        let n = numbers[0];
         assert_eq!(n, req.body.len());
         assert_eq!(parsed.consumed, head_len + n);
     }

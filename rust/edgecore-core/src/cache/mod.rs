@@ -6,11 +6,13 @@
 //!   serving, conditional revalidation, invalidation.
 //! - [`key`]: cache keys with normalized queries and dimensions.
 //! - [`coalesce`]: one origin fetch for concurrent misses of one key.
+//! - [`ranges`]: a client's conditional or `Range` request answered from a stored response.
 
 pub mod coalesce;
 pub mod http_cache;
 pub mod key;
 pub mod policy;
+pub mod ranges;
 pub mod store;
 
 pub use http_cache::{Entry, HttpCache, Lookup};

@@ -182,10 +182,12 @@ impl FrameGuard {
             return Ok(buf.len());
         };
         let lf = i + n;
+        // The byte before the LF: in this read, or the last one kept of this line (never a byte
+        // of the body before it: `cur` is empty at a line's start).
         let crlf = if n > 0 {
             rest[n - 1] == b'\r'
         } else {
-            self.last == b'\r'
+            !self.cur.is_empty() && self.last == b'\r'
         };
         let verdict = if !crlf {
             Err(BARE_LF)
@@ -471,6 +473,13 @@ mod tests {
             let end = m.windows(4).position(|w| w == b"\r\n\r\n").map_or(m.len(), |e| e + 4);
             assert!(nul < end, "{:?}", String::from_utf8_lossy(&m));
         }
+    }
+
+    #[test]
+    fn a_cr_that_ended_a_body_does_not_make_the_next_lf_a_crlf() {
+        // Found by fuzzing: the body's last byte is CR, the next message starts with a bare LF.
+        let m = msg(b"Content-Length: 1\r\n", b"\r\nGET / HTTP/1.1\r\n\r\n");
+        assert!(matches!(verdict(&m), Outcome::HeadRefused(r) if r.contains("bare LF")));
     }
 
     #[test]

@@ -112,11 +112,17 @@ pub(crate) struct ConnState {
     /// The task driving the connection (stored only when it changes).
     waker: parking_lot::Mutex<Option<std::task::Waker>>,
     clock: Arc<Ticks>,
+    /// The client's address, for the log line of a refused request.
+    peer: std::net::SocketAddr,
+    /// Why the framing guard refused this connection's request, if it did.
+    pub(crate) refused: std::sync::OnceLock<&'static str>,
 }
 
 impl ConnState {
-    pub(crate) fn new(clock: Arc<Ticks>) -> Self {
+    pub(crate) fn new(clock: Arc<Ticks>, peer: std::net::SocketAddr) -> Self {
         ConnState {
+            peer,
+            refused: std::sync::OnceLock::new(),
             started: AtomicBool::new(false),
             first_request: Notify::new(),
             in_flight: AtomicU32::new(0),
@@ -274,11 +280,11 @@ impl Connections {
     }
 
     /// Drives `conn` until it finishes, the server stops or the watchdog times it out.
-    pub(crate) async fn drive<F: std::future::Future>(
-        &self,
-        state: &Arc<ConnState>,
-        mut conn: std::pin::Pin<&mut F>,
-    ) -> Ended {
+    pub(crate) async fn drive<F, E>(&self, state: &Arc<ConnState>, mut conn: std::pin::Pin<&mut F>) -> Ended
+    where
+        F: std::future::Future<Output = Result<(), E>>,
+        E: std::ops::Deref<Target = dyn std::error::Error + Send + Sync>,
+    {
         struct Registration<'a> {
             conns: &'a Connections,
             slot: usize,
@@ -318,7 +324,8 @@ impl Connections {
             if let Some(e) = ended() {
                 return std::task::Poll::Ready(e);
             }
-            if conn.as_mut().poll(cx).is_ready() {
+            if let std::task::Poll::Ready(out) = conn.as_mut().poll(cx) {
+                log_refusal(state, out.as_ref().err().map(|e| &**e));
                 return std::task::Poll::Ready(Ended::Finished);
             }
             if !known.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -338,6 +345,44 @@ impl Connections {
 }
 
 pub(crate) use serve_connection;
+
+/// Writes one log line for a connection whose request was refused as malformed: by the framing
+/// guard (its reason) or by hyper's parser. At most [`REFUSALS_PER_SECOND`] lines a second are
+/// written, so a flood of bad requests cannot flood the log; the lines left out are counted in
+/// the next one written.
+fn log_refusal(state: &ConnState, error: Option<&(dyn std::error::Error + Send + Sync + 'static)>) {
+    let hyper_parse = error
+        .and_then(|e| e.downcast_ref::<hyper::Error>())
+        .filter(|e| e.is_parse() || e.is_parse_too_large());
+    let why: std::borrow::Cow<'_, str> = match (state.refused.get(), hyper_parse) {
+        (Some(why), _) => (*why).into(),
+        (None, Some(e)) => e.to_string().into(),
+        (None, None) => return,
+    };
+    static WINDOW: AtomicU64 = AtomicU64::new(0);
+    static WRITTEN: AtomicU32 = AtomicU32::new(0);
+    static SKIPPED: AtomicU64 = AtomicU64::new(0);
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if WINDOW.swap(second, Ordering::Relaxed) != second {
+        WRITTEN.store(0, Ordering::Relaxed);
+    }
+    if WRITTEN.fetch_add(1, Ordering::Relaxed) >= REFUSALS_PER_SECOND {
+        SKIPPED.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let skipped = SKIPPED.swap(0, Ordering::Relaxed);
+    let more = if skipped > 0 {
+        format!(" ({skipped} more refusals not logged)")
+    } else {
+        String::new()
+    };
+    eprintln!("edgecore: refused a malformed request from {}: {why}{more}", state.peer);
+}
+
+/// Log lines for refused requests, at most, per second (see [`log_refusal`]).
+const REFUSALS_PER_SECOND: u32 = 10;
 
 #[cfg(test)]
 mod tests {

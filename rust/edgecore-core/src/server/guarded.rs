@@ -10,19 +10,25 @@ use std::task::{ready, Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use std::sync::Arc;
+
+use super::conn::ConnState;
 use crate::http::framing::{FrameGuard, Outcome};
 
 /// A connection's stream with the framing guard on its read side.
 pub(crate) struct Guarded<T> {
     io: T,
     guard: FrameGuard,
+    /// Where a refusal's reason goes, for the connection's log line.
+    state: Arc<ConnState>,
 }
 
 impl<T> Guarded<T> {
-    pub(crate) fn new(io: T) -> Self {
+    pub(crate) fn new(io: T, state: Arc<ConnState>) -> Self {
         Guarded {
             io,
             guard: FrameGuard::new(),
+            state,
         }
     }
 }
@@ -32,8 +38,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
-        // A refusal has already been written into the bytes, for hyper to answer.
-        let _: Outcome = this.guard.inspect(&mut buf.filled_mut()[before..]);
+        // A refusal has already been written into the bytes, for hyper to answer; its reason is
+        // kept for the log line written when the connection ends.
+        match this.guard.inspect(&mut buf.filled_mut()[before..]) {
+            Outcome::Ok => {}
+            Outcome::HeadRefused(why) | Outcome::BodyRefused(why) => {
+                let _ = this.state.refused.set(why);
+            }
+        }
         Poll::Ready(Ok(()))
     }
 }

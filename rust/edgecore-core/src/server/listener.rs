@@ -130,7 +130,7 @@ impl Worker<'_> {
         tokio::spawn(async move {
             let (builder, conns) = (&common.builder, &common.conns);
             let header_timeout = common.timeouts.header_read;
-            let state = Arc::new(ConnState::new(conns.clock.clone()));
+            let state = Arc::new(ConnState::new(conns.clock.clone(), peer));
             let seen = state.clone();
             let service = service_fn(move |req| serve(shared.clone(), req, peer, secure, seen.request()));
             let stream = Watched {
@@ -140,7 +140,7 @@ impl Worker<'_> {
             match tls {
                 None => {
                     let conn = builder
-                        .serve_connection(TokioIo::new(Guarded::new(stream)), service)
+                        .serve_connection(TokioIo::new(Guarded::new(stream, state.clone())), service)
                         .into_owned();
                     serve_connection!(conn, conns, &state, header_timeout);
                 }
@@ -151,7 +151,7 @@ impl Worker<'_> {
                     if let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         state.deadline.store(conns.clock.header_deadline(), Ordering::Relaxed);
                         let conn = builder
-                            .serve_connection(TokioIo::new(Guarded::new(stream)), service)
+                            .serve_connection(TokioIo::new(Guarded::new(stream, state.clone())), service)
                             .into_owned();
                         serve_connection!(conn, conns, &state, header_timeout);
                     }

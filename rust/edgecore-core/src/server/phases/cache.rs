@@ -11,7 +11,8 @@
 //! - a request with a body, or with a credential other than `Authorization` (a JWT cookie), goes
 //!   past the cache: nothing is stored from it or served to it;
 //! - a fill never carries the client's conditionals or `Range` (the origin answers the full
-//!   representation; a 304 or 206 is never stored);
+//!   representation; a 304 or 206 is never stored); a hit answers them from the stored response
+//!   ([`crate::cache::ranges`]: 304, 206 or 416 for this client alone);
 //! - coalescing is safe by construction: concurrent misses wait for one fetch, but a waiter is
 //!   served only what the cache then holds for its own request (the leader's answer if it was
 //!   stored and would be selected for the waiter: same key, same `Vary` values); otherwise the
@@ -27,7 +28,7 @@ use http::Method;
 use parking_lot::Mutex;
 
 use super::produce::{fetch_for_cache, produce, Fill};
-use crate::cache::{url_key, Entry, Lookup};
+use crate::cache::{ranges, url_key, Entry, Lookup};
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::Request;
 use crate::server::body::Body;
@@ -84,10 +85,11 @@ pub async fn serve(
     match lookup {
         Lookup::Hit(r) => {
             ctx.notes.cache_status = Some(CacheStatus::Hit);
-            Ok(from_core(r))
+            Ok(from_core(ranges::answer(&exchange.0, r)))
         }
         Lookup::Stale(r, _entry) => {
             ctx.notes.cache_status = Some(CacheStatus::Stale);
+            let r = ranges::answer(&exchange.0, r);
             refresh_in_background(state, active, index, key, exchange.0, exchange.2);
             Ok(from_core(r))
         }
