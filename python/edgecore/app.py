@@ -232,9 +232,15 @@ class Edge:
         max_bytes: int = 64 << 20,
         ignore_query: bool = False,
         ignore_params: Iterable[str] = (),
+        tag_fields: Iterable[str] | None = None,
+        forward_tags: bool = False,
+        targeted_field: str | None = None,
     ) -> Edge:
         """Cache matching GET responses as a shared cache (RFC 9111); ``ttl`` applies to responses
-        without their own freshness."""
+        without their own freshness. Responses are tagged by the values of ``tag_fields``
+        (``Cache-Tag`` and ``Surrogate-Key`` by default) for ``purge(tag=...)``; those fields
+        reach clients only with ``forward_tags``. ``targeted_field`` renames the cache-control
+        field only this cache obeys (``Edgecore-Cache-Control``; RFC 9213)."""
         if ttl is not None and ttl <= 0:
             raise _core.ConfigError("cache ttl must be a positive number of seconds")
         self._spec["cache"].append(
@@ -244,6 +250,9 @@ class Edge:
                 "max_bytes": max_bytes,
                 "ignore_query": ignore_query,
                 "ignore_params": list(ignore_params),
+                "tag_fields": None if tag_fields is None else list(tag_fields),
+                "forward_tags": forward_tags,
+                "targeted_field": targeted_field,
             }
         )
         return self
@@ -433,13 +442,14 @@ class Running:
         self.app = app
         self._env = Env(app._kv)
 
-    def purge(self, prefix: str = "") -> int:
+    def purge(self, prefix: str = "", *, tag: str | None = None) -> int:
         """Remove cached responses under ``prefix`` (``/products/``: that path on any host;
-        ``https://shop.example/products/``: a URL prefix; ``""``: everything) and, with
+        ``https://shop.example/products/``: a URL prefix; ``""``: everything), or every response
+        tagged ``tag`` by its ``Cache-Tag``/``Surrogate-Key`` field, and, with
         ``purge_broadcast`` configured, publish the purge to every node. Returns the entries
         removed here; a broadcast that cannot reach Redis raises ``ec.StoreError`` (after the
         local purge)."""
-        removed, _nodes = self.core.purge(prefix)
+        removed, _nodes = self.core.purge(prefix, tag=tag)
         return removed
 
     def stop(self) -> None:

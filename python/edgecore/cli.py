@@ -135,11 +135,11 @@ def _purge(args: argparse.Namespace) -> int:
     from edgecore import EdgeError, publish_purge
 
     try:
-        nodes = publish_purge(args.redis, args.prefix, channel=args.channel)
+        nodes = publish_purge(args.redis, args.prefix, tag=args.tag, channel=args.channel)
     except EdgeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    what = repr(args.prefix) if args.prefix else "everything"
+    what = f"tag {args.tag!r}" if args.tag else repr(args.prefix) if args.prefix else "everything"
     print(f"purge of {what} reached {nodes} node(s) on channel {args.channel!r}")
     if nodes == 0:
         print("warning: no edgecore node is subscribed to that channel", file=sys.stderr)
@@ -197,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("prefix", nargs="?", default="", help="/path/prefix, a URL prefix, or nothing for everything")
     purge.add_argument("--redis", required=True, metavar="URL", help="the Redis the nodes use (redis://host:port/db)")
     purge.add_argument("--channel", default="edgecore:purge", help="the nodes' purge channel")
+    purge.add_argument("--tag", help="purge every response tagged NAME (Cache-Tag / Surrogate-Key) instead of a prefix")
     purge.set_defaults(func=_purge)
     check = sub.add_parser("check", help="validate an app before deploying it: edgecore check app:app")
     check.add_argument("app", help="MODULE:ATTR of an ec.Edge")

@@ -95,6 +95,14 @@ class Origin:
                     n = sum(1 for r in outer.requests if r["path"].startswith("/swr"))
                     time.sleep(0.5 if n > 1 else 0)
                     self._send(200, f"swr #{n}".encode(), {"Cache-Control": "max-age=1, stale-while-revalidate=30"})
+                elif path.startswith(("/product/", "/products/tagged/")):
+                    # Tagged for purging: /product/N is tagged product-N and catalog.
+                    n = path.rsplit("/", 1)[-1]
+                    self._send(
+                        200,
+                        f"product {n} #{len(outer.requests)}".encode(),
+                        {"Cache-Control": "max-age=60", "Cache-Tag": f"product-{n}, catalog", "Surrogate-Key": f"p{n}"},
+                    )
                 elif path.startswith("/tagged"):
                     self._send(200, b"tagged body", {"ETag": '"t1"', "Cache-Control": "max-age=60"})
                 elif path.startswith("/cached"):

@@ -3,6 +3,8 @@ targeted cache control (RFC 9213)."""
 
 from __future__ import annotations
 
+import pytest
+
 import edgecore as ec
 from tests.e2e.conftest import call
 
@@ -60,3 +62,40 @@ def test_a_hit_answers_ranges_and_conditionals_from_the_stored_response(origin):
         assert stale_range.status == 200 and stale_range.body == b"tagged body"
         assert call(s.url, "/tagged", headers={"Range": "bytes=0-1", "If-Range": '"t1"'}).body == b"ta"
         assert origin.count("/tagged") == 1
+
+
+def test_tags_purge_exactly_their_entries_and_stay_at_the_edge(origin):
+    app = ec.Edge(origin=origin.url)
+    app.cache(paths=["/product/*"], ttl=60)
+    with app.serve() as s:
+
+        def states() -> list[str]:
+            return [call(s.url, f"/product/{n}").headers["x-cache"] for n in (1, 2, 3)]
+
+        assert states() == ["MISS"] * 3
+        r = call(s.url, "/product/1")
+        assert r.headers["x-cache"] == "HIT"
+        assert "cache-tag" not in r.headers and "surrogate-key" not in r.headers
+        assert s.purge(tag="product-2") == 1
+        assert states() == ["HIT", "MISS", "HIT"]
+        assert s.purge(tag="p3") == 1  # Surrogate-Key, space-separated
+        assert states() == ["HIT", "HIT", "MISS"]
+        assert s.purge(tag="catalog") == 3
+        assert states() == ["MISS"] * 3
+        assert s.purge(tag="product") == 0  # a tag matches whole
+        with pytest.raises(ec.ConfigError, match="prefix or a tag"):
+            s.purge("/product/", tag="catalog")
+        with pytest.raises(ec.ConfigError, match="one word"):
+            s.purge(tag="a b")
+
+
+def test_tags_can_be_forwarded_and_read_from_another_field(origin):
+    app = ec.Edge(origin=origin.url)
+    app.cache(paths=["/product/*"], ttl=60, tag_fields=["Surrogate-Key"], forward_tags=True)
+    with app.serve() as s:
+        r = call(s.url, "/product/7")
+        assert r.headers["surrogate-key"] == "p7" and r.headers["cache-tag"] == "product-7, catalog"
+        assert s.purge(tag="catalog") == 0  # Cache-Tag is not a tag field here
+        assert s.purge(tag="p7") == 1
+    with pytest.raises(ec.ConfigError, match="not a header name"):
+        ec.Edge(origin=origin.url).cache(paths=["/x"], tag_fields=["bad field"]).serve()

@@ -5,6 +5,7 @@ and read on another, and a cache purge broadcast to every node."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -122,6 +123,33 @@ def test_a_purge_reaches_every_node(nodes, origin, redis_url):
         what="every node to apply the second purge",
     )
     assert fill() == ["HIT"] * 3
+
+
+def test_a_tag_purge_reaches_every_node(nodes, redis_url):
+    """`edgecore purge --tag` through the broadcast: every node drops what carries the tag."""
+
+    def fill() -> list[str]:
+        return [call(url, f"/products/tagged/{n}").headers["x-cache"] for url in nodes for n in (1, 2)]
+
+    fill()
+    assert fill() == ["HIT"] * 6
+    before = [int(re.search(r"edgecore_purges_received (\d+)", call(u, "/metrics").body.decode())[1]) for u in nodes]
+    out = subprocess.run(
+        [sys.executable, "-m", "edgecore", "purge", "--tag", "product-1", "--redis", redis_url],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    assert "purge of tag 'product-1' reached 3 node(s)" in out
+    wait_for(
+        lambda: all(
+            f"edgecore_purges_received {b + 1}" in call(u, "/metrics").body.decode()
+            for u, b in zip(nodes, before, strict=True)
+        ),
+        what="every node to apply the tag purge",
+    )
+    assert fill() == ["MISS", "HIT"] * 3
 
 
 def test_running_purge_broadcasts_between_in_process_servers(redis_url, origin):

@@ -158,3 +158,11 @@ def test_limits_have_defaults_and_can_be_changed():
 def test_obs_text_in_values_is_kept_as_latin1():
     r = ec.parse_request(b"GET / HTTP/1.1\r\nHost: h\r\nX-Name: caf\xe9\r\n\r\n")
     assert r.headers["x-name"] == "café"
+
+
+def test_a_framing_field_line_over_256_bytes_is_refused_as_the_server_guard_does():
+    padded = "chunked" + " " * 250
+    with pytest.raises(ec.HTTPParseError, match="longer than 256 bytes"):
+        ec.parse_request(f"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {padded}\r\n\r\n0\r\n\r\n".encode())
+    ok = ec.parse_request(b"POST / HTTP/1.1\r\nHost: x\r\nX-Transfer-Encodin: " + b"a" * 300 + b"\r\n\r\n")
+    assert ok.method == "POST"

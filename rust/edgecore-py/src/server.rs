@@ -84,14 +84,28 @@ fn bind(host: &str, port: u16, reuse_port: bool) -> std::io::Result<TcpListener>
     Ok(socket.into())
 }
 
-/// Publishes a cache purge of `prefix` on the Redis at `url` to every subscribed edgecore node;
-/// returns how many nodes received it.
+/// What a purge removes: `prefix`, or with `tag` every entry carrying that tag (the message
+/// `tag:NAME`); both at once is an error.
+fn purge_target(prefix: &str, tag: Option<&str>) -> PyResult<String> {
+    match tag {
+        None => Ok(prefix.to_owned()),
+        Some(_) if !prefix.is_empty() => Err(config_error("purge takes a prefix or a tag, not both")),
+        Some(t) if t.is_empty() || t.contains(|c: char| c == ',' || c.is_whitespace()) => Err(config_error(format!(
+            "invalid cache tag {t:?}: a tag is one word (no commas or whitespace)"
+        ))),
+        Some(t) => Ok(format!("tag:{t}")),
+    }
+}
+
+/// Publishes a cache purge of `prefix` (or of every entry tagged `tag`) on the Redis at `url`
+/// to every subscribed edgecore node; returns how many nodes received it.
 #[pyfunction]
-#[pyo3(signature = (url, prefix="", *, channel="edgecore:purge"))]
-pub fn publish_purge(py: Python<'_>, url: &str, prefix: &str, channel: &str) -> PyResult<u64> {
+#[pyo3(signature = (url, prefix="", *, tag=None, channel="edgecore:purge"))]
+pub fn publish_purge(py: Python<'_>, url: &str, prefix: &str, tag: Option<&str>, channel: &str) -> PyResult<u64> {
+    let target = purge_target(prefix, tag)?;
     let b = edgecore_core::server::purge::Broadcast::new(url, channel).map_err(CoreError)?;
     py.detach(|| {
-        edgecore_core::rt::block_on(async move { b.publish(prefix).await }).unwrap_or_else(|| {
+        edgecore_core::rt::block_on(async move { b.publish(&target).await }).unwrap_or_else(|| {
             Err(edgecore_core::Error::config(
                 "publish_purge called from an async runtime",
             ))
@@ -229,13 +243,14 @@ impl PyServer {
     /// Purges `prefix` from this server's response caches and, with a purge broadcast
     /// configured, publishes it to every node. Returns (entries removed here, nodes reached or
     /// None without a broadcast); a broadcast that fails raises StoreError after the local purge.
-    #[pyo3(signature = (prefix=""))]
-    fn purge(&self, py: Python<'_>, prefix: &str) -> PyResult<(usize, Option<u64>)> {
+    #[pyo3(signature = (prefix="", *, tag=None))]
+    fn purge(&self, py: Python<'_>, prefix: &str, tag: Option<&str>) -> PyResult<(usize, Option<u64>)> {
+        let target = purge_target(prefix, tag)?;
         let purger = match &*self.handle.lock() {
             Some(h) => h.purger().map_err(CoreError)?,
             None => return Err(config_error("the server is stopped")),
         };
-        py.detach(|| purger.purge(prefix)).map_err(|e| CoreError(e).into())
+        py.detach(|| purger.purge(&target)).map_err(|e| CoreError(e).into())
     }
 
     /// Stops accepting, drains in-flight requests (up to the grace period), and stops.

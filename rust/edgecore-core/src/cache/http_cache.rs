@@ -10,6 +10,11 @@
 //! - `revalidated` applies a 304: the stored headers are updated from it and freshness restarts.
 //! - `stale_on_error` gives the stale copy when the origin fails within `stale-if-error`.
 //! - `invalidate` drops the URL (all variants) after a successful unsafe method.
+//! - Tags: the values of the tag fields (`Cache-Tag`, comma-separated, and `Surrogate-Key`,
+//!   space-separated, by default) are kept with each entry; `purge("tag:NAME")` removes every
+//!   entry carrying that tag.
+//! - Targeted cache control (RFC 9213): `Edgecore-Cache-Control` (its name configurable), then
+//!   `CDN-Cache-Control`, replace `Cache-Control` for this cache.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,7 +23,7 @@ use http::header::{HeaderName, HeaderValue, AGE};
 use parking_lot::Mutex;
 
 use super::key::{variant_key, SEP};
-use super::policy::{etag_or_last_modified, invalidates, storable, CacheControl, StoreDecision};
+use super::policy::{etag_or_last_modified, invalidates, storable_targeted, CacheControl, StoreDecision, TARGETED};
 use super::store::{ShardedLru, Weighted};
 use crate::http::{Request, Response};
 
@@ -34,6 +39,8 @@ pub struct Entry {
     pub stored_at: f64,
     /// The policy decision at storage time.
     pub decision: StoreDecision,
+    /// Its tags (from the cache's tag fields), for `purge("tag:NAME")`.
+    pub tags: Vec<String>,
 }
 
 impl Entry {
@@ -120,7 +127,12 @@ pub struct HttpCache {
     store: ShardedLru<Stored>,
     default_ttl: Option<f64>,
     max_variants: usize,
+    tag_fields: Vec<HeaderName>,
+    targeted: [HeaderName; 2],
 }
+
+/// The default tag fields: Cloudflare's and Fastly's.
+pub const TAG_FIELDS: [&str; 2] = ["cache-tag", "surrogate-key"];
 
 impl HttpCache {
     /// A cache of `max_bytes`, with `default_ttl` for responses without explicit freshness.
@@ -129,7 +141,45 @@ impl HttpCache {
             store: ShardedLru::new(max_bytes, None),
             default_ttl,
             max_variants: max_variants.max(1),
+            tag_fields: TAG_FIELDS.map(HeaderName::from_static).to_vec(),
+            targeted: TARGETED.map(HeaderName::from_static),
         }
+    }
+
+    /// Reads tags from `fields` instead of `Cache-Tag` and `Surrogate-Key`.
+    #[must_use]
+    pub fn with_tag_fields(mut self, fields: Vec<HeaderName>) -> Self {
+        self.tag_fields = fields;
+        self
+    }
+
+    /// Obeys `name` as its own targeted cache-control field instead of `Edgecore-Cache-Control`
+    /// (`CDN-Cache-Control` stays second).
+    #[must_use]
+    pub fn with_targeted_field(mut self, name: HeaderName) -> Self {
+        self.targeted[0] = name;
+        self
+    }
+
+    /// The fields tags are read from.
+    pub fn tag_fields(&self) -> &[HeaderName] {
+        &self.tag_fields
+    }
+
+    /// The tags of `response`: every value of the tag fields, split on commas and whitespace.
+    fn tags_of(&self, response: &Response) -> Vec<String> {
+        let mut tags: Vec<String> = Vec::new();
+        for field in &self.tag_fields {
+            for value in response.headers.get_all(field) {
+                let Ok(text) = value.to_str() else { continue };
+                for tag in text.split(|c: char| c == ',' || c.is_ascii_whitespace()) {
+                    if !tag.is_empty() && !tags.iter().any(|t| t == tag) {
+                        tags.push(tag.to_owned());
+                    }
+                }
+            }
+        }
+        tags
     }
 
     /// The store (for size and purge).
@@ -154,9 +204,14 @@ impl HttpCache {
     }
 
     /// Removes every entry under `prefix`: a path prefix when it starts with `/` (`/products/`
-    /// on any scheme and host), else a prefix of the full key (`https://shop.example/products/`);
-    /// `""` removes everything. Returns how many entries went.
+    /// on any scheme and host), every entry tagged NAME for `tag:NAME`, else a prefix of the full
+    /// key (`https://shop.example/products/`); `""` removes everything. Returns how many went.
     pub fn purge(&self, prefix: &str) -> usize {
+        if let Some(tag) = prefix.strip_prefix("tag:") {
+            return self
+                .store
+                .purge_entries_where(|_, v| matches!(v, Stored::Response(e) if e.tags.iter().any(|t| t == tag)));
+        }
         if prefix.starts_with('/') {
             self.store.purge_where(|key| key_path(key).starts_with(prefix))
         } else {
@@ -215,7 +270,7 @@ impl HttpCache {
 
     /// Stores `response` to `request` under `key` if the policy allows; returns the decision.
     pub fn store(&self, request: &Request, key: &str, response: &Response, now: f64) -> StoreDecision {
-        let decision = storable(request, response, now, self.default_ttl);
+        let decision = storable_targeted(request, response, now, self.default_ttl, &self.targeted.each_ref());
         if !decision.storable {
             return decision;
         }
@@ -231,6 +286,7 @@ impl HttpCache {
             response: stored,
             stored_at: now,
             decision: decision.clone(),
+            tags: self.tags_of(response),
         }));
         if decision.vary.is_empty() {
             self.store.put(key, entry, expires);
@@ -338,6 +394,59 @@ mod tests {
                 .append(HeaderName::from_bytes(n.as_bytes()).unwrap(), v.parse().unwrap());
         }
         r
+    }
+
+    #[test]
+    fn tags_from_either_field_purge_exactly_their_entries() {
+        let c = HttpCache::new(1 << 20, None, 8);
+        let store = |path: &str, fields: &[(&str, &str)]| {
+            let mut r = req(&[]);
+            r.uri = path.parse().unwrap();
+            let k = cache_key(&r, "http", &KeyOptions::default(), &[]);
+            let mut h = vec![("cache-control", "max-age=60")];
+            h.extend_from_slice(fields);
+            assert!(c.store(&r, &k, &resp(&h), 0.0).storable);
+        };
+        store("/a", &[("cache-tag", "product-1, catalog")]);
+        store("/b", &[("surrogate-key", "product-2 catalog")]);
+        store("/c", &[("cache-tag", "other")]);
+        store("/d", &[]);
+        assert_eq!(c.purge("tag:product-1"), 1);
+        assert_eq!(c.purge("tag:product"), 0, "a tag matches whole, not as a prefix");
+        assert_eq!(c.purge("tag:catalog"), 1);
+        assert_eq!(c.len(), 2);
+        let only_x = HttpCache::new(1 << 20, None, 8).with_tag_fields(vec![HeaderName::from_static("x-tags")]);
+        let r = req(&[]);
+        let k = cache_key(&r, "http", &KeyOptions::default(), &[]);
+        only_x.store(
+            &r,
+            &k,
+            &resp(&[("cache-control", "max-age=60"), ("cache-tag", "t"), ("x-tags", "u")]),
+            0.0,
+        );
+        assert_eq!(only_x.purge("tag:t"), 0);
+        assert_eq!(only_x.purge("tag:u"), 1);
+    }
+
+    #[test]
+    fn the_own_targeted_field_can_be_renamed() {
+        let c = HttpCache::new(1 << 20, None, 8).with_targeted_field(HeaderName::from_static("acme-cache-control"));
+        let r = req(&[]);
+        let k = cache_key(&r, "http", &KeyOptions::default(), &[]);
+        let d = c.store(
+            &r,
+            &k,
+            &resp(&[("cache-control", "no-store"), ("acme-cache-control", "max-age=30")]),
+            0.0,
+        );
+        assert!(d.storable && d.ttl == 30.0, "{d:?}");
+        let ignored = c.store(
+            &r,
+            &k,
+            &resp(&[("edgecore-cache-control", "max-age=30"), ("cache-control", "no-store")]),
+            0.0,
+        );
+        assert!(!ignored.storable, "the default name is no longer obeyed");
     }
 
     #[test]

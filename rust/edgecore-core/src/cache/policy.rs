@@ -53,7 +53,12 @@ impl CacheControl {
     /// malformed delta-seconds makes that directive absent, except that a malformed `max-age`
     /// counts as stale (RFC 9111 §4.2.1: "treat as zero").
     pub fn parse(headers: &HeaderMap) -> CacheControl {
-        for name in TARGETED {
+        Self::parse_targeted(headers, &TARGETED)
+    }
+
+    /// [`Self::parse`], with `targeted` (first found wins) as the targeted fields.
+    pub fn parse_targeted<N: http::header::AsHeaderName + Copy>(headers: &HeaderMap, targeted: &[N]) -> CacheControl {
+        for &name in targeted {
             let mut values = headers.get_all(name).iter().map(|v| v.as_bytes()).peekable();
             if values.peek().is_some_and(|v| !v.trim_ascii().is_empty()) {
                 let mut cc = Self::from_values(values);
@@ -292,7 +297,18 @@ fn lifetime(response: &Response, cc: &CacheControl, date: f64, default_ttl: Opti
 /// Decides whether a shared cache may store `response` to `request`, received at `now`.
 /// `default_ttl` is the route's configured TTL, used when the response has no explicit freshness.
 pub fn storable(request: &Request, response: &Response, now: f64, default_ttl: Option<f64>) -> StoreDecision {
-    let cc = CacheControl::parse(&response.headers);
+    storable_targeted(request, response, now, default_ttl, &TARGETED)
+}
+
+/// [`storable`], obeying `targeted` (first found wins) instead of the default targeted fields.
+pub fn storable_targeted<N: http::header::AsHeaderName + Copy>(
+    request: &Request,
+    response: &Response,
+    now: f64,
+    default_ttl: Option<f64>,
+    targeted: &[N],
+) -> StoreDecision {
+    let cc = CacheControl::parse_targeted(&response.headers, targeted);
     if let Some(why) = refusal(request, response, &cc) {
         return StoreDecision::no(why);
     }

@@ -285,6 +285,11 @@ impl<V: Weighted> ShardedLru<V> {
 
     /// Removes every key for which `doomed` is true; returns how many.
     pub fn purge_where(&self, doomed: impl Fn(&str) -> bool) -> usize {
+        self.purge_entries_where(|key, _| doomed(key))
+    }
+
+    /// Removes every entry for which `doomed(key, value)` is true; returns how many.
+    pub fn purge_entries_where(&self, doomed: impl Fn(&str, &V) -> bool) -> usize {
         let mut n = 0;
         for p in self.shards.iter() {
             let mut s = p.0.lock();
@@ -293,7 +298,7 @@ impl<V: Weighted> ShardedLru<V> {
             while i != NIL {
                 let node = &s.nodes[i as usize];
                 let next = node.next;
-                if doomed(&node.key) {
+                if node.value.as_ref().is_some_and(|v| doomed(&node.key, v)) {
                     gone.push(i);
                 }
                 i = next;

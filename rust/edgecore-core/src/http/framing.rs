@@ -66,9 +66,10 @@ enum State {
     Failed,
 }
 
-/// The longest framing field value looked at; longer `Content-Length` or `Transfer-Encoding`
-/// values are refused.
-const FIELD_CAP: usize = 256;
+/// The longest `Content-Length` or `Transfer-Encoding` field line (its bytes before the LF, CR
+/// included) accepted, here and by [`super::parse_request`]; longer ones are refused.
+pub const MAX_FRAMING_LINE: usize = 256;
+const FIELD_CAP: usize = MAX_FRAMING_LINE;
 /// The longest chunk extension accepted (per chunk).
 const EXT_CAP: u16 = 1024;
 const PREFACE: &[u8] = b"PRI * HTTP/2.0";
@@ -192,8 +193,10 @@ impl FrameGuard {
         let verdict = if !crlf {
             Err(BARE_LF)
         } else if self.cur.is_empty() && !self.cur_long {
-            // The whole line is in this read (the common case): looked at in place.
-            self.end_of_line(&rest[..n - 1], false)
+            // The whole line is in this read (the common case): looked at in place, and "long"
+            // exactly as if it had come in pieces (found by fuzzing: the verdict must not depend
+            // on where reads end).
+            self.end_of_line(&rest[..n - 1], n > FIELD_CAP)
         } else {
             self.keep(&rest[..n]);
             let cur = std::mem::take(&mut self.cur);
@@ -473,6 +476,14 @@ mod tests {
             let end = m.windows(4).position(|w| w == b"\r\n\r\n").map_or(m.len(), |e| e + 4);
             assert!(nul < end, "{:?}", String::from_utf8_lossy(&m));
         }
+    }
+
+    #[test]
+    fn an_overlong_framing_field_is_refused_however_it_arrives() {
+        let long = format!("Transfer-Encoding: chunked{}\r\n", " ".repeat(300));
+        let m = msg(long.as_bytes(), b"0\r\n\r\n");
+        // `verdict` runs every split and asserts they agree.
+        assert!(matches!(verdict(&m), Outcome::HeadRefused(r) if r.contains("too long")));
     }
 
     #[test]

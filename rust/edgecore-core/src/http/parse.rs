@@ -16,6 +16,7 @@ use bytes::Bytes;
 use http::{Method, Uri, Version};
 
 use super::chunked;
+use super::framing::MAX_FRAMING_LINE;
 use super::headers::Headers;
 use super::request::Request;
 use super::token::is_tchar;
@@ -133,7 +134,7 @@ pub fn parse_request(buf: &Bytes, limits: &Limits) -> Result<Parsed> {
     let mut framing = Framing::default();
     for h in req.headers.iter() {
         headers.push_raw(h.name.as_bytes(), h.value);
-        framing.note(h.name.as_bytes(), h.value)?;
+        framing.note(buf, h.name.as_bytes(), h.value)?;
     }
     check_host(buf, &framing, &uri, version)?;
     let (body, consumed) = read_body(buf, head_len, &headers, &framing, version, limits)?;
@@ -277,8 +278,23 @@ struct Framing<'a> {
     transfer_encoding: bool,
 }
 
+/// The bytes of the field line that starts with `name` (a slice of `buf`), up to its LF: the
+/// measure the server's framing guard applies too.
+fn line_len(buf: &[u8], name: &[u8]) -> usize {
+    let start = name.as_ptr() as usize - buf.as_ptr() as usize;
+    memchr::memchr(b'\n', &buf[start..]).unwrap_or(buf.len() - start)
+}
+
 impl<'a> Framing<'a> {
-    fn note(&mut self, name: &[u8], value: &'a [u8]) -> Result<()> {
+    fn note(&mut self, buf: &[u8], name: &[u8], value: &'a [u8]) -> Result<()> {
+        let framing_field =
+            name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"transfer-encoding");
+        if framing_field && line_len(buf, name) > MAX_FRAMING_LINE {
+            return Err(Error::bad_request(format!(
+                "a {} field line longer than {MAX_FRAMING_LINE} bytes",
+                String::from_utf8_lossy(name)
+            )));
+        }
         match name.len() {
             4 if name.eq_ignore_ascii_case(b"host") => {
                 self.hosts += 1;

@@ -218,6 +218,15 @@ pub(crate) struct CacheSpec {
     pub(crate) ignore_query: bool,
     #[serde(default)]
     pub(crate) ignore_params: Vec<String>,
+    /// Fields whose values tag a stored response (None: `Cache-Tag` and `Surrogate-Key`).
+    #[serde(default)]
+    pub(crate) tag_fields: Option<Vec<String>>,
+    /// Send the tag fields on to clients (off: they are for the cache only).
+    #[serde(default)]
+    pub(crate) forward_tags: bool,
+    /// The targeted cache-control field only this cache obeys (None: `Edgecore-Cache-Control`).
+    #[serde(default)]
+    pub(crate) targeted_field: Option<String>,
 }
 
 fn default_cache_bytes() -> usize {

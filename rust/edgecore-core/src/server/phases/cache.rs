@@ -57,8 +57,25 @@ pub fn key(plan: &Plan, rule: &CacheRule, request: &Request) -> String {
     key
 }
 
-/// Answers a request on cache rule `index`: from the cache, or through it.
+/// Answers a request on cache rule `index`: from the cache, or through it. The rule's tag
+/// fields are for the cache: they reach the client only when the rule forwards them.
 pub async fn serve(
+    state: &Arc<ServerState>,
+    active: &Arc<Active>,
+    index: usize,
+    ctx: &mut RequestCtx,
+) -> Result<http::Response<Body>> {
+    let mut response = answer(state, active, index, ctx).await?;
+    let rule = &active.plan.cache[index];
+    if !rule.forward_tags {
+        for field in rule.cache.tag_fields() {
+            response.headers_mut().remove(field);
+        }
+    }
+    Ok(response)
+}
+
+async fn answer(
     state: &Arc<ServerState>,
     active: &Arc<Active>,
     index: usize,

@@ -407,10 +407,23 @@ fn build_cache(c: CacheSpec, upstream: &str) -> Result<CacheRule> {
     if c.ttl.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
         return Err(Error::config("cache ttl must be a positive number of seconds"));
     }
+    let mut cache = HttpCache::new(c.max_bytes.max(4096), c.ttl, 32);
+    if let Some(fields) = &c.tag_fields {
+        let names = fields
+            .iter()
+            .map(|f| header_name(f).map_err(|_| Error::config(format!("cache tag field {f:?} is not a header name"))))
+            .collect::<Result<Vec<_>>>()?;
+        cache = cache.with_tag_fields(names);
+    }
+    if let Some(f) = &c.targeted_field {
+        let name = header_name(f).map_err(|_| Error::config(format!("targeted_field {f:?} is not a header name")))?;
+        cache = cache.with_targeted_field(name);
+    }
     Ok(CacheRule {
         identity: format!("{upstream}|{c:?}"),
         paths: Matcher::new(&c.paths)?,
-        cache: Arc::new(HttpCache::new(c.max_bytes.max(4096), c.ttl, 32)),
+        forward_tags: c.forward_tags,
+        cache: Arc::new(cache),
         key: KeyOptions {
             ignore_query: c.ignore_query,
             ignore_params: c.ignore_params,

@@ -133,6 +133,8 @@ pub struct CacheRule {
     pub identity: String,
     /// Concurrent misses of one key share one origin fetch (see [`FillResult`]).
     pub coalescer: Arc<crate::cache::coalesce::Coalescer<FillResult>>,
+    /// The tag fields reach clients (off: removed from every response on the rule's paths).
+    pub forward_tags: bool,
 }
 
 /// A Python route.
