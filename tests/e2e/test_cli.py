@@ -108,6 +108,8 @@ def test_check_reports_rules_that_can_never_apply(tmp_path):
     assert r.returncode == 0
     assert "warning: cache rule #1 can never apply: cache rule #0 matches every path it does" in r.stdout
     assert "warning: route #1 can never match" in r.stdout
+    assert "warning: cache rule #0 covers route #0: the handler runs only on a miss" in r.stdout
+    assert "cache rule #1 covers route" not in r.stdout  # /products/* does not reach /api/*
     assert edgecore(tmp_path, "check", "--strict", "myapp:app").returncode == 1
 
 

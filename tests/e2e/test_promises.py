@@ -180,3 +180,31 @@ def test_chunked_uploads_past_max_body_bytes_are_413_and_never_forwarded_whole(o
         # The proxied upload was refused before it was forwarded, or cut off: the origin never
         # records a complete request carrying it.
         assert all(len(r["body"]) <= 1000 for r in origin.requests if r["path"] == "/proxied")
+
+
+def test_an_origin_response_framed_two_ways_is_a_502_and_its_connection_is_dropped():
+    """RFC 9112 §6.3: Content-Length with Transfer-Encoding is an error. Here the two disagree
+    (3 vs 5 bytes): relayed as is, the client would get a Content-Length that is not the body's."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    seen = []
+
+    def serve() -> None:
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            seen.append(c.recv(65536).split(b" ")[1])
+            c.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+            )
+            c.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    with ec.Edge(origin=f"http://127.0.0.1:{srv.getsockname()[1]}").serve() as s:
+        assert call(s.url, "/x").status == 502
+        assert call(s.url, "/y").status == 502
+    srv.close()
+    assert seen == [b"/x", b"/y"]

@@ -166,3 +166,9 @@ def test_a_framing_field_line_over_256_bytes_is_refused_as_the_server_guard_does
         ec.parse_request(f"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {padded}\r\n\r\n0\r\n\r\n".encode())
     ok = ec.parse_request(b"POST / HTTP/1.1\r\nHost: x\r\nX-Transfer-Encodin: " + b"a" * 300 + b"\r\n\r\n")
     assert ok.method == "POST"
+
+
+@pytest.mark.parametrize("te", ["chunked;", "chunked;q=1", "gzip, chunked ;x"])
+def test_chunked_takes_no_parameters(te):
+    with pytest.raises(ec.HTTPParseError, match="no parameters"):
+        ec.parse_request(f"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {te}\r\n\r\n0\r\n\r\n".encode())

@@ -43,6 +43,18 @@ impl Plan {
             self.cache.iter().map(|r| (&r.paths, true)).collect(),
             &mut w,
         );
+        // A cache rule in front of a Python route: the handler runs on a miss only, and what it
+        // answers is served to every client its Cache-Control allows.
+        for (i, rule) in self.cache.iter().enumerate() {
+            for (j, route) in self.routes.iter().enumerate() {
+                if rule.paths.patterns().iter().any(|p| route.path.shadowed_by(p)) {
+                    w.push(format!(
+                        "cache rule #{i} covers route #{j}: the handler runs only on a miss, and its answers are \
+                         served to every client their Cache-Control allows (mark per-user answers private)"
+                    ));
+                }
+            }
+        }
         if !self.trusted.is_empty() && self.jwt.is_empty() && self.rate_limits.is_empty() && self.geo.is_none() {
             w.push("trusted proxies are set but nothing uses the client IP".into());
         }
