@@ -20,9 +20,13 @@ import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgecore import _core
+from edgecore._spec import AppSpec, ServerSettings
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 log = logging.getLogger("edgecore")
 
@@ -57,7 +61,7 @@ class Edge:
     """An edge application. Requests no rule or handler answers go to ``origin``."""
 
     def __init__(self, origin: str | None = None) -> None:
-        self._spec: dict[str, Any] = {
+        self._spec: AppSpec = {
             "origin": origin,
             "trusted_proxies": [],
             "redirects": [],
@@ -261,7 +265,7 @@ class Edge:
         """Share cache purges between nodes through Redis pub/sub: every node subscribes to
         ``channel`` on ``url`` and purges its caches for each prefix published there, by
         ``Running.purge()``, ``edgecore purge``, ``ec.publish_purge()`` or any ``PUBLISH``."""
-        self._spec["server"].update(purge_redis=url, purge_channel=channel)
+        self._spec["server"].update({"purge_redis": url, "purge_channel": channel})
         return self
 
     def kv(self, name: str, url: str | None = None) -> Edge:
@@ -269,7 +273,7 @@ class Edge:
         self._kv[name] = _core.KV(url)
         return self
 
-    def configure(self, **limits: Any) -> Edge:
+    def configure(self, **settings: Unpack[ServerSettings]) -> Edge:
         """Server limits and timeouts: header_read_timeout, keep_alive_timeout, max_body_bytes,
         max_header_bytes, max_uri_bytes, max_connections, python_queue, handler_timeout,
         origin_connect_timeout, origin_timeout, grace_period, threads, dev_mode, access_log ("-"
@@ -280,7 +284,7 @@ class Edge:
         the README's security model), tls_cert and tls_key (PEM files: TLS termination with
         ALPN h2/http1.1; a reload re-reads them, so renewed certificates apply to new connections
         without a restart)."""
-        merged = {**self._spec["server"], **limits}
+        merged: ServerSettings = {**self._spec["server"], **settings}
         try:
             text = json.dumps(merged, allow_nan=False)
         except ValueError:

@@ -41,3 +41,30 @@ def test_good_settings_are_kept_and_accumulate():
     app = ec.Edge(origin="http://127.0.0.1:9").configure(threads=2).configure(escaped_slashes="decode")
     spec = app.spec_json()
     assert '"threads": 2' in spec and '"escaped_slashes": "decode"' in spec
+
+
+def test_the_typed_settings_are_exactly_the_servers():
+    """`ServerSettings` (what a type checker sees for `configure(...)`) and the Rust settings are
+    the same set of names: adding one on either side alone fails here."""
+    import json
+
+    from edgecore._spec import ServerSettings
+
+    assert set(ServerSettings.__annotations__) == set(json.loads(ec._core.default_settings()))
+
+
+def test_a_type_checker_catches_a_misspelled_or_mistyped_setting(tmp_path):
+    from mypy import api
+
+    src = tmp_path / "app.py"
+    src.write_text(
+        "import edgecore as ec\n"
+        "ec.Edge().configure(keep_alive_timout=5)\n"
+        "ec.Edge().configure(escaped_slashes='sometimes')\n"
+        "ec.Edge().configure(keep_alive_timeout=5, escaped_slashes='decode')\n"
+    )
+    out, _, status = api.run(["--strict", "--no-incremental", "--cache-dir", str(tmp_path / "cache"), str(src)])
+    assert status == 1, out
+    assert 'Unexpected keyword argument "keep_alive_timout"' in out, out
+    assert "escaped_slashes" in out and "sometimes" in out, out
+    assert "app.py:4" not in out, out

@@ -45,7 +45,7 @@ mod _core {
 
     // server
     #[pymodule_export]
-    use crate::server::{check_app, check_settings, publish_purge, PyPendingJob, PyServer};
+    use crate::server::{check_app, check_settings, default_settings, publish_purge, PyPendingJob, PyServer};
 
     // geo
     #[pymodule_export]

@@ -122,6 +122,12 @@ pub fn check_settings(settings: &str) -> PyResult<()> {
     edgecore_core::server::plan::check_settings(settings).map_err(|e| CoreError(e).into())
 }
 
+/// Every server setting with its default, as a JSON object (what `app.configure(...)` accepts).
+#[pyfunction]
+pub fn default_settings() -> String {
+    serde_json::to_string(&edgecore_core::server::spec::ServerSpec::default()).expect("the settings serialise")
+}
+
 /// Compiles an app without serving it: returns (active policies, warnings); a bad configuration
 /// raises ConfigError. `edgecore check` uses it.
 #[pyfunction]

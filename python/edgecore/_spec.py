@@ -1,0 +1,136 @@
+"""The app description ``Edge`` builds and the Rust plan is compiled from, typed.
+
+One ``TypedDict`` per policy, mirroring the serde types in ``rust/edgecore-core/src/server/spec.rs``
+(which reject unknown fields); ``ServerSettings`` is what ``app.configure(...)`` accepts, so a
+type checker reports a misspelled or mistyped setting where it is written, before
+``configure()`` itself does at run time. ``tests/unit/test_configure.py`` checks that the
+settings here and the Rust ones are the same set.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypedDict
+
+
+class ServerSettings(TypedDict, total=False):
+    """``app.configure(...)``: limits, timeouts, request safety, observability, TLS. Defaults and
+    meaning: the README's "The server" and "Security model" sections."""
+
+    header_read_timeout: float
+    keep_alive_timeout: float
+    max_body_bytes: int
+    max_header_bytes: int
+    max_uri_bytes: int
+    max_connections: int
+    python_queue: int
+    handler_timeout: float
+    origin_connect_timeout: float
+    origin_timeout: float
+    grace_period: float
+    dev_mode: bool
+    threads: int
+    access_log: str | None
+    metrics_path: str | None
+    tls_cert: str | None
+    tls_key: str | None
+    purge_redis: str | None
+    purge_channel: str
+    escaped_slashes: Literal["reject", "keep", "decode"]
+    path_params: Literal["reject", "strip", "keep"]
+    allowed_hosts: list[str] | None
+    ipv6_prefix: int
+    admin_addr: str | None
+    trust_proxy_headers: bool
+    case_insensitive_paths: bool
+    metrics_allow: list[str]
+
+
+class BotsSpec(TypedDict):
+    action: str
+    allow: list[str]
+
+
+class RedirectSpec(TypedDict):
+    to: str
+    status: int
+    paths: list[str]
+    country: list[str] | None
+
+
+class RewriteSpec(TypedDict):
+    to: str
+    paths: list[str]
+    country: list[str] | None
+
+
+class OriginRuleSpec(TypedDict):
+    url: str
+    country: list[str] | None
+    continent: list[str] | None
+    paths: list[str]
+
+
+class HeadersSpec(TypedDict):
+    paths: list[str]
+    request: dict[str, str]
+    response: dict[str, str]
+
+
+class JwtSpec(TypedDict):
+    paths: list[str]
+    verifier: int
+    cookie: str | None
+    claims_to_headers: dict[str, str]
+
+
+class RateLimitSpec(TypedDict):
+    paths: list[str]
+    limiter: int
+    key: str
+
+
+class AbTestSpec(TypedDict):
+    name: str
+    variants: dict[str, float]
+    paths: list[str]
+
+
+class CacheSpec(TypedDict):
+    paths: list[str]
+    ttl: float | None
+    max_bytes: int
+    ignore_query: bool
+    ignore_params: list[str]
+    tag_fields: list[str] | None
+    forward_tags: bool
+    targeted_field: str | None
+
+
+class RouteSpec(TypedDict):
+    path: str
+    methods: list[str]
+    handler: int
+
+
+class MiddlewareSpec(TypedDict):
+    matcher: list[str]
+    handler: int
+
+
+class AppSpec(TypedDict, total=False):
+    """The whole description (``Edge.spec_json()`` is this, as JSON)."""
+
+    origin: str | None
+    trusted_proxies: list[str]
+    bots: BotsSpec
+    redirects: list[RedirectSpec]
+    rewrites: list[RewriteSpec]
+    origins: list[OriginRuleSpec]
+    headers: list[HeadersSpec]
+    jwt: list[JwtSpec]
+    rate_limits: list[RateLimitSpec]
+    ab_tests: list[AbTestSpec]
+    cache: list[CacheSpec]
+    routes: list[RouteSpec]
+    middleware: list[MiddlewareSpec]
+    server: ServerSettings
