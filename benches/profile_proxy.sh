@@ -4,6 +4,7 @@
 #
 #   benches/profile_proxy.sh [REQUESTS]      (default 3000; needs nginx and valgrind:
 #                                             apt-get install valgrind)
+#   SERVER=edgecore-cache benches/profile_proxy.sh   (the same, every request a cache hit)
 #
 # Starts an nginx origin and `edgecore-proxy` under callgrind (instrumentation off during start-up
 # and warm-up), sends REQUESTS keep-alive GETs, and prints the instructions per request and the
@@ -11,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-3000}
+NAME=${SERVER:-edgecore-proxy}
 PY=${PYTHON:-.venv/bin/python}
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -27,7 +29,7 @@ http { access_log off; keepalive_requests 1000000; client_body_temp_path $T; pro
 NG
 "$NGINX" -c "$T/origin.conf" & NGINX_PID=$!
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
-  "$PY" -m edgecore.bench.servers edgecore-proxy --port "$PORT" --origin "http://127.0.0.1:$ORIGIN" \
+  "$PY" -m edgecore.bench.servers "$NAME" --port "$PORT" --origin "http://127.0.0.1:$ORIGIN" \
   >/dev/null 2>"$T/valgrind.log" & SERVER=$!
 trap 'kill $SERVER $NGINX_PID 2>/dev/null || true' EXIT
 "$PY" - "$PORT" "$N" "$SERVER" <<'PY'
@@ -56,5 +58,5 @@ PY
 sleep 1
 PROFILE=$(ls -t "$OUT"* | head -1)
 TOTAL=$(callgrind_annotate "$PROFILE" | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-echo "user-space instructions per proxied request: $((TOTAL / N))  (callgrind, $N requests; profile: $PROFILE)"
+echo "user-space instructions per request ($NAME): $((TOTAL / N))  (callgrind, $N requests; profile: $PROFILE)"
 callgrind_annotate --inclusive=yes "$PROFILE" | sed 's/ \[.*//' | grep -E '^ *[0-9,]+ ' | sed -n 2,31p

@@ -75,3 +75,36 @@ def test_a_response_past_the_cache_entry_limit_arrives_whole_and_is_not_stored(o
             r = call(s.url, "/big")
             assert r.status == 200 and len(r.body) == 8 * 1024 * 1024
         assert origin.count("/longchunked") == 2 and origin.count("/big") == 2
+
+
+def test_an_http2_client_that_never_opens_its_window_costs_little_memory(origin):
+    """HTTP/2 flow control is the backpressure: a client that requests the 300 MiB body and never
+    sends WINDOW_UPDATE gets its first window's worth (64 KiB), and the edge stops pulling from
+    the origin instead of buffering the rest. A second stream on the connection is still served."""
+    from hyperframe.frame import HeadersFrame
+
+    from tests.security.test_h2_frames import GOOD, RawH2
+
+    with ec.Edge(origin=origin.url).configure(threads=1).serve() as s:
+        before = rss_bytes()
+        c = RawH2(s.port, stream_window_updates=False)
+        try:
+            c.send(
+                HeadersFrame(
+                    1, c.block([*GOOD[:3], (":path", "/huge")]), flags=["END_HEADERS", "END_STREAM"]
+                ).serialize()
+            )
+            deadline = time.monotonic() + 3
+            peak = before
+            while time.monotonic() < deadline:
+                c.pump(lambda: False, timeout=0.05)
+                peak = max(peak, rss_bytes())
+            assert c.statuses.get(1) == 200
+            assert c.data_bytes.get(1, 0) <= 65535, c.data_bytes
+            c.headers(3, GOOD)
+            c.pump(lambda: c.answered(3))
+            assert c.statuses.get(3) == 200
+        finally:
+            c.close()
+        grown = peak - before
+        assert grown < 16 * 1024 * 1024, f"RSS grew by {grown / 2**20:.1f} MiB"

@@ -32,7 +32,11 @@ GOOD = [(":method", "GET"), (":scheme", "http"), (":authority", "shop.example"),
 class RawH2:
     """One HTTP/2 connection (prior knowledge) that sends exactly the frames it is given."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, stream_window_updates: bool = True) -> None:
+        # Off: only the connection's window is reopened, so a stream stalls once it received its
+        # initial window (a client that stopped reading one response).
+        self.stream_window_updates = stream_window_updates
+        self.data_bytes: dict[int, int] = {}
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
         self.encoder = hpack.Encoder()
         self.decoder = hpack.Decoder()
@@ -92,8 +96,14 @@ class RawH2:
                 self.send(SettingsFrame(0, flags=["ACK"]).serialize())
             elif isinstance(frame, PingFrame) and "ACK" not in frame.flags:
                 self.send(PingFrame(0, frame.opaque_data, flags=["ACK"]).serialize())
-            elif isinstance(frame, DataFrame) and frame.flow_controlled_length:
-                self.send(WindowUpdateFrame(0, frame.flow_controlled_length).serialize())
+            elif isinstance(frame, DataFrame):
+                self.data_bytes[frame.stream_id] = self.data_bytes.get(frame.stream_id, 0) + len(frame.data)
+                n = frame.flow_controlled_length
+                if n:
+                    update = WindowUpdateFrame(0, n).serialize()
+                    if self.stream_window_updates and "END_STREAM" not in frame.flags:
+                        update += WindowUpdateFrame(frame.stream_id, n).serialize()
+                    self.send(update)
 
     def answered(self, stream: int) -> bool:
         return stream in self.statuses or stream in self.resets

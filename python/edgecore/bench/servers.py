@@ -4,7 +4,7 @@
 
 NAME: edgecore-pipeline | starlette-pipeline (the same pipeline in pure Python: PyJWT, limits,
 cachetools, maxminddb on uvicorn with httptools and uvloop) | edgecore-hello | uvicorn-hello (raw
-ASGI) | granian-hello (RSGI) | edgecore-proxy | edgecore-origin (the origin when nginx is missing)."""
+ASGI) | granian-hello (RSGI) | edgecore-proxy | edgecore-cache | edgecore-origin (the origin when nginx is missing)."""
 
 from __future__ import annotations
 
@@ -63,6 +63,13 @@ def edgecore_proxy(port: int, origin: str) -> None:
     import edgecore as ec
 
     ec.Edge(origin=origin).run("127.0.0.1", port)
+
+
+def edgecore_cache(port: int, origin: str) -> None:
+    """The proxy with a cache rule on every path: after the first request, every one is a hit."""
+    import edgecore as ec
+
+    ec.Edge(origin=origin).cache(paths=["/*"], ttl=3600).run("127.0.0.1", port)
 
 
 def starlette_pipeline(port: int, origin: str, secret: bytes) -> None:
@@ -157,6 +164,8 @@ def main() -> None:
         edgecore_origin(a.port)
     elif a.name == "edgecore-proxy":
         edgecore_proxy(a.port, a.origin)
+    elif a.name == "edgecore-cache":
+        edgecore_cache(a.port, a.origin)
     else:
         sys.exit(f"unknown server {a.name}")
 
