@@ -282,3 +282,13 @@ def test_cache_key_options_and_dimensions():
     assert ec.cache_key(r, dimensions={"variant:hero": "b", "country": "DE"}).endswith(
         "\x1fcountry=DE\x1fvariant:hero=b"
     )
+
+
+@pytest.mark.parametrize("vary", ["accept, *=", "accept language", "*", "accept, *"])
+def test_a_vary_member_that_is_not_a_field_name_counts_as_star(vary):
+    assert policy(response=resp(Cache_Control="max-age=60", Vary=vary)).reason == "the response varies on *"
+
+
+def test_a_well_formed_vary_is_stored_and_listed():
+    p = policy(response=resp(Cache_Control="max-age=60", Vary="Accept-Language, accept-encoding"))
+    assert p.storable

@@ -128,6 +128,8 @@ pub struct HttpCache {
     default_ttl: Option<f64>,
     max_variants: usize,
     tag_fields: Vec<HeaderName>,
+    /// Stored responses keep their tag fields (off: removed when stored, kept as `Entry::tags`).
+    keep_tag_fields: bool,
     targeted: [HeaderName; 2],
 }
 
@@ -142,6 +144,7 @@ impl HttpCache {
             default_ttl,
             max_variants: max_variants.max(1),
             tag_fields: TAG_FIELDS.map(HeaderName::from_static).to_vec(),
+            keep_tag_fields: false,
             targeted: TARGETED.map(HeaderName::from_static),
         }
     }
@@ -150,6 +153,14 @@ impl HttpCache {
     #[must_use]
     pub fn with_tag_fields(mut self, fields: Vec<HeaderName>) -> Self {
         self.tag_fields = fields;
+        self
+    }
+
+    /// Keeps the tag fields in stored responses, so hits send them on (off by default: the tags
+    /// are the edge's, kept beside the entry, and a hit carries no tag field).
+    #[must_use]
+    pub fn with_tag_fields_kept(mut self, keep: bool) -> Self {
+        self.keep_tag_fields = keep;
         self
     }
 
@@ -282,11 +293,17 @@ impl HttpCache {
         let mut stored = response.clone();
         stored.headers.remove(AGE);
         stored.headers.remove(X_CACHE);
+        let tags = self.tags_of(response);
+        if !self.keep_tag_fields {
+            for field in &self.tag_fields {
+                stored.headers.remove(field);
+            }
+        }
         let entry = Stored::Response(Arc::new(Entry {
             response: stored,
             stored_at: now,
             decision: decision.clone(),
-            tags: self.tags_of(response),
+            tags,
         }));
         if decision.vary.is_empty() {
             self.store.put(key, entry, expires);

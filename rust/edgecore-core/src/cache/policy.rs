@@ -363,15 +363,25 @@ pub fn etag_or_last_modified(h: &HeaderMap) -> Option<(Option<http::HeaderValue>
 }
 
 /// Lower-case field names listed in `Vary`.
+///
+/// A member that is not a field name (`*=`, a space inside, bytes that are not text) counts as
+/// `*`: the cache cannot tell what the response varies on, so it is not stored (found by
+/// fuzzing: `Vary: accept, *=` was keyed on a request field named `*=`, which no request has).
 pub fn vary_names(h: &HeaderMap) -> Vec<String> {
-    let mut names: Vec<String> = h
-        .get_all(http::header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .filter(|n| !n.is_empty())
-        .collect();
+    let mut names: Vec<String> = Vec::new();
+    for value in h.get_all(http::header::VARY) {
+        let Ok(text) = value.to_str() else {
+            names.push("*".into());
+            continue;
+        };
+        for member in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if member == "*" || !member.bytes().all(crate::http::token::is_tchar) {
+                names.push("*".into());
+            } else {
+                names.push(member.to_ascii_lowercase());
+            }
+        }
+    }
     names.sort();
     names.dedup();
     names

@@ -19,6 +19,15 @@ use http::{Method, StatusCode};
 
 use crate::http::{Request, Response};
 
+/// A field of `request` as text (visible ASCII), looked up by its known name.
+fn field<'r>(request: &'r Request, name: &header::HeaderName) -> Option<&'r str> {
+    request
+        .headers
+        .get_field(name)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .filter(|s| s.bytes().all(|b| b >= 0x20 || b == b'\t'))
+}
+
 /// What `request` should get from the stored `response` (a 200, 304, 206 or 416).
 pub fn answer(request: &Request, response: Response) -> Response {
     if response.status != StatusCode::OK || !(request.method == Method::GET || request.method == Method::HEAD) {
@@ -30,7 +39,7 @@ pub fn answer(request: &Request, response: Response) -> Response {
     if request.method != Method::GET {
         return response;
     }
-    let Some(range) = request.headers.get_str("range") else {
+    let Some(range) = field(request, &header::RANGE) else {
         return response;
     };
     if !if_range_holds(request, &response.headers) {
@@ -70,15 +79,16 @@ fn set(headers: &mut HeaderMap, name: header::HeaderName, value: String) {
 
 /// RFC 9110 §13.1.2 and §13.1.3 (If-Modified-Since only without If-None-Match).
 fn not_modified(request: &Request, stored: &HeaderMap) -> bool {
-    let etag = stored.get(header::ETAG).and_then(|v| v.to_str().ok());
-    if let Some(inm) = request.headers.get_str("if-none-match") {
-        let Some(etag) = etag else { return false };
+    if let Some(inm) = field(request, &header::IF_NONE_MATCH) {
+        let Some(etag) = stored.get(header::ETAG).and_then(|v| v.to_str().ok()) else {
+            return false;
+        };
         return inm.trim() == "*" || inm.split(',').any(|t| weak_eq(t.trim(), etag));
     }
-    let (Some(ims), Some(lm)) = (
-        request.headers.get_str("if-modified-since"),
-        stored.get(header::LAST_MODIFIED).and_then(|v| v.to_str().ok()),
-    ) else {
+    let Some(ims) = field(request, &header::IF_MODIFIED_SINCE) else {
+        return false;
+    };
+    let Some(lm) = stored.get(header::LAST_MODIFIED).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     match (
@@ -129,7 +139,7 @@ fn not_modified_response(stored: Response) -> Response {
 /// RFC 9110 §13.1.5: a strong ETag equal to the stored one, or an HTTP-date equal to the stored
 /// `Last-Modified`; anything else (a weak tag included) means the whole representation.
 fn if_range_holds(request: &Request, stored: &HeaderMap) -> bool {
-    let Some(cond) = request.headers.get_str("if-range").map(str::trim) else {
+    let Some(cond) = field(request, &header::IF_RANGE).map(str::trim) else {
         return true;
     };
     if cond.starts_with('"') {

@@ -174,44 +174,53 @@ impl FrameGuard {
         self.transfer_encoding = None;
     }
 
-    /// Reads head bytes from `buf[i..]` up to the end of one line; returns where it stopped.
-    fn head(&mut self, buf: &mut [u8], i: usize) -> Result<usize, Outcome> {
+    /// Reads head lines from `buf[i..]` until the head ends (the state changes), the bytes end
+    /// (a partial line is kept), or a violation; returns where it stopped.
+    fn head(&mut self, buf: &mut [u8], mut i: usize) -> Result<usize, Outcome> {
         const BARE_LF: &str = "a line ends in a bare LF (CRLF required)";
-        let rest = &buf[i..];
-        let Some(n) = memchr(b'\n', rest) else {
-            self.keep(rest);
-            return Ok(buf.len());
-        };
-        let lf = i + n;
-        // The byte before the LF: in this read, or the last one kept of this line (never a byte
-        // of the body before it: `cur` is empty at a line's start).
-        let crlf = if n > 0 {
-            rest[n - 1] == b'\r'
-        } else {
-            !self.cur.is_empty() && self.last == b'\r'
-        };
-        let verdict = if !crlf {
-            Err(BARE_LF)
-        } else if self.cur.is_empty() && !self.cur_long {
-            // The whole line is in this read (the common case): looked at in place, and "long"
-            // exactly as if it had come in pieces (found by fuzzing: the verdict must not depend
-            // on where reads end).
-            self.end_of_line(&rest[..n - 1], n > FIELD_CAP)
-        } else {
-            self.keep(&rest[..n]);
-            let cur = std::mem::take(&mut self.cur);
-            let v = self.end_of_line(cur.strip_suffix(b"\r").unwrap_or(&cur), self.cur_long);
-            self.cur = cur;
-            v
-        };
-        self.cur.clear();
-        self.cur_long = false;
-        match verdict {
-            Ok(()) => Ok(lf + 1),
-            Err(why) => {
+        loop {
+            let rest = &buf[i..];
+            let Some(n) = memchr(b'\n', rest) else {
+                self.keep(rest);
+                return Ok(buf.len());
+            };
+            let lf = i + n;
+            let verdict = if self.cur.is_empty() {
+                // The whole line is in this read (the common case): looked at in place, and
+                // "long" exactly as if it had come in pieces (found by fuzzing: the verdict must
+                // not depend on where reads end).
+                match rest[..n].strip_suffix(b"\r") {
+                    Some(line) => self.end_of_line(line, n > FIELD_CAP),
+                    None => Err(BARE_LF),
+                }
+            } else {
+                // The line began in an earlier read: `cur` holds its start (`last` its last byte
+                // when the LF is the first byte here).
+                let crlf = if n > 0 {
+                    rest[n - 1] == b'\r'
+                } else {
+                    self.last == b'\r'
+                };
+                self.keep(&rest[..n]);
+                let cur = std::mem::take(&mut self.cur);
+                let v = if crlf {
+                    self.end_of_line(cur.strip_suffix(b"\r").unwrap_or(&cur), self.cur_long)
+                } else {
+                    Err(BARE_LF)
+                };
+                self.cur = cur;
+                self.cur.clear();
+                self.cur_long = false;
+                v
+            };
+            if let Err(why) = verdict {
                 // The head is not complete before this LF: a NUL here makes the parser refuse it.
                 buf[lf] = 0;
-                Err(Outcome::HeadRefused(why))
+                return Err(Outcome::HeadRefused(why));
+            }
+            i = lf + 1;
+            if self.state != State::Head || i == buf.len() {
+                return Ok(i);
             }
         }
     }
@@ -286,14 +295,21 @@ impl FrameGuard {
     /// One byte of chunked framing (not chunk data).
     fn chunked(&mut self, b: u8) -> Result<(), &'static str> {
         self.state = match (self.state, b) {
+            // `digits`: 0 before any digit, else 1 + the significant ones (leading zeros are
+            // digits like any other, as hyper and the parser read them; found by fuzzing).
             (State::Size { size, digits }, _) if b.is_ascii_hexdigit() => {
-                if digits == 16 {
-                    return Err("a chunk size of more than 16 hex digits");
-                }
                 let d = (b as char).to_digit(16).unwrap_or(0);
+                let digits = if size == 0 && d == 0 {
+                    digits.max(1)
+                } else {
+                    digits.max(1) + 1
+                };
+                if digits > 17 {
+                    return Err("a chunk size of more than 16 significant hex digits");
+                }
                 State::Size {
                     size: size << 4 | u64::from(d),
-                    digits: digits + 1,
+                    digits,
                 }
             }
             (State::Size { digits: 0, .. }, _) => return Err("a chunk line without a size"),
@@ -413,6 +429,7 @@ mod tests {
             msg(b"Content-Length: 5\r\n", b"he\nlo"),
             msg(b"content-length: 5, 5\r\n", b"hello"),
             msg(b"Content-Length: 000000000000000000005\r\n", b"hello"),
+            msg(te, b"000000000000000000005\r\nhello\r\n0000\r\n\r\n"),
             msg(te, b"5\r\nhello\r\n0\r\n\r\n"),
             msg(
                 te,
@@ -502,7 +519,7 @@ mod tests {
             b"+5\r\nhello\r\n0\r\n\r\n",
             b"0_5\r\nhello\r\n0\r\n\r\n",
             b"\r\nhello\r\n0\r\n\r\n",
-            b"00000000000000005\r\nhello\r\n0\r\n\r\n",
+            b"10000000000000005\r\nhello\r\n0\r\n\r\n",
             b"5;a=b\nhello\r\n0\r\n\r\n",
             b"5;a=\x00\r\nhello\r\n0\r\n\r\n",
             b"5\nhello\r\n0\r\n\r\n",

@@ -92,6 +92,15 @@ impl Headers {
         }
     }
 
+    /// The first value of the field `name` (a known name: in map form, looked up without
+    /// parsing the name again).
+    pub fn get_field(&self, name: &http::HeaderName) -> Option<&[u8]> {
+        match self {
+            Headers::Map(m) => m.get(name).map(HeaderValue::as_bytes),
+            Headers::Raw { .. } => self.get(name.as_str()),
+        }
+    }
+
     /// The first value of `name` as a string, if it is visible ASCII.
     pub fn get_str(&self, name: &str) -> Option<&str> {
         self.get(name)

@@ -11,7 +11,7 @@ mod headers;
 mod parse;
 mod request;
 mod response;
-mod token;
+pub(crate) mod token;
 
 pub use headers::Headers;
 pub use parse::{parse_request, Limits, Parsed};

@@ -58,24 +58,9 @@ pub fn key(plan: &Plan, rule: &CacheRule, request: &Request) -> String {
 }
 
 /// Answers a request on cache rule `index`: from the cache, or through it. The rule's tag
-/// fields are for the cache: they reach the client only when the rule forwards them.
+/// fields are for the cache: they reach the client only when the rule forwards them (a stored
+/// copy has none already: the cache keeps the tags beside the entry).
 pub async fn serve(
-    state: &Arc<ServerState>,
-    active: &Arc<Active>,
-    index: usize,
-    ctx: &mut RequestCtx,
-) -> Result<http::Response<Body>> {
-    let mut response = answer(state, active, index, ctx).await?;
-    let rule = &active.plan.cache[index];
-    if !rule.forward_tags {
-        for field in rule.cache.tag_fields() {
-            response.headers_mut().remove(field);
-        }
-    }
-    Ok(response)
-}
-
-async fn answer(
     state: &Arc<ServerState>,
     active: &Arc<Active>,
     index: usize,
@@ -91,7 +76,7 @@ async fn answer(
         let (resp, outcome) = Box::pin(produce(state, active, request, body, prior_xff)).await?;
         ctx.notes.outcome = Some(outcome);
         rule.cache.invalidate(&method, resp.status(), &url);
-        return Ok(resp);
+        return Ok(untag(rule, resp));
     }
     let key = key(&active.plan, rule, &request);
     let exchange = (request, body, prior_xff);
@@ -110,19 +95,33 @@ async fn answer(
             refresh_in_background(state, active, index, key, exchange.0, exchange.2);
             Ok(from_core(r))
         }
-        Lookup::Revalidate(entry, cond) => revalidate(state, active, rule, key, exchange, entry, cond, ctx).await,
+        Lookup::Revalidate(entry, cond) => revalidate(state, active, rule, key, exchange, entry, cond, ctx)
+            .await
+            .map(|r| untag(rule, r)),
         Lookup::Miss(entry) => {
             ctx.notes.cache_status = Some(CacheStatus::Miss);
-            fill(state, active, rule, key, exchange, entry, ctx).await
+            fill(state, active, rule, key, exchange, entry, ctx)
+                .await
+                .map(|r| untag(rule, r))
         }
         Lookup::Bypass => {
             ctx.notes.cache_status = Some(CacheStatus::Bypass);
             let (request, body, prior_xff) = exchange;
             let (resp, outcome) = Box::pin(produce(state, active, request, body, prior_xff)).await?;
             ctx.notes.outcome = Some(outcome);
-            Ok(resp)
+            Ok(untag(rule, resp))
         }
     }
+}
+
+/// `response` without the rule's tag fields, unless the rule forwards them.
+fn untag(rule: &CacheRule, mut response: http::Response<Body>) -> http::Response<Body> {
+    if !rule.forward_tags {
+        for field in rule.cache.tag_fields() {
+            response.headers_mut().remove(field);
+        }
+    }
+    response
 }
 
 /// The statuses for which `stale-if-error` serves a stale copy instead (RFC 5861 §4).

@@ -407,7 +407,7 @@ fn build_cache(c: CacheSpec, upstream: &str) -> Result<CacheRule> {
     if c.ttl.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
         return Err(Error::config("cache ttl must be a positive number of seconds"));
     }
-    let mut cache = HttpCache::new(c.max_bytes.max(4096), c.ttl, 32);
+    let mut cache = HttpCache::new(c.max_bytes.max(4096), c.ttl, 32).with_tag_fields_kept(c.forward_tags);
     if let Some(fields) = &c.tag_fields {
         let names = fields
             .iter()
