@@ -191,3 +191,33 @@ def test_purge_without_redis_is_local_and_a_dead_redis_is_a_store_error(origin):
         ec.Edge().purge_broadcast("http://nope").check()
     with pytest.raises(ec.ConfigError, match="channel name must not be empty"):
         ec.Edge().purge_broadcast("redis://127.0.0.1:6379/0", channel="").check()
+
+
+def test_the_purge_subscription_comes_back_after_redis_restarts(origin):
+    """README: the subscriber reconnects with backoff when Redis goes away. Redis is stopped and
+    started again on the same port; the node subscribes again and applies the next purge."""
+    from tests.redis_server import RedisServer
+
+    redis = RedisServer().start()
+    again = RedisServer(port=redis.port)
+    app = ec.Edge(origin=origin.url).cache(paths=["/products/*"], ttl=60).purge_broadcast(redis.url)
+    app.configure(metrics_path="/metrics")
+    try:
+        with app.serve() as s:
+
+            def subscribed(flag: int) -> bool:
+                return f"edgecore_purge_subscribed {flag}" in call(s.url, "/metrics").body.decode()
+
+            wait_for(lambda: subscribed(1), what="the first subscription")
+            redis.stop()
+            wait_for(lambda: subscribed(0), what="the subscription to notice Redis is gone")
+            again.start()
+            wait_for(lambda: subscribed(1), what="the subscription to come back")
+            call(s.url, "/products/1")
+            assert call(s.url, "/products/1").headers["x-cache"] == "HIT"
+            # The flag is set once SUBSCRIBE is answered; a publish then reaches this node.
+            wait_for(lambda: ec.publish_purge(redis.url, "/products/") == 1, what="a purge to reach the node")
+            wait_for(lambda: call(s.url, "/products/1").headers["x-cache"] == "MISS", what="the purge")
+    finally:
+        redis.stop()
+        again.stop()
