@@ -78,3 +78,42 @@ impl AccessLog {
         self.dropped.load(Ordering::Relaxed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("edgecore-{name}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn lines_are_appended_in_order_and_reach_the_file() {
+        let path = temp("access-log");
+        std::fs::write(&path, "earlier\n").unwrap();
+        let log = AccessLog::open(path.to_str().unwrap()).unwrap();
+        for i in 0..100 {
+            log.write(format!("{{\"n\":{i}}}"));
+        }
+        drop(log); // the writer drains what was queued, flushes and ends
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&path).unwrap();
+            if text.lines().count() == 101 || std::time::Instant::now() > deadline {
+                let lines: Vec<&str> = text.lines().collect();
+                assert_eq!(lines[0], "earlier", "the file is appended to, not replaced");
+                assert_eq!(lines.len(), 101);
+                assert_eq!(lines[100], "{\"n\":99}");
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn an_unopenable_target_names_itself() {
+        let e = AccessLog::open("/nonexistent-dir/x.log").err().unwrap();
+        assert!(e.context.contains("/nonexistent-dir/x.log"), "{e}");
+    }
+}

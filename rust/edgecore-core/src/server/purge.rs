@@ -105,3 +105,19 @@ impl Broadcast {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_without_connecting() {
+        assert!(client("redis://127.0.0.1:1/0", "edgecore:purge").is_ok());
+        let e = client("redis://127.0.0.1:1/0", "").err().unwrap();
+        assert!(e.context.contains("channel name must not be empty"), "{e}");
+        let e = client("not a url", "c").err().unwrap();
+        assert!(e.context.contains("invalid Redis URL \"not a url\""), "{e}");
+        // Nothing listens on port 1: creating the broadcast still succeeds (it connects lazily).
+        assert!(Broadcast::new("redis://127.0.0.1:1/0", "c").is_ok());
+    }
+}

@@ -49,3 +49,36 @@ pub fn server_config(cert_path: &str, key_path: &str) -> Result<Arc<ServerConfig
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(name: &str, text: &str) -> String {
+        let p = std::env::temp_dir().join(format!("edgecore-tls-{name}-{}", std::process::id()));
+        std::fs::write(&p, text).unwrap();
+        p.to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn every_failure_names_the_file_and_the_problem() {
+        let e = server_config("/nonexistent/cert.pem", "/nonexistent/key.pem")
+            .err()
+            .unwrap();
+        assert!(
+            e.context.contains("cannot read the TLS certificate file") && e.context.contains("/nonexistent/cert.pem")
+        );
+        let empty = write("empty", "no pem here\n");
+        let e = server_config(&empty, &empty).err().unwrap();
+        assert!(e.context.contains("holds no CERTIFICATE block"), "{e}");
+        let junk = write("junk", "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n");
+        let e = server_config(&junk, &empty).err().unwrap();
+        assert!(e.context.contains("is not valid PEM"), "{e}");
+        let cert = write("cert", "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n");
+        let e = server_config(&cert, &empty).err().unwrap();
+        assert!(e.context.contains("holds no usable private key"), "{e}");
+        for p in [empty, junk, cert] {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+}
