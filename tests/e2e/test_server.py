@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -595,10 +596,24 @@ def test_reload_swaps_handlers_and_policies_without_dropping_connections(origin)
     def two(request, env):
         return "two"
 
+    def ask(sock: socket.socket) -> bytes:
+        sock.sendall(b"GET /v HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while not data.endswith((b"one", b"two")):
+            chunk = sock.recv(65536)
+            assert chunk, "the kept-alive connection was closed"
+            data += chunk
+        return data[-3:]
+
     with app.serve() as s:
         assert call(s.url, "/v").body == b"one"
         assert call(s.url, "/old").status == 200
+        # A keep-alive connection opened before the reload is served by the new app after it.
+        kept = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        assert ask(kept) == b"one"
         s.reload(new)
+        assert ask(kept) == b"two"
+        kept.close()
         assert call(s.url, "/v").body == b"two"
         assert call(s.url, "/old").status == 302
         bad = ec.Edge()
