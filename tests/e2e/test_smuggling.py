@@ -33,6 +33,32 @@ def exchange(port: int, data: bytes, wait: float = 1.5) -> bytes:
     return out
 
 
+def exchange_patiently(port: int, data: bytes, first: float = 5.0, then: float = 1.0) -> bytes:
+    """Like `exchange`, sized for a loaded machine: up to `first` seconds for a first complete
+    response, then `then` seconds more for anything that follows (a second, smuggled answer)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=first)
+    s.sendall(data)
+    out = b""
+    deadline = time.monotonic() + first
+    try:
+        while time.monotonic() < deadline:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+            try:
+                if responses(out):
+                    deadline = min(deadline, time.monotonic() + then)
+            except (AssertionError, ValueError, IndexError):
+                pass  # not a whole response yet
+    except (TimeoutError, ConnectionResetError):
+        pass
+    finally:
+        s.close()
+    return out
+
+
 def responses(raw: bytes) -> list[tuple[int, dict[str, str]]]:
     """Every response in `raw`, split by its framing (Content-Length, or chunked), so that a second
     response glued to the previous body is counted too. A response that cannot be framed (no
@@ -143,7 +169,9 @@ def test_transfer_codings_other_than_one_chunked_are_refused(origin):
     "head,status",
     [
         (b"GET /a HTTP/1.1\r\nHost: x\r\nX: a\x00b\r\n\r\n", 400),
-        (b"GET /a HTTP/1.2\r\nHost: x\r\n\r\n", 400),
+        (b"GET /a HTTP/2.0\r\nHost: x\r\n\r\n", 505),
+        (b"GET /a HTTP/3.1\r\nHost: x\r\n\r\n", 505),
+        (b"GET /a HTTP/0.9\r\nHost: x\r\n\r\n", 400),
         (b"GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400),
         (b"GET /a HTTP/1.1\r\nHost: x\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(150)) + b"\r\n", 431),
         (b"GET /a HTTP/1.1\r\nHost: x\r\nX: " + b"a" * 70_000 + b"\r\n\r\n", 431),
@@ -151,8 +179,18 @@ def test_transfer_codings_other_than_one_chunked_are_refused(origin):
 )
 def test_malformed_heads_are_answered_not_dropped(origin, head, status):
     with ec.Edge(origin=origin.url).serve() as s:
-        assert statuses(exchange(s.port, head)) == [status]
+        got = responses(exchange(s.port, head))
+        assert [st for st, _ in got] == [status]
+        assert got[0][1].get("connection") == "close"
         assert origin.count("/a") == 0
+
+
+def test_a_higher_minor_version_is_served_as_http_1_1(origin):
+    """RFC 9112 §2.3: HTTP/1.2 is processed as the highest 1.x the server speaks."""
+    with ec.Edge(origin=origin.url).serve() as s:
+        got = responses(exchange(s.port, b"GET /a HTTP/1.2\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        assert [st for st, _ in got] == [200]
+        assert origin.count("/a") == 1
 
 
 def test_a_bad_chunk_or_an_oversized_chunked_upload_is_the_clients_error(origin):
@@ -228,13 +266,13 @@ def test_every_smuggling_case_of_the_fuzz_corpus_through_the_server(origin):
     """Each published smuggling case (rust/edgecore-core/fuzz/seeds/http_parse/smuggle-*) hides
     GET /smuggled behind a framing some parser reads differently. Through the running server, each
     gets exactly one response: a 4xx/5xx that closes the connection and sends nothing to the
-    origin, or one answer, after which the connection is closed and the origin has seen one
-    request, /a, carrying the body the edge framed. /smuggled never reaches the origin."""
+    origin, or one answer (HTTP/1.2 is served as 1.1, RFC 9112 §2.3), after which the origin has
+    seen one request, /a, carrying the body the edge framed. /smuggled never reaches the origin."""
     failures = []
     with ec.Edge(origin=origin.url).serve() as s:
         for case in SMUGGLING_CORPUS:
             before = len(origin.requests)
-            raw = exchange(s.port, case.read_bytes(), wait=1.0)
+            raw = exchange_patiently(s.port, case.read_bytes())
             got = responses(raw)
             seen = [r["path"] for r in origin.requests[before:]]
             if len(got) != 1:
@@ -243,8 +281,8 @@ def test_every_smuggling_case_of_the_fuzz_corpus_through_the_server(origin):
             status, headers = got[0]
             if status >= 400 and (seen or headers.get("connection") != "close"):
                 failures.append(f"{case.name}: {status}, connection {headers.get('connection')}, origin saw {seen}")
-            if status < 400 and (seen != ["/a"] or headers.get("connection") != "close"):
-                failures.append(f"{case.name}: {status}, connection {headers.get('connection')}, origin saw {seen}")
+            if status < 400 and seen != ["/a"]:
+                failures.append(f"{case.name}: {status}, origin saw {seen}")
             if "/smuggled" in seen:
                 failures.append(f"{case.name}: /smuggled reached the origin")
     assert not failures, "\n".join(failures)

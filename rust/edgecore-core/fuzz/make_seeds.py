@@ -16,6 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SEEDS = HERE / "seeds"
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"
+assert len(SMUGGLED) == 35  # the Content-Length values below frame exactly this as a body
 
 
 def post(*fields: bytes, body: bytes = b"0\r\n\r\n", line: bytes = b"POST /a HTTP/1.1") -> bytes:
@@ -32,20 +33,20 @@ SMUGGLING = {
     "cl-te": post(b"Content-Length: 6", CHUNKED),
     "te-cl": post(CHUNKED, b"Content-Length: 40"),
     # Content-Length forms.
-    "cl-plus": post(b"Content-Length: +37", body=b""),
-    "cl-hex": post(b"Content-Length: 0x25", body=b""),
+    "cl-plus": post(b"Content-Length: +35", body=b""),
+    "cl-hex": post(b"Content-Length: 0x23", body=b""),
     "cl-negative": post(b"Content-Length: -1", body=b""),
-    "cl-list": post(b"Content-Length: 37, 37", body=b""),
-    "cl-two-values": post(b"Content-Length: 0", b"Content-Length: 37", body=b""),
+    "cl-list": post(b"Content-Length: 35, 35", body=b""),
+    "cl-two-values": post(b"Content-Length: 0", b"Content-Length: 35", body=b""),
     "cl-overflow": post(b"Content-Length: 18446744073709551653", body=b""),
-    "cl-underscore": post(b"Content-Length: 3_7", body=b""),
-    "cl-nul": post(b"Content-Length: 37\x00", body=b""),
-    "cl-vtab": post(b"Content-Length:\x0b37", body=b""),
-    "cl-space-before-colon": post(b"Content-Length : 37", body=b""),
+    "cl-underscore": post(b"Content-Length: 3_5", body=b""),
+    "cl-nul": post(b"Content-Length: 35\x00", body=b""),
+    "cl-vtab": post(b"Content-Length:\x0b35", body=b""),
+    "cl-space-before-colon": post(b"Content-Length : 35", body=b""),
     # Transfer-Encoding obfuscations.
-    "te-space-before-colon": post(b"Transfer-Encoding : chunked", b"Content-Length: 37", body=b""),
-    "te-obs-fold": post(b"X-A: 1", b" Transfer-Encoding: chunked", b"Content-Length: 37", body=b""),
-    "te-obs-fold-value": post(b"Transfer-Encoding:", b" chunked", b"Content-Length: 37", body=b""),
+    "te-space-before-colon": post(b"Transfer-Encoding : chunked", b"Content-Length: 35", body=b""),
+    "te-obs-fold": post(b"X-A: 1", b" Transfer-Encoding: chunked", b"Content-Length: 35", body=b""),
+    "te-obs-fold-value": post(b"Transfer-Encoding:", b" chunked", b"Content-Length: 35", body=b""),
     "te-xchunked": post(b"Transfer-Encoding: xchunked", body=b""),
     "te-chunked-identity": post(b"Transfer-Encoding: chunked, identity"),
     "te-identity-chunked": post(b"Transfer-Encoding: identity, chunked"),
@@ -73,14 +74,14 @@ SMUGGLING = {
     "chunk-trailer-bare-lf": post(CHUNKED, body=b"0\r\nX: y\n\r\n"),
     "chunk-ext-nul": post(CHUNKED, body=b"5;a=\x00\r\nhello\r\n0\r\n\r\n"),
     # Heads.
-    "bare-lf-head": b"POST /a HTTP/1.1\nHost: x\nContent-Length: 37\n\n" + SMUGGLED,
-    "bare-cr-head": b"POST /a HTTP/1.1\rHost: x\r\nContent-Length: 37\r\n\r\n" + SMUGGLED,
-    "nul-in-value": post(b"X: a\x00b", b"Content-Length: 37", body=b""),
-    "high-byte-name": post(b"X\xff: 1", b"Content-Length: 37", body=b""),
-    "version-1-2": post(b"Content-Length: 37", body=b"", line=b"POST /a HTTP/1.2"),
-    "version-lower": post(b"Content-Length: 37", body=b"", line=b"POST /a http/1.1"),
-    "space-in-target": post(b"Content-Length: 37", body=b"", line=b"POST /a b HTTP/1.1"),
-    "double-space": post(b"Content-Length: 37", body=b"", line=b"POST  /a HTTP/1.1"),
+    "bare-lf-head": b"POST /a HTTP/1.1\nHost: x\nContent-Length: 35\n\n" + SMUGGLED,
+    "bare-cr-head": b"POST /a HTTP/1.1\rHost: x\r\nContent-Length: 35\r\n\r\n" + SMUGGLED,
+    "nul-in-value": post(b"X: a\x00b", b"Content-Length: 35", body=b""),
+    "high-byte-name": post(b"X\xff: 1", b"Content-Length: 35", body=b""),
+    "version-1-2": post(b"Content-Length: 35", body=b"", line=b"POST /a HTTP/1.2"),
+    "version-lower": post(b"Content-Length: 35", body=b"", line=b"POST /a http/1.1"),
+    "space-in-target": post(b"Content-Length: 35", body=b"", line=b"POST /a b HTTP/1.1"),
+    "double-space": post(b"Content-Length: 35", body=b"", line=b"POST  /a HTTP/1.1"),
 }
 
 VALID_HTTP = {

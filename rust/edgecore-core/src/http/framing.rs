@@ -32,6 +32,9 @@ pub enum Outcome {
     HeadRefused(&'static str),
     /// A chunked body is refused: a byte of it was replaced so that hyper's decoder fails there.
     BodyRefused(&'static str),
+    /// The request line names a major version other than 1 (`HTTP/2.0` in HTTP/1 syntax): its
+    /// version was rewritten to `HTTP/1.1` so that it parses, and the caller answers 505.
+    VersionUnsupported,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +159,8 @@ impl FrameGuard {
                     }
                     i = next;
                 }
+                // An unsupported version is answered (505) and the connection closed: nothing
+                // after it is looked at.
                 Err(outcome) => {
                     self.state = State::Failed;
                     return outcome;
@@ -185,10 +190,16 @@ impl FrameGuard {
                 return Ok(buf.len());
             };
             let lf = i + n;
+            let mut version = Outcome::Ok;
             let verdict = if self.cur.is_empty() {
                 // The whole line is in this read (the common case): looked at in place, and
                 // "long" exactly as if it had come in pieces (found by fuzzing: the verdict must
                 // not depend on where reads end).
+                let preface = self.first_message && rest.starts_with(PREFACE);
+                if self.line == 0 && n > 0 && rest[n - 1] == b'\r' && !preface {
+                    version = fix_version(&mut buf[i..lf - 1]);
+                }
+                let rest = &buf[i..];
                 match rest[..n].strip_suffix(b"\r") {
                     Some(line) => self.end_of_line(line, n > FIELD_CAP),
                     None => Err(BARE_LF),
@@ -202,7 +213,13 @@ impl FrameGuard {
                     self.last == b'\r'
                 };
                 self.keep(&rest[..n]);
-                let cur = std::mem::take(&mut self.cur);
+                let mut cur = std::mem::take(&mut self.cur);
+                if self.line == 0 && crlf && !self.cur_long && !(self.first_message && cur.starts_with(PREFACE)) {
+                    // Reported as when the line comes whole; its bytes may have gone on already,
+                    // so the parser may refuse the version itself instead.
+                    let end = cur.len() - 1;
+                    version = fix_version(&mut cur[..end]);
+                }
                 let v = if crlf {
                     self.end_of_line(cur.strip_suffix(b"\r").unwrap_or(&cur), self.cur_long)
                 } else {
@@ -219,6 +236,9 @@ impl FrameGuard {
                 return Err(Outcome::HeadRefused(why));
             }
             i = lf + 1;
+            if version != Outcome::Ok {
+                return Err(version);
+            }
             if self.state != State::Head || i == buf.len() {
                 return Ok(i);
             }
@@ -342,6 +362,33 @@ impl FrameGuard {
             _ => return Err("unexpected chunked framing"),
         };
         Ok(())
+    }
+}
+
+/// A request line ending in ` HTTP/x.y` with a version other than 1.0 and 1.1: a higher minor
+/// version of 1 is served as 1.1 (RFC 9112 §2.3), another major version is rewritten to 1.1 so
+/// that it parses and reported, for a 505 (RFC 9110 §15.6.6). Anything else is left to the parser.
+fn fix_version(line: &mut [u8]) -> Outcome {
+    let n = line.len();
+    if n < 9 || &line[n - 9..n - 3] != b" HTTP/" || line[n - 2] != b'.' {
+        return Outcome::Ok;
+    }
+    let (major, minor) = (line[n - 3], line[n - 1]);
+    if !major.is_ascii_digit() || !minor.is_ascii_digit() {
+        return Outcome::Ok;
+    }
+    match (major, minor) {
+        (b'1', b'0' | b'1') => Outcome::Ok,
+        (b'1', _) => {
+            line[n - 1] = b'1';
+            Outcome::Ok
+        }
+        (b'0', _) => Outcome::Ok, // HTTP/0.x: the parser refuses it (400).
+        _ => {
+            line[n - 3] = b'1';
+            line[n - 1] = b'1';
+            Outcome::VersionUnsupported
+        }
     }
 }
 
@@ -493,6 +540,23 @@ mod tests {
             let end = m.windows(4).position(|w| w == b"\r\n\r\n").map_or(m.len(), |e| e + 4);
             assert!(nul < end, "{:?}", String::from_utf8_lossy(&m));
         }
+    }
+
+    #[test]
+    fn versions_other_than_1_0_and_1_1() {
+        let line = |v: &str| {
+            let mut m = format!("GET / {v}\r\nHost: x\r\n\r\n").into_bytes();
+            let o = FrameGuard::new().inspect(&mut m);
+            (o, String::from_utf8_lossy(&m).lines().next().unwrap().to_owned())
+        };
+        assert_eq!(line("HTTP/1.1"), (Outcome::Ok, "GET / HTTP/1.1".into()));
+        assert_eq!(line("HTTP/1.0"), (Outcome::Ok, "GET / HTTP/1.0".into()));
+        assert_eq!(line("HTTP/1.2"), (Outcome::Ok, "GET / HTTP/1.1".into()));
+        assert_eq!(line("HTTP/2.0"), (Outcome::VersionUnsupported, "GET / HTTP/1.1".into()));
+        assert_eq!(line("HTTP/3.1"), (Outcome::VersionUnsupported, "GET / HTTP/1.1".into()));
+        assert_eq!(line("HTTP/1.x"), (Outcome::Ok, "GET / HTTP/1.x".into()));
+        assert_eq!(line("HTTP/0.9"), (Outcome::Ok, "GET / HTTP/0.9".into()));
+        assert_eq!(line("http/2.0"), (Outcome::Ok, "GET / http/2.0".into()));
     }
 
     #[test]

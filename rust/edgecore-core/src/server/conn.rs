@@ -116,6 +116,8 @@ pub(crate) struct ConnState {
     peer: std::net::SocketAddr,
     /// Why the framing guard refused this connection's request, if it did.
     pub(crate) refused: std::sync::OnceLock<&'static str>,
+    /// The request line named an HTTP version this server does not speak (answered 505).
+    pub(crate) version_unsupported: AtomicBool,
 }
 
 impl ConnState {
@@ -123,6 +125,7 @@ impl ConnState {
         ConnState {
             peer,
             refused: std::sync::OnceLock::new(),
+            version_unsupported: AtomicBool::new(false),
             started: AtomicBool::new(false),
             first_request: Notify::new(),
             in_flight: AtomicU32::new(0),
@@ -210,6 +213,13 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
 /// A request in flight on a connection; dropped when hyper has taken its whole response (or
 /// gave up on it), which starts the wait for the next request head.
 pub(crate) struct InFlight(Arc<ConnState>);
+
+impl InFlight {
+    /// The request line named a major HTTP version other than 1 (the guard made it parse).
+    pub(crate) fn version_unsupported(&self) -> bool {
+        self.0.version_unsupported.load(Ordering::Relaxed)
+    }
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {

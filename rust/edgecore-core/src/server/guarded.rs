@@ -45,6 +45,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
             Outcome::HeadRefused(why) | Outcome::BodyRefused(why) => {
                 let _ = this.state.refused.set(why);
             }
+            Outcome::VersionUnsupported => {
+                this.state
+                    .version_unsupported
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         Poll::Ready(Ok(()))
     }

@@ -13,7 +13,7 @@ use super::conn::InFlight;
 use super::ctx::Notes;
 use super::metrics::Outcome;
 use super::pipeline;
-use super::respond::{error_response, rate_headers};
+use super::respond::{error_response, rate_headers, status_response};
 use super::state::ServerState;
 use crate::cache::http_cache::X_CACHE;
 
@@ -27,6 +27,7 @@ pub(crate) async fn serve(
     secure: bool,
     request: InFlight,
 ) -> Result<http::Response<Tracked>, Infallible> {
+    let unsupported_version = request.version_unsupported();
     let tracked = |r: http::Response<Body>| {
         Ok(r.map(|body| Tracked {
             body,
@@ -34,6 +35,15 @@ pub(crate) async fn serve(
         }))
     };
     state.metrics.arrived();
+    if unsupported_version {
+        let mut r = status_response(
+            http::StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            "HTTP Version Not Supported",
+        );
+        r.headers_mut()
+            .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        return tracked(r);
+    }
     let active = state.active.load_full();
     let t0 = std::time::Instant::now();
     let plan = &active.plan;
