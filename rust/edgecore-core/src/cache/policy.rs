@@ -205,7 +205,8 @@ fn httpdate(s: &str) -> Option<f64> {
     }
     let hms: Vec<u32> = time.split(':').map(|x| x.parse().ok()).collect::<Option<_>>()?;
     let [h, mi, se] = hms.as_slice() else { return None };
-    if !(1..=31).contains(&day) || *h > 23 || *mi > 59 || *se > 60 {
+    // A four-digit year at most (found by fuzzing: a huge year overflowed the arithmetic below).
+    if !(1..=31).contains(&day) || *h > 23 || *mi > 59 || *se > 60 || !(0..=9999).contains(&year) {
         return None;
     }
     // Days from civil (Howard Hinnant's algorithm).
