@@ -88,7 +88,7 @@ enum Stored {
 impl Weighted for Stored {
     fn weight(&self) -> usize {
         match self {
-            Stored::Response(e) => e.response.weight(),
+            Stored::Response(e) => e.response.weight() + e.tags.iter().map(|t| t.len() + 24).sum::<usize>(),
             Stored::Vary(v) => v.names.iter().map(|n| n.len() + 24).sum::<usize>() + 64,
         }
     }
@@ -281,6 +281,19 @@ impl HttpCache {
 
     /// Stores `response` to `request` under `key` if the policy allows; returns the decision.
     pub fn store(&self, request: &Request, key: &str, response: &Response, now: f64) -> StoreDecision {
+        self.store_tagged(request, key, response, now, &[])
+    }
+
+    /// [`Self::store`], with `inherited` as the tags when `response` carries none (a 304 merged
+    /// into an entry whose tag fields were removed when it was stored keeps the entry's tags).
+    fn store_tagged(
+        &self,
+        request: &Request,
+        key: &str,
+        response: &Response,
+        now: f64,
+        inherited: &[String],
+    ) -> StoreDecision {
         let decision = storable_targeted(request, response, now, self.default_ttl, &self.targeted.each_ref());
         if !decision.storable {
             return decision;
@@ -293,7 +306,10 @@ impl HttpCache {
         let mut stored = response.clone();
         stored.headers.remove(AGE);
         stored.headers.remove(X_CACHE);
-        let tags = self.tags_of(response);
+        let mut tags = self.tags_of(response);
+        if tags.is_empty() {
+            tags = inherited.to_vec();
+        }
         if !self.keep_tag_fields {
             for field in &self.tag_fields {
                 stored.headers.remove(field);
@@ -359,7 +375,7 @@ impl HttpCache {
                 merged.headers.insert(name.clone(), value.clone());
             }
         }
-        self.store(request, key, &merged, now);
+        self.store_tagged(request, key, &merged, now, &entry.tags);
         merged.headers.insert(AGE, HeaderValue::from_static("0"));
         merged.headers.insert(X_CACHE, HeaderValue::from_static("REVALIDATED"));
         merged
@@ -443,6 +459,22 @@ mod tests {
         );
         assert_eq!(only_x.purge("tag:t"), 0);
         assert_eq!(only_x.purge("tag:u"), 1);
+    }
+
+    #[test]
+    fn a_revalidated_entry_keeps_its_tags() {
+        let c = HttpCache::new(1 << 20, None, 8);
+        let r = req(&[]);
+        let k = cache_key(&r, "http", &KeyOptions::default(), &[]);
+        let stored = resp(&[("cache-control", "max-age=1"), ("etag", "\"v1\""), ("cache-tag", "t")]);
+        assert!(c.store(&r, &k, &stored, 0.0).storable);
+        let Lookup::Revalidate(entry, _) = c.lookup(&r, &k, 100.0) else {
+            panic!("not revalidated")
+        };
+        let mut not_modified = resp(&[("cache-control", "max-age=60")]);
+        not_modified.status = http::StatusCode::NOT_MODIFIED;
+        c.revalidated(&r, &k, &entry, &not_modified, 100.0);
+        assert_eq!(c.purge("tag:t"), 1, "the tags were lost on revalidation");
     }
 
     #[test]
