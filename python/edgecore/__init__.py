@@ -31,6 +31,7 @@ from edgecore._core import (
     KeyNotFoundError,
     MalformedTokenError,
     MissingClaimError,
+    Next,
     ParserLimits,
     RateLimiter,
     Request,
@@ -44,13 +45,16 @@ from edgecore._core import (
     cache_key,
     cache_policy,
     client_ip,
+    next,
     parse_request,
     parse_request_prefix,
     publish_purge,
     redirect,
+    rewrite,
     verify_signature,
 )
-from edgecore.app import Edge, Env, Running
+from edgecore.app import Edge, Running
+from edgecore.env import Env, Vars
 
 __all__ = [
     "KV",
@@ -82,6 +86,7 @@ __all__ = [
     "KeyNotFoundError",
     "MalformedTokenError",
     "MissingClaimError",
+    "Next",
     "ParserLimits",
     "RateLimiter",
     "Request",
@@ -91,14 +96,17 @@ __all__ = [
     "StoreError",
     "TokenTooLargeError",
     "UpstreamError",
+    "Vars",
     "__version__",
     "assign_variant",
     "cache_key",
     "cache_policy",
     "client_ip",
+    "next",
     "parse_request",
     "parse_request_prefix",
     "publish_purge",
     "redirect",
+    "rewrite",
     "verify_signature",
 ]

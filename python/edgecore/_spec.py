@@ -55,12 +55,14 @@ class RedirectSpec(TypedDict):
     status: int
     paths: list[str]
     country: list[str] | None
+    exclude: list[str]
 
 
 class RewriteSpec(TypedDict):
     to: str
     paths: list[str]
     country: list[str] | None
+    exclude: list[str]
 
 
 class OriginRuleSpec(TypedDict):
@@ -68,12 +70,14 @@ class OriginRuleSpec(TypedDict):
     country: list[str] | None
     continent: list[str] | None
     paths: list[str]
+    exclude: list[str]
 
 
 class HeadersSpec(TypedDict):
     paths: list[str]
     request: dict[str, str]
     response: dict[str, str]
+    exclude: list[str]
 
 
 class JwtSpec(TypedDict):
@@ -81,18 +85,21 @@ class JwtSpec(TypedDict):
     verifier: int
     cookie: str | None
     claims_to_headers: dict[str, str]
+    exclude: list[str]
 
 
 class RateLimitSpec(TypedDict):
     paths: list[str]
     limiter: int
     key: str
+    exclude: list[str]
 
 
 class AbTestSpec(TypedDict):
     name: str
     variants: dict[str, float]
     paths: list[str]
+    exclude: list[str]
 
 
 class CacheSpec(TypedDict):
@@ -104,6 +111,7 @@ class CacheSpec(TypedDict):
     tag_fields: list[str] | None
     forward_tags: bool
     targeted_field: str | None
+    exclude: list[str]
 
 
 class RouteSpec(TypedDict):
@@ -115,12 +123,14 @@ class RouteSpec(TypedDict):
 class MiddlewareSpec(TypedDict):
     matcher: list[str]
     handler: int
+    exclude: list[str]
 
 
 class AppSpec(TypedDict, total=False):
     """The whole description (``Edge.spec_json()`` is this, as JSON)."""
 
     origin: str | None
+    location: str
     trusted_proxies: list[str]
     bots: BotsSpec
     redirects: list[RedirectSpec]

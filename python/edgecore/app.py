@@ -16,14 +16,16 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from edgecore import _core
 from edgecore._spec import AppSpec, ServerSettings
+from edgecore.env import Env, _deferred, await_deferring
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -41,6 +43,14 @@ def _paths(paths: str | Iterable[str]) -> list[str]:
     out = [paths] if isinstance(paths, str) else list(paths)
     if not out:
         raise _core.ConfigError("paths must name at least one pattern")
+    _core.check_paths(out, [])
+    return out
+
+
+def _exclude(exclude: str | Iterable[str]) -> list[str]:
+    out = [exclude] if isinstance(exclude, str) else list(exclude)
+    if out:
+        _core.check_paths(["/*"], out)
     return out
 
 
@@ -50,19 +60,22 @@ def _countries(c: str | Iterable[str] | None) -> list[str] | None:
     return [c] if isinstance(c, str) else list(c)
 
 
-class Env:
-    """What handlers receive as ``env``: ``env.kv[name]`` for each ``app.kv(name, …)``."""
-
-    def __init__(self, kv: dict[str, _core.KV]) -> None:
-        self.kv = kv
-
-
 class Edge:
     """An edge application. Requests no rule or handler answers go to ``origin``."""
 
-    def __init__(self, origin: str | None = None) -> None:
+    def __init__(
+        self,
+        origin: str | None = None,
+        *,
+        location: str | None = None,
+        vars: Mapping[str, str] | None = None,
+    ) -> None:
+        """``location`` names where this edge runs (``request.location``, ``{location}``;
+        default: ``EDGECORE_LOCATION``, else the host name); ``vars`` are variables and secrets
+        handlers read as ``env.vars``."""
         self._spec: AppSpec = {
             "origin": origin,
+            "location": location or os.environ.get("EDGECORE_LOCATION") or socket.gethostname(),
             "trusted_proxies": [],
             "redirects": [],
             "rewrites": [],
@@ -82,6 +95,9 @@ class Edge:
         self._geo: _core.GeoDB | None = None
         self._bots: _core.BotDetector | None = None
         self._kv: dict[str, _core.KV] = {}
+        self._vars: dict[str, str] = {}
+        if vars is not None:
+            self.vars(vars)
         if origin is not None:
             self._check_origin(origin)
 
@@ -121,19 +137,33 @@ class Edge:
         status: int = 302,
         paths: str | Iterable[str] = ("/*",),
         country: str | Iterable[str] | None = None,
+        exclude: str | Iterable[str] = (),
     ) -> Edge:
         """Redirect matching requests (``to`` may use ``{path}``, ``{query}``, ``{geo.country}``…)."""
         _core.redirect("/", status)
         self._spec["redirects"].append(
-            {"to": to, "status": status, "paths": _paths(paths), "country": _countries(country)}
+            {
+                "to": to,
+                "status": status,
+                "paths": _paths(paths),
+                "country": _countries(country),
+                "exclude": _exclude(exclude),
+            }
         )
         return self
 
     def rewrite(
-        self, *, to: str, paths: str | Iterable[str] = ("/*",), country: str | Iterable[str] | None = None
+        self,
+        *,
+        to: str,
+        paths: str | Iterable[str] = ("/*",),
+        country: str | Iterable[str] | None = None,
+        exclude: str | Iterable[str] = (),
     ) -> Edge:
         """Serve another path, without the client seeing a redirect."""
-        self._spec["rewrites"].append({"to": to, "paths": _paths(paths), "country": _countries(country)})
+        self._spec["rewrites"].append(
+            {"to": to, "paths": _paths(paths), "country": _countries(country), "exclude": _exclude(exclude)}
+        )
         return self
 
     def origin_for(
@@ -143,11 +173,18 @@ class Edge:
         country: str | Iterable[str] | None = None,
         continent: str | Iterable[str] | None = None,
         paths: str | Iterable[str] = ("/*",),
+        exclude: str | Iterable[str] = (),
     ) -> Edge:
         """Send matching clients (by country or continent) to this origin instead of the default."""
         self._check_origin(url)
         self._spec["origins"].append(
-            {"url": url, "country": _countries(country), "continent": _countries(continent), "paths": _paths(paths)}
+            {
+                "url": url,
+                "country": _countries(country),
+                "continent": _countries(continent),
+                "paths": _paths(paths),
+                "exclude": _exclude(exclude),
+            }
         )
         return self
 
@@ -157,11 +194,17 @@ class Edge:
         paths: str | Iterable[str] = ("/*",),
         request: dict[str, str] | None = None,
         response: dict[str, str] | None = None,
+        exclude: str | Iterable[str] = (),
     ) -> Edge:
         """Set headers toward the origin (``request``) and the client (``response``). Values may use
         ``{geo.country} {geo.region} {geo.city} {claims.NAME} {variant.NAME} {client_ip} {bot}``."""
         self._spec["headers"].append(
-            {"paths": _paths(paths), "request": dict(request or {}), "response": dict(response or {})}
+            {
+                "paths": _paths(paths),
+                "request": dict(request or {}),
+                "response": dict(response or {}),
+                "exclude": _exclude(exclude),
+            }
         )
         return self
 
@@ -179,6 +222,7 @@ class Edge:
         cookie: str | None = None,
         claims_to_headers: dict[str, str] | None = None,
         required_claims: list[str] | None = None,
+        exclude: str | Iterable[str] = (),
     ) -> Edge:
         """Require a valid JWT (Authorization: Bearer, or ``cookie``); 401 otherwise."""
         kwargs: dict[str, Any] = {"algorithms": algorithms, "audience": audience, "issuer": issuer, "leeway": leeway}
@@ -192,6 +236,7 @@ class Edge:
                 "verifier": len(self._verifiers) - 1,
                 "cookie": cookie,
                 "claims_to_headers": dict(claims_to_headers or {}),
+                "exclude": _exclude(exclude),
             }
         )
         return self
@@ -207,6 +252,7 @@ class Edge:
         store: str | None = None,
         on_store_error: str = "open",
         store_timeout: float = 0.05,
+        exclude: str | Iterable[str] = (),
     ) -> Edge:
         """Limit matching requests per key ("ip", "header:NAME" or "claim:NAME"); 429 beyond.
         With a Redis ``store`` the limit is shared by every node; a check that gets no answer
@@ -219,13 +265,24 @@ class Edge:
                 limit, period, burst=burst, store=store, timeout=store_timeout, on_store_error=on_store_error
             )
         )
-        self._spec["rate_limits"].append({"paths": _paths(paths), "limiter": len(self._limiters) - 1, "key": key})
+        self._spec["rate_limits"].append(
+            {"paths": _paths(paths), "limiter": len(self._limiters) - 1, "key": key, "exclude": _exclude(exclude)}
+        )
         return self
 
-    def ab_test(self, name: str, variants: dict[str, float], *, paths: str | Iterable[str] = ("/*",)) -> Edge:
+    def ab_test(
+        self,
+        name: str,
+        variants: dict[str, float],
+        *,
+        paths: str | Iterable[str] = ("/*",),
+        exclude: str | Iterable[str] = (),
+    ) -> Edge:
         """Assign each client a sticky variant (cookie ``ec-ab-NAME``), forwarded as ``x-ab-NAME``."""
         _core.Experiment(name, variants)
-        self._spec["ab_tests"].append({"name": name, "variants": dict(variants), "paths": _paths(paths)})
+        self._spec["ab_tests"].append(
+            {"name": name, "variants": dict(variants), "paths": _paths(paths), "exclude": _exclude(exclude)}
+        )
         return self
 
     def cache(
@@ -239,6 +296,7 @@ class Edge:
         tag_fields: Iterable[str] | None = None,
         forward_tags: bool = False,
         targeted_field: str | None = None,
+        exclude: str | Iterable[str] = (),
     ) -> Edge:
         """Cache matching GET responses as a shared cache (RFC 9111); ``ttl`` applies to responses
         without their own freshness. Responses are tagged by the values of ``tag_fields``
@@ -257,6 +315,7 @@ class Edge:
                 "tag_fields": None if tag_fields is None else list(tag_fields),
                 "forward_tags": forward_tags,
                 "targeted_field": targeted_field,
+                "exclude": _exclude(exclude),
             }
         )
         return self
@@ -271,6 +330,24 @@ class Edge:
     def kv(self, name: str, url: str | None = None) -> Edge:
         """A KV store handlers reach as ``env.kv[name]`` (in process, or Redis with ``url``)."""
         self._kv[name] = _core.KV(url)
+        return self
+
+    def vars(
+        self, values: Mapping[str, str] | None = None, /, *, from_env: str | Iterable[str] = (), **more: str
+    ) -> Edge:
+        """Variables and secrets handlers read as ``env.vars[NAME]``: given here, or copied from
+        the environment variables named in ``from_env`` (a missing one is an ``ec.ConfigError``
+        now, not a ``KeyError`` in a handler later)."""
+        given = {**(values or {}), **more}
+        for name, value in given.items():
+            if not isinstance(name, str) or not isinstance(value, str):
+                raise _core.ConfigError(f"vars must map names to str values; {name!r} is {type(value).__name__}")
+        names = [from_env] if isinstance(from_env, str) else list(from_env)
+        missing = [n for n in names if n not in os.environ]
+        if missing:
+            raise _core.ConfigError(f"vars: environment variable(s) not set: {', '.join(missing)}")
+        self._vars.update(given)
+        self._vars.update({n: os.environ[n] for n in names})
         return self
 
     def configure(self, **settings: Unpack[ServerSettings]) -> Edge:
@@ -298,24 +375,49 @@ class Edge:
 
     # ---- Python code ----
 
-    def route(self, path: str, methods: Iterable[str] = ("GET",)) -> Callable[[Handler], Handler]:
-        """Register ``handler(request, env) -> Response`` (``def`` or ``async def``) for ``path``."""
+    def route(self, path: str, methods: str | Iterable[str] = ("GET",)) -> Callable[[Handler], Handler]:
+        """Register ``handler(request)`` or ``handler(request, env)`` (``def`` or ``async def``)
+        for ``path``; it returns a Response, str, bytes or dict/list (JSON). ``methods`` lists
+        the methods it answers (a GET route answers HEAD too; ``"*"``: any method); another
+        method on the same path gets 405 with ``Allow``."""
+        if callable(path):
+            raise TypeError("route needs a path: write @app.route('/path'), not @app.route")
+        if not isinstance(path, str):
+            raise TypeError(f"route path must be a str, not {type(path).__name__}")
+        wanted = [methods] if isinstance(methods, str) else list(methods)
+        if not wanted or not all(isinstance(m, str) for m in wanted):
+            raise TypeError("route methods must be a method name, a list of them, or '*'")
 
         def register(fn: Handler) -> Handler:
-            self._handlers.append(fn)
-            self._spec["routes"].append({"path": path, "methods": list(methods), "handler": len(self._handlers) - 1})
+            self._handlers.append(_with_env(fn, "route"))
+            self._spec["routes"].append({"path": path, "methods": wanted, "handler": len(self._handlers) - 1})
             return fn
 
         return register
 
-    def middleware(self, matcher: str | Iterable[str]) -> Callable[[Handler], Handler]:
-        """Register ``handler(request) -> Response | None`` to run before routing on matching
-        paths (patterns, or regular expressions written ``re:^/api/``). None continues, with any
-        edits made to ``request.headers``."""
+    def middleware(
+        self, matcher: str | Iterable[str] = ("/*",), *, exclude: str | Iterable[str] = ()
+    ) -> Callable[[Handler], Handler]:
+        """Register ``handler(request)`` or ``handler(request, env)`` to run before the cache,
+        the routes and the origin on paths ``matcher`` matches (patterns as Next.js writes them,
+        ``/about/:path*`` or ``/((?!api|_next/static).*)``, or ``re:`` regexes) and ``exclude``
+        does not. It returns None or ``ec.next(...)`` to continue (``request_headers`` edit the
+        request, ``response_headers`` are added to whatever answers), ``ec.rewrite("/path")``
+        to continue with another path, or a Response (``ec.redirect(...)``, a str, a dict…) to
+        answer. Paths it does not match never enter Python."""
+        if callable(matcher):
+            raise TypeError("middleware needs a matcher: write @app.middleware('/path/*'), not @app.middleware")
+        patterns = _paths(matcher)
+        excluded = _exclude(exclude)
+        if not all(isinstance(p, str) for p in patterns + excluded):
+            raise TypeError("middleware matcher and exclude must be path patterns (str)")
+        _core.check_paths(patterns, excluded)
 
         def register(fn: Handler) -> Handler:
-            self._handlers.append(fn)
-            self._spec["middleware"].append({"matcher": _paths(matcher), "handler": len(self._handlers) - 1})
+            self._handlers.append(_with_env(fn, "middleware"))
+            self._spec["middleware"].append(
+                {"matcher": patterns, "handler": len(self._handlers) - 1, "exclude": excluded}
+            )
             return fn
 
         return register
@@ -404,9 +506,9 @@ class Running:
         self.core = core
         # Handlers only ever grow (see reload): a job refers to an index that stays valid.
         self._handlers: list[Handler] = list(app._handlers)
-        self._env = Env(app._kv)
         self._stopping = threading.Event()
         self._loop = asyncio.new_event_loop()
+        self._env = Env(app._kv, app._vars, server=core, loop=self._loop)
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="edgecore-asyncio", daemon=True)
         self._loop_thread.start()
         self._workers = [
@@ -444,7 +546,7 @@ class Running:
         self._handlers.extend(app._handlers)
         self.core.reload(json.dumps(spec), **app._core_args())
         self.app = app
-        self._env = Env(app._kv)
+        self._env = Env(app._kv, app._vars, server=self.core, loop=self._loop)
 
     def purge(self, prefix: str = "", *, tag: str | None = None) -> int:
         """Remove cached responses under ``prefix`` (``/products/``: that path on any host;
@@ -459,6 +561,7 @@ class Running:
     def stop(self) -> None:
         """Stop accepting, drain in-flight requests (grace period), stop the Python workers."""
         self.core.stop()
+        self._env.drain(timeout=5)
         self._stopping.set()
         for t in self._workers:
             t.join(timeout=5)
@@ -483,24 +586,34 @@ class Running:
 
     def _dispatch(self, job: _core.PendingJob) -> None:
         fn = self._handlers[job.handler]
+        env = self._env
+        # Work handed to env.wait_until while the handler runs starts once it has answered.
+        deferred: list[Any] = []
+        token = _deferred.set(deferred)
         try:
-            result = fn(job.request, self._env) if job.kind == "route" else fn(job.request)
+            result = fn(job.request, env)
         except Exception:
             self._failed(job, fn)
             return
+        finally:
+            _deferred.reset(token)
         if type(result) not in _PLAIN and inspect.isawaitable(result):
-            future = asyncio.run_coroutine_threadsafe(_await(result), self._loop)
-            future.add_done_callback(lambda f: self._finish(job, fn, f))
+            future = asyncio.run_coroutine_threadsafe(await_deferring(result), self._loop)
+            future.add_done_callback(lambda f: self._finish(job, fn, f, env, deferred))
             return
         self._answer(job, fn, result)
+        for work in deferred:
+            env.start_background(work)
 
-    def _finish(self, job: _core.PendingJob, fn: Handler, future: Any) -> None:
+    def _finish(self, job: _core.PendingJob, fn: Handler, future: Any, env: Env, deferred: list[Any]) -> None:
         try:
-            result = future.result()
+            result, more = future.result()
         except Exception:
             self._failed(job, fn)
             return
         self._answer(job, fn, result)
+        for work in deferred + more:
+            env.start_background(work)
 
     def _answer(self, job: _core.PendingJob, fn: Handler, result: Any) -> None:
         try:
@@ -523,6 +636,29 @@ class Running:
         job.fail(message)
 
 
+def _with_env(fn: Handler, kind: str) -> Handler:
+    """``fn`` called as ``fn(request, env)``: handlers may take ``(request)`` or ``(request, env)``.
+    Anything that cannot take a request raises ``TypeError`` here, at registration."""
+    if not callable(fn):
+        raise TypeError(f"{kind} handler must be callable, not {type(fn).__name__}")
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return fn  # a builtin or C callable: called as fn(request, env)
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in params) or len(positional) >= 2:
+        return fn
+    if len(positional) != 1:
+        raise TypeError(f"{kind} handler {getattr(fn, '__qualname__', fn)} must take (request) or (request, env)")
+
+    def call(request: Any, env: Any) -> Any:
+        return fn(request)
+
+    call.__qualname__ = getattr(fn, "__qualname__", repr(fn))
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    return call
+
+
 def _non_finite(value: Any, path: str) -> str:
     """The dotted path of the first NaN or infinite float in a spec ("" if none)."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -533,7 +669,3 @@ def _non_finite(value: Any, path: str) -> str:
         if found:
             return found
     return ""
-
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable

@@ -188,6 +188,29 @@ impl PyRequest {
     fn is_bot(&self) -> bool {
         self.inner.edge.is_bot
     }
+    /// The cookies sent (`Cookie` fields), by name; the first of a name sent twice wins.
+    #[getter]
+    fn cookies<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (k, v) in self.inner.cookies() {
+            if !d.contains(k)? {
+                d.set_item(k, v)?;
+            }
+        }
+        Ok(d)
+    }
+    /// The device class: "mobile", "tablet", "desktop" or "bot" (from the bot verdict,
+    /// `Sec-CH-UA-Mobile` when sent, and the User-Agent).
+    #[getter]
+    fn device(&self) -> &'static str {
+        self.inner.device().as_str()
+    }
+    /// Where this edge runs (`Edge(location=...)`, `EDGECORE_LOCATION` or the host name), like
+    /// Cloudflare's `request.cf.colo`; None outside the server.
+    #[getter]
+    fn location(&self) -> Option<&str> {
+        self.inner.edge.location.as_deref()
+    }
     /// Path parameters captured by `/users/:id` patterns.
     #[getter]
     fn params<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {

@@ -7,6 +7,7 @@ mod classify;
 mod client_ip;
 mod convert;
 mod errors;
+mod flow;
 mod geo;
 mod headers;
 mod http;
@@ -27,6 +28,10 @@ mod _core {
     #[pymodule_export]
     use crate::http::{parse_request, parse_request_prefix, redirect, PyParserLimits, PyRequest, PyResponse, PyURL};
 
+    // middleware decisions
+    #[pymodule_export]
+    use crate::flow::{next_, rewrite, PyNext};
+
     // auth
     #[pymodule_export]
     use crate::auth::{_raw_verify_seconds, verify_signature, PyJWTVerifier};
@@ -45,7 +50,9 @@ mod _core {
 
     // server
     #[pymodule_export]
-    use crate::server::{check_app, check_settings, default_settings, publish_purge, PyPendingJob, PyServer};
+    use crate::server::{
+        check_app, check_paths, check_settings, default_settings, publish_purge, PyPendingJob, PyServer,
+    };
 
     // geo
     #[pymodule_export]

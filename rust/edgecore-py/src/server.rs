@@ -16,6 +16,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use edgecore_core::http as core;
 use edgecore_core::server::bridge::{Bridge, Job, JobKind, Reply};
+use edgecore_core::server::fetch::Fetcher;
 use edgecore_core::server::{self, ServerHandle};
 use edgecore_core::server::{AppSpec, Objects, Plan};
 use parking_lot::Mutex;
@@ -26,6 +27,7 @@ use tokio::sync::oneshot;
 use crate::auth::PyJWTVerifier;
 use crate::classify::PyBotDetector;
 use crate::errors::{config_error, CoreError};
+use crate::flow::PyNext;
 use crate::geo::PyGeoDB;
 use crate::http::{PyRequest, PyResponse};
 use crate::limit::PyRateLimiter;
@@ -114,6 +116,15 @@ pub fn publish_purge(py: Python<'_>, url: &str, prefix: &str, tag: Option<&str>,
     .map_err(|e| CoreError(e).into())
 }
 
+/// Compiles path patterns and their exclusions as a rule would: raises ConfigError naming the
+/// pattern that cannot be compiled, and why.
+#[pyfunction]
+pub fn check_paths(paths: Vec<String>, exclude: Vec<String>) -> PyResult<()> {
+    edgecore_core::server::matcher::Matcher::excluding(&paths, &exclude)
+        .map(drop)
+        .map_err(|e| CoreError(e).into())
+}
+
 /// Checks server settings (a JSON object, as `app.configure(...)` takes them): raises
 /// ConfigError naming an unknown setting (and the closest known one), a wrong type or a value
 /// out of range.
@@ -146,6 +157,7 @@ pub fn check_app(
 /// A running edge server.
 #[pyclass(frozen, module = "edgecore._core", name = "Server")]
 pub struct PyServer {
+    fetcher: Fetcher,
     handle: Mutex<Option<ServerHandle>>,
     rx: Receiver<Job>,
     bridge: Arc<QueueBridge>,
@@ -188,7 +200,9 @@ impl PyServer {
             .detach(|| server::start(plan, Some(dyn_bridge), listener))
             .map_err(CoreError)?;
         let admin = handle.admin_addr();
+        let fetcher = handle.fetcher();
         Ok(PyServer {
+            fetcher,
             handle: Mutex::new(Some(handle)),
             rx,
             bridge,
@@ -198,6 +212,41 @@ impl PyServer {
             warnings,
             tls,
         })
+    }
+
+    /// Sends `request` to its origin through the server's proxy (`env.fetch`) in the
+    /// background; `done(response, error)` is called with the Response (body read up to
+    /// `max_bytes`) or the exception, on a background thread.
+    fn fetch(&self, request: PyRef<'_, PyRequest>, max_bytes: usize, done: Py<PyAny>) {
+        let fetcher = self.fetcher.clone();
+        let request = request.to_core();
+        edgecore_core::rt::background().spawn(async move {
+            let result = fetcher.fetch(request, max_bytes).await;
+            Python::attach(|py| {
+                let args = match result.map(|r| PyResponse::from_core(py, r)) {
+                    Ok(Ok(r)) => (Py::new(py, r).map(|r| r.into_any()), None),
+                    Ok(Err(e)) => (Ok(py.None()), Some(e)),
+                    Err(e) => (Ok(py.None()), Some(PyErr::from(CoreError(e)))),
+                };
+                let (resp, err) = match args {
+                    (Ok(r), e) => (r, e.map(|e| e.into_value(py).into_any())),
+                    (Err(e), _) => (py.None(), Some(e.into_value(py).into_any())),
+                };
+                if let Err(e) = done.call1(py, (resp, err)) {
+                    e.print(py);
+                }
+            });
+        });
+    }
+
+    /// `fetch`, waiting for the answer (from a worker thread; the interpreter is released).
+    fn fetch_blocking(&self, py: Python<'_>, request: PyRef<'_, PyRequest>, max_bytes: usize) -> PyResult<PyResponse> {
+        let fetcher = self.fetcher.clone();
+        let request = request.to_core();
+        let result = py
+            .detach(|| edgecore_core::rt::block_on(fetcher.fetch(request, max_bytes)))
+            .ok_or_else(|| config_error("fetch_blocking called from an async runtime"))?;
+        PyResponse::from_core(py, result.map_err(CoreError)?)
     }
 
     /// Waits up to `timeout` seconds for Python work; returns every job waiting (at most `max`).
@@ -395,18 +444,24 @@ impl PyPendingJob {
     /// `TypeError` naming the type (the caller logs it and answers 500 with `fail`). Returns
     /// False when the request already had its answer.
     fn respond(&self, py: Python<'_>, result: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let middleware = matches!(self.kind, JobKind::Middleware(_));
         let reply = match to_response(py, result)? {
             Some(r) => Reply::Respond(r),
-            None if result.is_none() && matches!(self.kind, JobKind::Middleware(_)) => {
-                Reply::Continue(self.request.bind(py).get().to_core())
+            None if result.is_none() && middleware => {
+                Reply::Continue(self.request.bind(py).get().to_core(), Vec::new())
+            }
+            None if middleware && result.is_instance_of::<PyNext>() => {
+                let next = result.cast::<PyNext>()?;
+                let (request, add) = next.get().apply(self.request.bind(py).get().to_core());
+                Reply::Continue(request, add)
             }
             None => {
                 return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                     "{} handler returned {}, expected a Response, str, bytes or dict{}",
                     self.kind.name(),
                     result.get_type().name()?,
-                    if matches!(self.kind, JobKind::Middleware(_)) {
-                        " (or None)"
+                    if middleware {
+                        " (or None, ec.next() or ec.rewrite())"
                     } else {
                         ""
                     }

@@ -32,6 +32,8 @@ pub struct EdgeInfo {
     pub params: Vec<(Arc<str>, String)>,
     /// The request arrived over TLS (the server terminated it).
     pub secure: bool,
+    /// Where this edge runs (`Edge(location=...)`), set on requests handed to Python.
+    pub location: Option<Arc<str>>,
 }
 
 impl EdgeInfo {
@@ -127,6 +129,24 @@ impl Request {
     /// The first value of a header as a string, if present and visible ASCII.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get_str(name)
+    }
+
+    /// The client's device class (the bot verdict, `Sec-CH-UA-Mobile`, the User-Agent).
+    pub fn device(&self) -> crate::classify::Device {
+        crate::classify::device::classify(
+            self.header("user-agent"),
+            self.header("sec-ch-ua-mobile"),
+            self.edge.is_bot,
+        )
+    }
+
+    /// Every cookie, in order (a name sent twice appears twice).
+    pub fn cookies(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .get_all("cookie")
+            .filter_map(|v| std::str::from_utf8(v).ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
     }
 
     /// The value of cookie `name` (the first one, from any `Cookie` field), if present.

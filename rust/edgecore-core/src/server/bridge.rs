@@ -6,6 +6,7 @@
 //! reply sender dropped without an answer (the handler crashed, or Python went away) is a 500;
 //! no reply within the handler timeout is a 504. Tokio threads never wait on the interpreter.
 
+use http::header::{HeaderName, HeaderValue};
 use tokio::sync::oneshot;
 
 use crate::http::{Request, Response};
@@ -37,12 +38,15 @@ impl JobKind {
 }
 
 /// What user code answered.
+// Made and moved once per Python call, next to a handler's microseconds: not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Reply {
     /// Answer the client with this response.
     Respond(Response),
-    /// Middleware only: continue with this (possibly edited) request.
-    Continue(Request),
+    /// Middleware only: continue with this (possibly edited or rewritten) request, adding these
+    /// fields to whatever answers it (the cache, a handler or the origin).
+    Continue(Request, Vec<(HeaderName, HeaderValue)>),
     /// The handler failed (raised, returned the wrong type): 500, with this message logged.
     Failed(String),
 }

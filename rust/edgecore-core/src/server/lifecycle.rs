@@ -90,6 +90,13 @@ impl ServerHandle {
         })
     }
 
+    /// What calls the origin through this server's proxy (`env.fetch`), usable from any thread.
+    pub fn fetcher(&self) -> crate::server::fetch::Fetcher {
+        crate::server::fetch::Fetcher {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Moves the pipeline's clock forward by `seconds` (tests: token expiry, cache freshness,
     /// in-process rate limits).
     pub fn advance_clock(&self, seconds: f64) {

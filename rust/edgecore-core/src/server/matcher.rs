@@ -1,9 +1,13 @@
 //! Path patterns: `/exact` (with or without a trailing slash), `/prefix/*` (the prefix itself
-//! and anything below), `/users/:id` (one segment, captured; a trailing slash too), `/*` (everything), and — for middleware — regular expressions
-//! written as `re:^/api/(v1|v2)/`. Compiled once when the plan is built.
+//! and anything below), `/users/:id` (one segment, captured; a trailing slash too), `/*`
+//! (everything), path-to-regexp expressions as Next.js matchers write them (`/about/:path*`,
+//! `/((?!api|_next/static).*)`: see [`path_expr`](super::path_expr)), and regular expressions
+//! written as `re:^/api/(v1|v2)/`. A [`Matcher`] is a set of patterns with optional exclusions
+//! (`exclude=[...]`). Compiled once when the plan is built.
 
 use regex::Regex;
 
+use super::path_expr::{self, PathExpr};
 use crate::error::{Error, Result};
 
 /// One segment of a `/users/:id` pattern.
@@ -28,6 +32,9 @@ pub enum Pattern {
     Segments(Vec<Seg>, bool),
     /// A regular expression (`re:` prefix).
     Regex(Regex),
+    /// A path-to-regexp expression, or a regex with a leading look-ahead (and its source, to
+    /// fold its case).
+    Expr(Box<PathExpr>, String),
     /// The inner pattern, its literals matched without regard to ASCII case
     /// (`case_insensitive_paths`); parameters keep the path's own case.
     Folded(Box<Pattern>),
@@ -37,6 +44,12 @@ impl Pattern {
     /// Compiles one pattern.
     pub fn new(p: &str) -> Result<Pattern> {
         if let Some(re) = p.strip_prefix("re:") {
+            if re.contains("(?!") {
+                return Ok(Pattern::Expr(
+                    Box::new(path_expr::compile_regex(p, re, false)?),
+                    p.to_owned(),
+                ));
+            }
             return Regex::new(re)
                 .map(Pattern::Regex)
                 .map_err(|e| Error::config(format!("invalid path regex {p:?}: {e}")));
@@ -48,6 +61,9 @@ impl Pattern {
         }
         if p == "/*" {
             return Ok(Pattern::All);
+        }
+        if path_expr::is_expr(p) {
+            return Ok(Pattern::Expr(Box::new(path_expr::compile(p, false)?), p.to_owned()));
         }
         let (body, star) = match p.strip_suffix("/*") {
             Some(b) => (b, true),
@@ -84,6 +100,13 @@ impl Pattern {
                 Regex::new(&format!("(?i){}", r.as_str()))
                     .map_err(|e| Error::config(format!("invalid path regex {:?}: {e}", r.as_str())))?,
             ),
+            Pattern::Expr(_, src) => {
+                let expr = match src.strip_prefix("re:") {
+                    Some(re) => path_expr::compile_regex(&src, re, true)?,
+                    None => path_expr::compile(&src, true)?,
+                };
+                Pattern::Expr(Box::new(expr), src)
+            }
             p @ (Pattern::All | Pattern::Folded(_)) => p,
             p => Pattern::Folded(Box::new(p)),
         };
@@ -111,6 +134,7 @@ impl Pattern {
                 }
             }
             Pattern::Regex(r) => r.is_match(path),
+            Pattern::Expr(e, _) => e.matches(path, params),
             Pattern::Segments(segs, star) => {
                 let mut parts = path.split('/').skip(1);
                 let start = params.len();
@@ -151,47 +175,75 @@ impl Pattern {
     }
 }
 
-/// A set of patterns; matches when any does.
+/// A set of patterns, less a set of exclusions: matches when any pattern does and no exclusion
+/// does.
 #[derive(Debug, Clone)]
-pub struct Matcher(Vec<Pattern>);
+pub struct Matcher {
+    include: Vec<Pattern>,
+    exclude: Vec<Pattern>,
+}
+
+fn compile_all<S: AsRef<str>>(patterns: &[S]) -> Result<Vec<Pattern>> {
+    patterns.iter().map(|p| Pattern::new(p.as_ref())).collect()
+}
 
 impl Matcher {
     /// Compiles patterns.
     pub fn new<S: AsRef<str>>(patterns: &[S]) -> Result<Matcher> {
+        Matcher::excluding(patterns, &[] as &[&str])
+    }
+
+    /// Compiles patterns and the exclusions that take paths back out of them.
+    pub fn excluding<S: AsRef<str>, T: AsRef<str>>(patterns: &[S], exclude: &[T]) -> Result<Matcher> {
         if patterns.is_empty() {
             return Err(Error::config("paths must name at least one pattern"));
         }
-        patterns
-            .iter()
-            .map(|p| Pattern::new(p.as_ref()))
-            .collect::<Result<Vec<_>>>()
-            .map(Matcher)
+        Ok(Matcher {
+            include: compile_all(patterns)?,
+            exclude: compile_all(exclude).map_err(|e| Error::config(format!("exclude: {}", e.context)))?,
+        })
     }
 
     /// Whether `path` matches.
     pub fn matches(&self, path: &str) -> bool {
         let mut scratch = Vec::new();
-        self.0.iter().any(|p| p.matches(path, &mut scratch))
+        self.include.iter().any(|p| p.matches(path, &mut scratch)) && !self.excluded(path)
+    }
+
+    fn excluded(&self, path: &str) -> bool {
+        !self.exclude.is_empty() && self.exclude.iter().any(|p| p.matches(path, &mut Vec::new()))
     }
 
     /// Whether `path` matches; parameters of the first matching pattern are captured.
     pub fn matches_capture(&self, path: &str, params: &mut Vec<(String, String)>) -> bool {
-        self.0.iter().any(|p| p.matches(path, params))
+        let start = params.len();
+        if self.include.iter().any(|p| p.matches(path, params)) && !self.excluded(path) {
+            return true;
+        }
+        params.truncate(start);
+        false
     }
 
     /// Every pattern, matching without regard to ASCII case.
     pub fn fold_case(&mut self) -> Result<()> {
-        self.0.iter_mut().try_for_each(Pattern::fold_case)
+        self.include
+            .iter_mut()
+            .chain(&mut self.exclude)
+            .try_for_each(Pattern::fold_case)
     }
 
     /// The patterns.
     pub fn patterns(&self) -> &[Pattern] {
-        &self.0
+        &self.include
     }
 
     /// Whether every path this matcher matches is already matched by `earlier`.
     pub fn shadowed_by(&self, earlier: &Matcher) -> bool {
-        self.0.iter().all(|p| earlier.0.iter().any(|e| p.shadowed_by(e)))
+        earlier.exclude.is_empty()
+            && self
+                .include
+                .iter()
+                .all(|p| earlier.include.iter().any(|e| p.shadowed_by(e)))
     }
 }
 
@@ -234,6 +286,23 @@ mod tests {
         // Multi-byte paths: the prefix slice is checked on a character boundary.
         assert!(!folded("/ab/*").matches("/é", &mut params));
         assert!(!Pattern::new("/login").unwrap().matches("/LOGIN", &mut params));
+    }
+
+    #[test]
+    fn exclusions_take_paths_back_out() {
+        let m = Matcher::excluding(&["/*"], &["/api/*", "/_next/static/*", "/favicon.ico"]).unwrap();
+        assert!(m.matches("/") && m.matches("/shop/x") && m.matches("/apix"));
+        assert!(!m.matches("/api") && !m.matches("/api/x") && !m.matches("/favicon.ico"));
+        let earlier = Matcher::excluding(&["/*"], &["/api/*"]).unwrap();
+        assert!(!Matcher::new(&["/api/x"]).unwrap().shadowed_by(&earlier));
+        assert!(Matcher::excluding(&["/*"], &["/a("])
+            .unwrap_err()
+            .context
+            .starts_with("exclude:"));
+        let mut params = Vec::new();
+        let m = Matcher::excluding(&["/u/:id"], &["/u/admin"]).unwrap();
+        assert!(!m.matches_capture("/u/admin", &mut params) && params.is_empty());
+        assert!(m.matches_capture("/u/bob", &mut params) && params.len() == 1);
     }
 
     #[test]

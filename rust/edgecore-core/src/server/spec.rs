@@ -134,6 +134,9 @@ pub(crate) struct RedirectSpec {
     pub(crate) paths: Vec<String>,
     #[serde(default)]
     pub(crate) country: Option<Vec<String>>,
+    /// Paths taken back out of `paths`.
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
 }
 
 fn default_redirect() -> u16 {
@@ -148,6 +151,9 @@ pub(crate) struct RewriteSpec {
     pub(crate) paths: Vec<String>,
     #[serde(default)]
     pub(crate) country: Option<Vec<String>>,
+    /// Paths taken back out of `paths`.
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +166,9 @@ pub(crate) struct OriginSpec {
     pub(crate) continent: Option<Vec<String>>,
     #[serde(default = "all_paths")]
     pub(crate) paths: Vec<String>,
+    /// Paths taken back out of `paths`.
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -171,6 +180,9 @@ pub(crate) struct HeadersSpec {
     pub(crate) request: BTreeMap<String, String>,
     #[serde(default)]
     pub(crate) response: BTreeMap<String, String>,
+    /// Paths taken back out of `paths`.
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -182,6 +194,9 @@ pub(crate) struct JwtSpec {
     pub(crate) cookie: Option<String>,
     #[serde(default)]
     pub(crate) claims_to_headers: BTreeMap<String, String>,
+    /// Paths taken back out of `paths`.
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -191,6 +206,9 @@ pub(crate) struct RateSpec {
     pub(crate) limiter: usize,
     #[serde(default = "default_key")]
     pub(crate) key: String,
+    /// Paths taken back out of `paths`.
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
 }
 
 fn default_key() -> String {
@@ -204,6 +222,9 @@ pub(crate) struct AbSpec {
     pub(crate) variants: BTreeMap<String, f64>,
     #[serde(default = "all_paths")]
     pub(crate) paths: Vec<String>,
+    /// Paths taken back out of `paths`.
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -227,6 +248,9 @@ pub(crate) struct CacheSpec {
     /// The targeted cache-control field only this cache obeys (None: `Edgecore-Cache-Control`).
     #[serde(default)]
     pub(crate) targeted_field: Option<String>,
+    /// Paths taken back out of `paths`.
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
 }
 
 fn default_cache_bytes() -> usize {
@@ -247,6 +271,9 @@ pub(crate) struct RouteSpec {
 pub(crate) struct MiddlewareSpec {
     pub(crate) matcher: Vec<String>,
     pub(crate) handler: usize,
+    /// Paths taken back out of `paths`.
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
 }
 
 /// The application as Python describes it.
@@ -254,6 +281,8 @@ pub(crate) struct MiddlewareSpec {
 #[serde(default, deny_unknown_fields)]
 pub struct AppSpec {
     pub(crate) origin: Option<String>,
+    /// Where this edge runs (`{location}`, `request.location`).
+    pub(crate) location: Option<String>,
     pub(crate) trusted_proxies: Vec<String>,
     pub(crate) bots: Option<BotsSpec>,
     pub(crate) redirects: Vec<RedirectSpec>,

@@ -1,7 +1,9 @@
 //! Header templates: request templates are rendered into the request toward the origin or
 //! handler; response templates are rendered now (they depend only on the request and what the
 //! edge learned about it, so the request can move on) and set on whatever answers from the cache,
-//! a handler or the origin. A value that is not a valid field value is skipped.
+//! a handler or the origin. A value that is not a valid field value is skipped, and so is a
+//! template with an unknown value and no default (`{geo.region}` for an unlocated client: no
+//! header, rather than an empty one; `{geo.region|unknown}` sends `unknown`).
 
 use http::header::HeaderValue;
 
@@ -18,14 +20,14 @@ pub fn render(plan: &Plan, ctx: &mut RequestCtx) {
     let path = crate::http::uri_path(&ctx.request.uri);
     for rule in plan.headers.iter().filter(|r| r.paths.matches(path)) {
         for (name, t) in &rule.request {
-            if let Ok(v) = HeaderValue::from_str(&t.render(&ctx.request)) {
+            if let Some(Ok(v)) = t.render_present(&ctx.request).map(|s| HeaderValue::from_str(&s)) {
                 ctx.request.headers.as_map_mut().insert(name.clone(), v);
             }
         }
     }
     for rule in plan.headers.iter().filter(|r| r.paths.matches(path)) {
         for (name, t) in &rule.response {
-            if let Ok(v) = HeaderValue::from_str(&t.render(&ctx.request)) {
+            if let Some(Ok(v)) = t.render_present(&ctx.request).map(|s| HeaderValue::from_str(&s)) {
                 ctx.notes.response_headers.push((name.clone(), v));
             }
         }

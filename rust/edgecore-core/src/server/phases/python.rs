@@ -36,7 +36,7 @@ pub async fn middleware_phase(state: &ServerState, plan: &Plan, ctx: &mut Reques
     let body = std::mem::replace(&mut ctx.body, BodyState::Read(bytes::Bytes::new()));
     ctx.request.body = body.read(plan.limits.max_body_bytes).await?;
     ctx.body = BodyState::Read(ctx.request.body.clone());
-    match middleware(state, plan, &mut ctx.request).await? {
+    match middleware(state, plan, &mut ctx.request, &mut ctx.notes.response_headers).await? {
         Some(r) => {
             ctx.notes.outcome = Some(Outcome::Middleware);
             Ok(Flow::Answer(r))
@@ -50,11 +50,13 @@ fn failed(msg: impl Into<std::borrow::Cow<'static, str>>) -> Error {
 }
 
 /// Runs the matching middleware in order: Some(response) when one answers; otherwise the
-/// request as the middleware left it.
+/// request as the middleware left it, and the fields they asked to add to the response in
+/// `response_headers`.
 pub async fn middleware(
     state: &ServerState,
     plan: &Plan,
     request: &mut Request,
+    response_headers: &mut Vec<(http::header::HeaderName, HeaderValue)>,
 ) -> Result<Option<http::Response<Body>>> {
     if plan.middleware.is_empty() {
         return Ok(None);
@@ -65,9 +67,10 @@ pub async fn middleware(
     for mw in plan.middleware.iter().filter(|m| m.matcher.matches(path)) {
         match Box::pin(call(state, plan, JobKind::Middleware(mw.handler), request.clone())).await? {
             Reply::Respond(r) => return Ok(Some(from_core(r))),
-            Reply::Continue(edited) => {
+            Reply::Continue(edited, add) => {
                 request.headers = edited.headers;
                 request.uri = edited.uri;
+                response_headers.extend(add);
                 // What Python set goes through the same door as the client's request.
                 strip_hop_by_hop(request.headers.as_map_mut());
             }
@@ -94,7 +97,9 @@ pub async fn route(state: &ServerState, plan: &Plan, mut request: Request) -> Re
         if !route.path.matches(path, &mut params) {
             continue;
         }
-        let ok = if route.methods.is_empty() {
+        let ok = if route.any_method {
+            true
+        } else if route.methods.is_empty() {
             request.method == Method::GET || request.method == Method::HEAD
         } else {
             route.methods.contains(&request.method)
@@ -106,7 +111,7 @@ pub async fn route(state: &ServerState, plan: &Plan, mut request: Request) -> Re
         request.edge.params = params.into_iter().map(|(k, v)| (Arc::from(k.as_str()), v)).collect();
         return match Box::pin(call(state, plan, JobKind::Route(route.handler), request)).await? {
             Reply::Respond(r) => Ok(Routed::Answered(from_core(r), Outcome::Handler)),
-            Reply::Continue(_) => Err(failed("a route handler must return a response")),
+            Reply::Continue(..) => Err(failed("a route handler must return a response")),
             Reply::Failed(msg) => Err(failed(msg)),
         };
     }
@@ -124,7 +129,10 @@ pub async fn route(state: &ServerState, plan: &Plan, mut request: Request) -> Re
 
 /// Hands one job to the bridge and waits for the reply: 503 when the queue is full, 504 past
 /// the handler timeout, a failed reply when the handler dropped it.
-pub async fn call(state: &ServerState, plan: &Plan, kind: JobKind, request: Request) -> Result<Reply> {
+pub async fn call(state: &ServerState, plan: &Plan, kind: JobKind, mut request: Request) -> Result<Reply> {
+    if !plan.location.is_empty() {
+        request.edge.location = Some(plan.location.clone());
+    }
     let bridge = state.bridge.as_ref().ok_or_else(|| failed("no Python bridge"))?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     if !bridge.submit(Job {
@@ -153,6 +161,7 @@ pub async fn call(state: &ServerState, plan: &Plan, kind: JobKind, request: Requ
 mod tests {
     use super::*;
     use crate::server::phases::testing::{block_on, plan, state, FakeBridge};
+    use http::header::HeaderName;
 
     fn app() -> serde_json::Value {
         serde_json::json!({
@@ -170,9 +179,8 @@ mod tests {
                 .params
                 .iter()
                 .find(|(k, _)| &**k == "name")
-                .unwrap()
-                .1
-                .clone();
+                .map(|p| p.1.clone())
+                .unwrap_or_default();
             Reply::Respond(crate::http::Response::new(200, format!("hi {name}")).unwrap())
         });
         let s = state(plan(app()), Some(bridge.clone()));
@@ -186,12 +194,28 @@ mod tests {
         // Another method: 405 with Allow, and Python is not called.
         let req = Request::new(Method::POST, "/hello/bob".parse().unwrap());
         match block_on(route(&s, &p, req)).unwrap() {
-            Routed::Answered(r, Outcome::MethodNotAllowed) => assert_eq!(r.headers()["allow"], "GET"),
+            Routed::Answered(r, Outcome::MethodNotAllowed) => assert_eq!(r.headers()["allow"], "GET, HEAD"),
             _ => panic!("not 405"),
         }
         let req = Request::new(Method::GET, "/other".parse().unwrap());
         assert!(matches!(block_on(route(&s, &p, req)).unwrap(), Routed::NotMine(_)));
         assert_eq!(bridge.kinds().len(), 1);
+        // HEAD is answered by the GET route.
+        let req = Request::new(Method::HEAD, "/hello/bob".parse().unwrap());
+        assert!(matches!(
+            block_on(route(&s, &p, req)).unwrap(),
+            Routed::Answered(_, Outcome::Handler)
+        ));
+        // methods="*": any method.
+        let any = serde_json::json!({"routes": [{"path": "/any", "methods": ["*"], "handler": 2}]});
+        let (p, s) = (plan(any.clone()), state(plan(any), Some(bridge.clone())));
+        for m in [Method::DELETE, Method::PATCH, Method::OPTIONS] {
+            let req = Request::new(m, "/any".parse().unwrap());
+            assert!(matches!(
+                block_on(route(&s, &p, req)).unwrap(),
+                Routed::Answered(_, Outcome::Handler)
+            ));
+        }
     }
 
     #[test]
@@ -203,23 +227,28 @@ mod tests {
                     .headers
                     .as_map_mut()
                     .insert("x-checked", HeaderValue::from_static("1"));
-                Reply::Continue(edited)
+                Reply::Continue(
+                    edited,
+                    vec![(HeaderName::from_static("x-mw"), HeaderValue::from_static("1"))],
+                )
             } else {
                 Reply::Respond(crate::http::Response::new(403, "no").unwrap())
             }
         });
         let (p, s) = (plan(app()), state(plan(app()), Some(bridge.clone())));
         let mut req = Request::new(Method::GET, "/admin/x".parse().unwrap());
-        let answered = block_on(middleware(&s, &p, &mut req)).unwrap();
+        let mut add = Vec::new();
+        let answered = block_on(middleware(&s, &p, &mut req, &mut add)).unwrap();
         assert_eq!(answered.unwrap().status(), 403);
         req.headers
             .as_map_mut()
             .insert("x-token", HeaderValue::from_static("ok"));
-        assert!(block_on(middleware(&s, &p, &mut req)).unwrap().is_none());
+        assert!(block_on(middleware(&s, &p, &mut req, &mut add)).unwrap().is_none());
         assert_eq!(req.header("x-checked"), Some("1"));
+        assert_eq!(add.len(), 1);
         // Off its matcher the middleware is not called.
         let mut req = Request::new(Method::GET, "/public".parse().unwrap());
-        assert!(block_on(middleware(&s, &p, &mut req)).unwrap().is_none());
+        assert!(block_on(middleware(&s, &p, &mut req, &mut add)).unwrap().is_none());
         assert_eq!(bridge.kinds().len(), 2);
     }
 

@@ -71,20 +71,23 @@ impl Plan {
         let default_origin = spec.origin.as_deref().map(|o| Origin::parse(o, 0)).transpose()?;
         let first_rule_origin = usize::from(default_origin.is_some());
         let fold = spec.server.case_insensitive_paths;
+        let location: std::sync::Arc<str> = spec.location.as_deref().unwrap_or("").into();
+        let loc = &*location;
         let mut plan = Plan {
+            location: location.clone(),
             origin: default_origin,
             trusted: TrustedProxies::new(&spec.trusted_proxies)?,
             geo: objects.geo.clone(),
             bots: spec.bots.map(|b| build_bots(b, &objects)).transpose()?,
-            redirects: each(spec.redirects, build_redirect)?,
-            rewrites: each(spec.rewrites, build_rewrite)?,
+            redirects: each(spec.redirects, |r| build_redirect(r, loc))?,
+            rewrites: each(spec.rewrites, |r| build_rewrite(r, loc))?,
             origins: spec
                 .origins
                 .into_iter()
                 .enumerate()
                 .map(|(i, o)| build_origin_rule(o, first_rule_origin + i))
                 .collect::<Result<_>>()?,
-            headers: each(spec.headers, build_headers)?,
+            headers: each(spec.headers, |h| build_headers(h, loc))?,
             jwt: each(spec.jwt, |j| build_jwt(j, &objects))?,
             rate_limits: spec
                 .rate_limits
@@ -292,18 +295,18 @@ fn build_bots(b: BotsSpec, objects: &Objects) -> Result<BotPolicy> {
     Ok(BotPolicy { detector, block, allow })
 }
 
-fn build_redirect(r: RedirectSpec) -> Result<Redirect> {
+fn build_redirect(r: RedirectSpec, loc: &str) -> Result<Redirect> {
     // A status that is not a redirect fails here, not per request.
     crate::http::redirect("/", r.status)?;
     Ok(Redirect {
-        paths: Matcher::new(&r.paths)?,
+        paths: Matcher::excluding(&r.paths, &r.exclude)?,
         country: upper(r.country),
-        to: Template::new(&r.to)?,
+        to: Template::with_location(&r.to, loc)?,
         status: r.status,
     })
 }
 
-fn build_rewrite(r: RewriteSpec) -> Result<Rewrite> {
+fn build_rewrite(r: RewriteSpec, loc: &str) -> Result<Rewrite> {
     if !r.to.starts_with('/') {
         return Err(Error::config(format!(
             "rewrite target {:?} must be a path starting with /",
@@ -311,32 +314,32 @@ fn build_rewrite(r: RewriteSpec) -> Result<Rewrite> {
         )));
     }
     Ok(Rewrite {
-        paths: Matcher::new(&r.paths)?,
+        paths: Matcher::excluding(&r.paths, &r.exclude)?,
         country: upper(r.country),
-        to: Template::new(&r.to)?,
+        to: Template::with_location(&r.to, loc)?,
     })
 }
 
 fn build_origin_rule(o: OriginSpec, index: usize) -> Result<OriginRule> {
     Ok(OriginRule {
-        paths: Matcher::new(&o.paths)?,
+        paths: Matcher::excluding(&o.paths, &o.exclude)?,
         country: upper(o.country),
         continent: upper(o.continent),
         origin: Origin::parse(&o.url, index)?,
     })
 }
 
-fn templates(m: BTreeMap<String, String>) -> Result<Vec<(HeaderName, Template)>> {
+fn templates(m: BTreeMap<String, String>, loc: &str) -> Result<Vec<(HeaderName, Template)>> {
     m.into_iter()
-        .map(|(k, v)| Ok((header_name(&k)?, Template::new(&v)?)))
+        .map(|(k, v)| Ok((header_name(&k)?, Template::with_location(&v, loc)?)))
         .collect()
 }
 
-fn build_headers(h: HeadersSpec) -> Result<HeaderRule> {
+fn build_headers(h: HeadersSpec, loc: &str) -> Result<HeaderRule> {
     Ok(HeaderRule {
-        paths: Matcher::new(&h.paths)?,
-        request: templates(h.request)?,
-        response: templates(h.response)?,
+        paths: Matcher::excluding(&h.paths, &h.exclude)?,
+        request: templates(h.request, loc)?,
+        response: templates(h.response, loc)?,
     })
 }
 
@@ -347,7 +350,7 @@ fn build_jwt(j: JwtSpec, objects: &Objects) -> Result<JwtRule> {
         .cloned()
         .ok_or_else(|| Error::config(format!("unknown verifier {}", j.verifier)))?;
     Ok(JwtRule {
-        paths: Matcher::new(&j.paths)?,
+        paths: Matcher::excluding(&j.paths, &j.exclude)?,
         verifier,
         cookie: j.cookie,
         claims_to_headers: j
@@ -376,7 +379,7 @@ fn build_rate_limit(r: RateSpec, i: usize, objects: &Objects) -> Result<RateRule
         .cloned()
         .ok_or_else(|| Error::config(format!("unknown limiter {}", r.limiter)))?;
     Ok(RateRule {
-        paths: Matcher::new(&r.paths)?,
+        paths: Matcher::excluding(&r.paths, &r.exclude)?,
         limiter,
         key,
         namespace: format!("rl{i}:"),
@@ -396,7 +399,7 @@ fn build_ab(a: AbSpec) -> Result<AbRule> {
         )));
     }
     Ok(AbRule {
-        paths: Matcher::new(&a.paths)?,
+        paths: Matcher::excluding(&a.paths, &a.exclude)?,
         cookie: format!("ec-ab-{}", a.name),
         header: header_name(&format!("x-ab-{}", a.name.to_ascii_lowercase()))?,
         experiment: Experiment::new(&a.name, &weights)?,
@@ -421,7 +424,7 @@ fn build_cache(c: CacheSpec, upstream: &str) -> Result<CacheRule> {
     }
     Ok(CacheRule {
         identity: format!("{upstream}|{c:?}"),
-        paths: Matcher::new(&c.paths)?,
+        paths: Matcher::excluding(&c.paths, &c.exclude)?,
         forward_tags: c.forward_tags,
         cache: Arc::new(cache),
         key: KeyOptions {
@@ -433,24 +436,31 @@ fn build_cache(c: CacheSpec, upstream: &str) -> Result<CacheRule> {
 }
 
 fn build_route(r: RouteSpec) -> Result<Route> {
-    let methods = r
+    let any_method = r.methods.iter().any(|m| m == "*");
+    let mut methods: Vec<http::Method> = r
         .methods
         .iter()
+        .filter(|m| *m != "*")
         .map(|m| {
             http::Method::from_bytes(m.to_ascii_uppercase().as_bytes())
                 .map_err(|_| Error::config(format!("invalid method {m:?}")))
         })
         .collect::<Result<_>>()?;
+    // A GET route answers HEAD too (RFC 9110 §9.3.2; the server sends no body).
+    if methods.contains(&http::Method::GET) && !methods.contains(&http::Method::HEAD) {
+        methods.push(http::Method::HEAD);
+    }
     Ok(Route {
         path: Pattern::new(&r.path)?,
         methods,
+        any_method,
         handler: r.handler,
     })
 }
 
 fn build_middleware(m: MiddlewareSpec) -> Result<Middleware> {
     Ok(Middleware {
-        matcher: Matcher::new(&m.matcher)?,
+        matcher: Matcher::excluding(&m.matcher, &m.exclude)?,
         handler: m.handler,
     })
 }

@@ -141,8 +141,10 @@ pub struct CacheRule {
 pub struct Route {
     /// The pattern (with parameters).
     pub path: Pattern,
-    /// Allowed methods (empty: GET and HEAD).
+    /// Allowed methods (empty: GET and HEAD; GET brings HEAD with it).
     pub methods: Vec<http::Method>,
+    /// Any method (`methods="*"`).
+    pub any_method: bool,
     /// Handler index.
     pub handler: usize,
 }
@@ -157,6 +159,8 @@ pub struct Middleware {
 
 /// The compiled application.
 pub struct Plan {
+    /// Where this edge runs (`Edge(location=...)`; empty when not set).
+    pub location: Arc<str>,
     /// The default origin.
     pub origin: Option<Origin>,
     /// Trusted proxies.
