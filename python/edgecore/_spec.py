@@ -45,6 +45,16 @@ class ServerSettings(TypedDict, total=False):
     metrics_allow: list[str]
 
 
+class WhenSpec(TypedDict, total=False):
+    """A rule's conditions (``rust/edgecore-core/src/server/conditions.rs``)."""
+
+    country: list[str]
+    continent: list[str]
+    device: list[str]
+    cookie: dict[str, str | None]
+    header: dict[str, str | None]
+
+
 class BotsSpec(TypedDict):
     action: str
     allow: list[str]
@@ -54,21 +64,20 @@ class RedirectSpec(TypedDict):
     to: str
     status: int
     paths: list[str]
-    country: list[str] | None
+    when: WhenSpec
     exclude: list[str]
 
 
 class RewriteSpec(TypedDict):
     to: str
     paths: list[str]
-    country: list[str] | None
+    when: WhenSpec
     exclude: list[str]
 
 
 class OriginRuleSpec(TypedDict):
     url: str
-    country: list[str] | None
-    continent: list[str] | None
+    when: WhenSpec
     paths: list[str]
     exclude: list[str]
 
@@ -77,6 +86,7 @@ class HeadersSpec(TypedDict):
     paths: list[str]
     request: dict[str, str]
     response: dict[str, str]
+    when: WhenSpec
     exclude: list[str]
 
 
@@ -111,6 +121,7 @@ class CacheSpec(TypedDict):
     tag_fields: list[str] | None
     forward_tags: bool
     targeted_field: str | None
+    when: WhenSpec
     exclude: list[str]
 
 
@@ -124,6 +135,12 @@ class MiddlewareSpec(TypedDict):
     matcher: list[str]
     handler: int
     exclude: list[str]
+
+
+class ErrorPageSpec(TypedDict):
+    status: int
+    body: str
+    content_type: str
 
 
 class AppSpec(TypedDict, total=False):
@@ -143,4 +160,5 @@ class AppSpec(TypedDict, total=False):
     cache: list[CacheSpec]
     routes: list[RouteSpec]
     middleware: list[MiddlewareSpec]
+    error_pages: list[ErrorPageSpec]
     server: ServerSettings

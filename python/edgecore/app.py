@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from edgecore import _core
-from edgecore._spec import AppSpec, ServerSettings
+from edgecore._spec import AppSpec, ErrorPageSpec, ServerSettings, WhenSpec
 from edgecore.env import Env, _deferred, await_deferring
 
 if TYPE_CHECKING:
@@ -60,6 +60,54 @@ def _countries(c: str | Iterable[str] | None) -> list[str] | None:
     return [c] if isinstance(c, str) else list(c)
 
 
+_DEVICES = ("mobile", "tablet", "desktop", "bot")
+
+#: A cookie or header condition: a name (must be present), or names mapped to the value each
+#: must have (None: present with any value).
+Presence = str | Iterable[str] | Mapping[str, str | None] | None
+
+
+def _presence(what: str, spec: Presence) -> dict[str, str | None]:
+    if spec is None:
+        return {}
+    if isinstance(spec, str):
+        return {spec: None}
+    if isinstance(spec, Mapping):
+        out = dict(spec)
+    else:
+        out = dict.fromkeys(spec)
+    for name, value in out.items():
+        if not isinstance(name, str) or not (value is None or isinstance(value, str)):
+            raise _core.ConfigError(f"{what} condition must map names to str values (or None), not {name!r}: {value!r}")
+    return out
+
+
+def _when(
+    country: str | Iterable[str] | None = None,
+    continent: str | Iterable[str] | None = None,
+    device: str | Iterable[str] | None = None,
+    cookie: Presence = None,
+    header: Presence = None,
+) -> WhenSpec:
+    """The conditions of a rule: every one given must hold for the rule to apply."""
+    when: WhenSpec = {}
+    if country is not None:
+        when["country"] = _countries(country) or []
+    if continent is not None:
+        when["continent"] = _countries(continent) or []
+    if device is not None:
+        devices = _countries(device) or []
+        bad = [d for d in devices if d not in _DEVICES]
+        if bad:
+            raise _core.ConfigError(f"device {bad[0]!r} is not one of {', '.join(map(repr, _DEVICES))}")
+        when["device"] = devices
+    if cookie is not None:
+        when["cookie"] = _presence("cookie", cookie)
+    if header is not None:
+        when["header"] = _presence("header", header)
+    return when
+
+
 class Edge:
     """An edge application. Requests no rule or handler answers go to ``origin``."""
 
@@ -87,12 +135,13 @@ class Edge:
             "cache": [],
             "routes": [],
             "middleware": [],
+            "error_pages": [],
             "server": {},
         }
         self._handlers: list[Handler] = []
         self._verifiers: list[_core.JWTVerifier] = []
         self._limiters: list[_core.RateLimiter] = []
-        self._geo: _core.GeoDB | None = None
+        self._geo: list[_core.GeoDB] = []
         self._bots: _core.BotDetector | None = None
         self._kv: dict[str, _core.KV] = {}
         self._vars: dict[str, str] = {}
@@ -115,9 +164,13 @@ class Edge:
         self._spec["trusted_proxies"] = cidrs
         return self
 
-    def geo(self, database: str) -> Edge:
-        """Look up every client in this MaxMind database (City, Country or ASN)."""
-        self._geo = _core.GeoDB(database)
+    def geo(self, *databases: str | os.PathLike[str]) -> Edge:
+        """Look up every client in these MaxMind databases (City, Country, ASN): ``request.geo``
+        is one record, each field from the first database that knows it, so a City and an ASN
+        database combine. A later call adds to the earlier ones."""
+        if not databases:
+            raise _core.ConfigError("geo needs at least one database path")
+        self._geo.extend(_core.GeoDB(d) for d in databases)
         return self
 
     def bots(self, action: str = "block", allow: Iterable[str] = ()) -> Edge:
@@ -138,15 +191,20 @@ class Edge:
         paths: str | Iterable[str] = ("/*",),
         country: str | Iterable[str] | None = None,
         exclude: str | Iterable[str] = (),
+        continent: str | Iterable[str] | None = None,
+        device: str | Iterable[str] | None = None,
+        cookie: Presence = None,
+        header: Presence = None,
     ) -> Edge:
-        """Redirect matching requests (``to`` may use ``{path}``, ``{query}``, ``{geo.country}``…)."""
+        """Redirect matching requests (``to`` may use ``{path}``, ``{path_and_query}``,
+        ``{geo.country}``…), when every condition given holds."""
         _core.redirect("/", status)
         self._spec["redirects"].append(
             {
                 "to": to,
                 "status": status,
                 "paths": _paths(paths),
-                "country": _countries(country),
+                "when": _when(country, continent, device, cookie, header),
                 "exclude": _exclude(exclude),
             }
         )
@@ -159,10 +217,20 @@ class Edge:
         paths: str | Iterable[str] = ("/*",),
         country: str | Iterable[str] | None = None,
         exclude: str | Iterable[str] = (),
+        continent: str | Iterable[str] | None = None,
+        device: str | Iterable[str] | None = None,
+        cookie: Presence = None,
+        header: Presence = None,
     ) -> Edge:
-        """Serve another path, without the client seeing a redirect."""
+        """Serve another path, without the client seeing a redirect, when every condition given
+        holds."""
         self._spec["rewrites"].append(
-            {"to": to, "paths": _paths(paths), "country": _countries(country), "exclude": _exclude(exclude)}
+            {
+                "to": to,
+                "paths": _paths(paths),
+                "when": _when(country, continent, device, cookie, header),
+                "exclude": _exclude(exclude),
+            }
         )
         return self
 
@@ -174,14 +242,17 @@ class Edge:
         continent: str | Iterable[str] | None = None,
         paths: str | Iterable[str] = ("/*",),
         exclude: str | Iterable[str] = (),
+        device: str | Iterable[str] | None = None,
+        cookie: Presence = None,
+        header: Presence = None,
     ) -> Edge:
-        """Send matching clients (by country or continent) to this origin instead of the default."""
+        """Send matching clients (by country, continent, device, cookie or header) to this origin
+        instead of the default."""
         self._check_origin(url)
         self._spec["origins"].append(
             {
                 "url": url,
-                "country": _countries(country),
-                "continent": _countries(continent),
+                "when": _when(country, continent, device, cookie, header),
                 "paths": _paths(paths),
                 "exclude": _exclude(exclude),
             }
@@ -195,14 +266,23 @@ class Edge:
         request: dict[str, str] | None = None,
         response: dict[str, str] | None = None,
         exclude: str | Iterable[str] = (),
+        country: str | Iterable[str] | None = None,
+        continent: str | Iterable[str] | None = None,
+        device: str | Iterable[str] | None = None,
+        cookie: Presence = None,
+        header: Presence = None,
     ) -> Edge:
         """Set headers toward the origin (``request``) and the client (``response``). Values may use
-        ``{geo.country} {geo.region} {geo.city} {claims.NAME} {variant.NAME} {client_ip} {bot}``."""
+        ``{geo.country} {geo.region} {geo.city} {geo.continent} {claims.NAME} {variant.NAME}
+        {client_ip} {bot} {device} {cookie.NAME} {header.NAME} {location} {path} {query}
+        {path_and_query}``, each with a default after ``|`` (``{geo.country|US}``); a value that
+        is unknown with no default sends no header."""
         self._spec["headers"].append(
             {
                 "paths": _paths(paths),
                 "request": dict(request or {}),
                 "response": dict(response or {}),
+                "when": _when(country, continent, device, cookie, header),
                 "exclude": _exclude(exclude),
             }
         )
@@ -297,6 +377,11 @@ class Edge:
         forward_tags: bool = False,
         targeted_field: str | None = None,
         exclude: str | Iterable[str] = (),
+        country: str | Iterable[str] | None = None,
+        continent: str | Iterable[str] | None = None,
+        device: str | Iterable[str] | None = None,
+        cookie: Presence = None,
+        header: Presence = None,
     ) -> Edge:
         """Cache matching GET responses as a shared cache (RFC 9111); ``ttl`` applies to responses
         without their own freshness. Responses are tagged by the values of ``tag_fields``
@@ -315,9 +400,37 @@ class Edge:
                 "tag_fields": None if tag_fields is None else list(tag_fields),
                 "forward_tags": forward_tags,
                 "targeted_field": targeted_field,
+                "when": _when(country, continent, device, cookie, header),
                 "exclude": _exclude(exclude),
             }
         )
+        return self
+
+    def error_response(
+        self,
+        status: int,
+        body: str | dict[str, Any] | list[Any],
+        *,
+        content_type: str | None = None,
+    ) -> Edge:
+        """The body of the responses the edge writes itself with ``status`` (401, 403, 404, 405,
+        429, 502, 503, 504…) instead of the one-line plain-text default. A str body may use
+        ``{status}``, ``{reason}``, ``{retry_after}``, ``{limit}``, ``{remaining}`` and
+        ``{location}`` (other braces are text, so a JSON body can be written as a str); a dict
+        or list is sent as JSON. The status, ``Retry-After``, ``WWW-Authenticate``,
+        ``RateLimit-*`` and ``Allow`` fields stay as they are. Responses from the origin, a
+        handler or middleware are never changed."""
+        if isinstance(body, (dict, list)):
+            text = json.dumps(body)
+            content_type = content_type or "application/json"
+        elif isinstance(body, str):
+            text = body
+            content_type = content_type or "text/plain; charset=utf-8"
+        else:
+            raise _core.ConfigError(f"error_response body must be a str, dict or list, not {type(body).__name__}")
+        page: ErrorPageSpec = {"status": status, "body": text, "content_type": content_type}
+        _core.check_error_page(json.dumps(page), self._spec["location"])
+        self._spec["error_pages"] = [p for p in self._spec["error_pages"] if p["status"] != status] + [page]
         return self
 
     def purge_broadcast(self, url: str, *, channel: str = "edgecore:purge") -> Edge:

@@ -269,3 +269,108 @@ def test_wait_until_runs_after_the_response(origin):
         assert call(srv.url, "/bg-fail").body == b"still answered"
         with pytest.raises(TypeError, match="awaitable"):
             srv._env.wait_until("not awaitable")  # type: ignore[arg-type]
+
+
+def test_custom_rejections_replace_only_what_the_edge_wrote(origin):
+    app = ec.Edge(origin=origin.url, location="lhr1")
+    app.rate_limit(paths="/api/*", limit=1, period=60)
+    app.jwt(paths="/private/*", key=b"k" * 32, algorithms=["HS256"])
+    app.error_response(
+        429,
+        '{"error": "Rate limit exceeded", "remaining": {remaining}, "limit": {limit}, "where": "{location}"}',
+        content_type="application/json",
+    )
+    app.error_response(401, {"error": "unauthorized"})
+    app.error_response(502, "origin trouble ({status} {reason})")
+
+    @app.route("/only-get")
+    def only_get(request):
+        return "ok"
+
+    app.error_response(405, "use {status}: GET")
+    with app.serve() as srv:
+        assert call(srv.url, "/api/a").status == 200
+        r = call(srv.url, "/api/a")
+        assert (r.status, r.headers["content-type"]) == (429, "application/json")
+        assert r.json() == {"error": "Rate limit exceeded", "remaining": 0, "limit": 1, "where": "lhr1"}
+        assert int(r.headers["retry-after"]) > 0 and r.headers["ratelimit-remaining"] == "0"
+        r = call(srv.url, "/private/x")
+        assert (r.status, r.json()) == (401, {"error": "unauthorized"})
+        assert r.headers["www-authenticate"].startswith("Bearer")
+        r = call(srv.url, "/only-get", method="DELETE")
+        assert (r.status, r.body, r.headers["allow"]) == (405, b"use 405: GET", "GET, HEAD")
+        # The origin's own 500 passes through untouched; the edge's 502 (origin gone) is replaced.
+        r = call(srv.url, "/fail")
+        assert (r.status, r.body) == (500, b"boom")
+    origin.stop()
+    with app.serve() as srv:
+        r = call(srv.url, "/echo")
+        assert (r.status, r.body) == (502, b"origin trouble (502 Bad Gateway)")
+    with pytest.raises(ec.ConfigError, match="unknown variable"):
+        app.error_response(403, "{nope}")
+    with pytest.raises(ec.ConfigError, match="400-599"):
+        app.error_response(200, "x")
+
+
+def _asn_db(path):
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    w = MMDBWriter(ip_version=6, database_type="GeoLite2-ASN", ipv4_compatible=True)
+    w.insert_network(
+        IPSet(["81.2.69.0/24"]), {"autonomous_system_number": 20712, "autonomous_system_organization": "AS"}
+    )
+    w.to_db_file(str(path))
+    return path
+
+
+def test_several_geo_databases_merge_into_one_record(origin, tmp_path):
+    from tests.geo_data import write_city_db
+
+    app = ec.Edge(origin=origin.url)
+    app.trust_proxies(["127.0.0.1/32"])
+    app.geo(write_city_db(tmp_path / "city.mmdb"), _asn_db(tmp_path / "asn.mmdb"))
+
+    @app.route("/where")
+    def where(request):
+        return request.geo.to_dict()
+
+    with app.serve() as srv:
+        r = call(srv.url, "/where", headers={"x-forwarded-for": "81.2.69.160"})
+        geo = r.json()
+        assert (geo["country"], geo["city"], geo["asn"], geo["organization"]) == ("GB", "London", 20712, "AS")
+    g = ec.GeoDB(tmp_path / "city.mmdb").lookup("81.2.69.160")
+    assert repr(g).startswith("Geo(country='GB', continent='EU', region='ENG', city='London'")
+    assert "asn=None" in repr(g) and eval(repr(g).replace("Geo(", "dict(", 1))["latitude"] == 51.5142
+    with pytest.raises(ec.ConfigError, match="at least one"):
+        app.geo()
+
+
+def test_conditions_on_every_rule(origin):
+    other = type(origin)()
+    try:
+        app = ec.Edge(origin=origin.url)
+        app.redirect(to="https://m.example{path_and_query}", paths="/shop/*", device="mobile")
+        app.headers(response={"x-beta": "on"}, cookie={"beta": "1"})
+        app.origin_for(other.url, header={"x-tenant": "b"})
+        app.rewrite(to="/desktop{path}", paths="/home", device=["desktop"], exclude="/home/keep")
+        app.cache(paths="/cached/*", ttl=60, cookie="consent")
+        with app.serve() as srv:
+            r = call(srv.url, "/shop/x?a=1", headers={"sec-ch-ua-mobile": "?1"})
+            assert (r.status, r.headers["location"]) == (302, "https://m.example/shop/x?a=1")
+            assert call(srv.url, "/shop/x", headers={"sec-ch-ua-mobile": "?0"}).status == 200
+            assert call(srv.url, "/a", headers={"cookie": "beta=1"}).headers.get("x-beta") == "on"
+            assert "x-beta" not in call(srv.url, "/a", headers={"cookie": "beta=0"}).headers
+            call(srv.url, "/tenant", headers={"x-tenant": "b"})
+            assert other.count("/tenant") == 1 and origin.count("/tenant") == 0
+            assert call(srv.url, "/home").json()["path"] == "/desktop/home"
+            assert call(srv.url, "/home", headers={"user-agent": "Mozilla/5.0 (iPhone)"}).json()["path"] == "/home"
+            # The cache rule applies only with the cookie present.
+            assert call(srv.url, "/cached/a").headers.get("x-cache") is None
+            with_cookie = {"cookie": "consent=yes"}
+            assert call(srv.url, "/cached/a", headers=with_cookie).headers["x-cache"] == "MISS"
+            assert call(srv.url, "/cached/a", headers=with_cookie).headers["x-cache"] == "HIT"
+        with pytest.raises(ec.ConfigError, match="'phone'"):
+            app.redirect(to="/x", device="phone")
+    finally:
+        other.stop()

@@ -72,12 +72,48 @@ impl PyGeo {
             .map(|o| o.get().inner == self.inner)
             .unwrap_or(false)
     }
+    /// As Python writes the same value: `Geo(country='DE', ..., asn=None)`.
     fn __repr__(&self) -> String {
+        fn text(v: &Option<String>) -> String {
+            match v {
+                None => "None".to_owned(),
+                Some(s) => format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")),
+            }
+        }
+        fn num<T: std::fmt::Display>(v: Option<T>) -> String {
+            v.map_or_else(|| "None".to_owned(), |n| n.to_string())
+        }
         let g = &self.inner;
         format!(
-            "Geo(country={:?}, continent={:?}, region={:?}, city={:?}, postal_code={:?}, latitude={:?}, longitude={:?}, timezone={:?}, asn={:?}, organization={:?})",
-            g.country, g.continent, g.region, g.city, g.postal_code, g.latitude, g.longitude, g.timezone, g.asn, g.organization
+            "Geo(country={}, continent={}, region={}, city={}, postal_code={}, latitude={}, longitude={}, \
+             timezone={}, asn={}, organization={})",
+            text(&g.country),
+            text(&g.continent),
+            text(&g.region),
+            text(&g.city),
+            text(&g.postal_code),
+            num(g.latitude),
+            num(g.longitude),
+            text(&g.timezone),
+            num(g.asn),
+            text(&g.organization)
         )
+    }
+    /// The fields as a dict (for JSON).
+    fn to_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let g = &self.inner;
+        let d = PyDict::new(py);
+        d.set_item("country", &g.country)?;
+        d.set_item("continent", &g.continent)?;
+        d.set_item("region", &g.region)?;
+        d.set_item("city", &g.city)?;
+        d.set_item("postal_code", &g.postal_code)?;
+        d.set_item("latitude", g.latitude)?;
+        d.set_item("longitude", g.longitude)?;
+        d.set_item("timezone", &g.timezone)?;
+        d.set_item("asn", g.asn)?;
+        d.set_item("organization", &g.organization)?;
+        Ok(d)
     }
 }
 

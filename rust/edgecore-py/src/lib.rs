@@ -51,7 +51,8 @@ mod _core {
     // server
     #[pymodule_export]
     use crate::server::{
-        check_app, check_paths, check_settings, default_settings, publish_purge, PyPendingJob, PyServer,
+        check_app, check_error_page, check_paths, check_settings, default_settings, publish_purge, PyPendingJob,
+        PyServer,
     };
 
     // geo

@@ -50,7 +50,7 @@ fn build_plan(
     spec: &str,
     verifiers: &[PyRef<'_, PyJWTVerifier>],
     limiters: &[PyRef<'_, PyRateLimiter>],
-    geo: Option<&PyRef<'_, PyGeoDB>>,
+    geo: &[PyRef<'_, PyGeoDB>],
     bots: Option<&PyRef<'_, PyBotDetector>>,
 ) -> PyResult<Plan> {
     let spec: AppSpec =
@@ -58,7 +58,7 @@ fn build_plan(
     let objects = Objects {
         verifiers: verifiers.iter().map(|v| v.inner.clone()).collect(),
         limiters: limiters.iter().map(|l| l.inner.clone()).collect(),
-        geo: geo.map(|g| g.inner.clone()),
+        geo: geo.iter().map(|g| g.inner.clone()).collect(),
         bots: bots.map(|b| b.inner.clone()),
     };
     Plan::build(spec, objects).map_err(|e| CoreError(e).into())
@@ -116,6 +116,22 @@ pub fn publish_purge(py: Python<'_>, url: &str, prefix: &str, tag: Option<&str>,
     .map_err(|e| CoreError(e).into())
 }
 
+/// Compiles a custom rejection (`{"status", "body", "content_type"}` as JSON) as the plan
+/// would: raises ConfigError naming what is wrong.
+#[pyfunction]
+pub fn check_error_page(page: &str, location: &str) -> PyResult<()> {
+    #[derive(serde::Deserialize)]
+    struct Page {
+        status: u16,
+        body: String,
+        content_type: String,
+    }
+    let p: Page = serde_json::from_str(page).map_err(|e| config_error(format!("error_response: {e}")))?;
+    edgecore_core::server::error_pages::ErrorPage::new(p.status, &p.body, &p.content_type, location)
+        .map(drop)
+        .map_err(|e| CoreError(e).into())
+}
+
 /// Compiles path patterns and their exclusions as a rule would: raises ConfigError naming the
 /// pattern that cannot be compiled, and why.
 #[pyfunction]
@@ -142,15 +158,15 @@ pub fn default_settings() -> String {
 /// Compiles an app without serving it: returns (active policies, warnings); a bad configuration
 /// raises ConfigError. `edgecore check` uses it.
 #[pyfunction]
-#[pyo3(signature = (spec, *, verifiers=vec![], limiters=vec![], geo=None, bots=None))]
+#[pyo3(signature = (spec, *, verifiers=vec![], limiters=vec![], geo=vec![], bots=None))]
 pub fn check_app(
     spec: &str,
     verifiers: Vec<PyRef<'_, PyJWTVerifier>>,
     limiters: Vec<PyRef<'_, PyRateLimiter>>,
-    geo: Option<PyRef<'_, PyGeoDB>>,
+    geo: Vec<PyRef<'_, PyGeoDB>>,
     bots: Option<PyRef<'_, PyBotDetector>>,
 ) -> PyResult<(Vec<String>, Vec<String>)> {
-    let plan = build_plan(spec, &verifiers, &limiters, geo.as_ref(), bots.as_ref())?;
+    let plan = build_plan(spec, &verifiers, &limiters, &geo, bots.as_ref())?;
     Ok((plan.summary(), plan.warnings()))
 }
 
@@ -172,7 +188,7 @@ pub struct PyServer {
 impl PyServer {
     /// Compiles the app and starts serving on host:port (port 0: any free port).
     #[new]
-    #[pyo3(signature = (spec, *, host="127.0.0.1", port=0, verifiers=vec![], limiters=vec![], geo=None, bots=None, reuse_port=false))]
+    #[pyo3(signature = (spec, *, host="127.0.0.1", port=0, verifiers=vec![], limiters=vec![], geo=vec![], bots=None, reuse_port=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -181,11 +197,11 @@ impl PyServer {
         port: u16,
         verifiers: Vec<PyRef<'_, PyJWTVerifier>>,
         limiters: Vec<PyRef<'_, PyRateLimiter>>,
-        geo: Option<PyRef<'_, PyGeoDB>>,
+        geo: Vec<PyRef<'_, PyGeoDB>>,
         bots: Option<PyRef<'_, PyBotDetector>>,
         reuse_port: bool,
     ) -> PyResult<Self> {
-        let plan = build_plan(spec, &verifiers, &limiters, geo.as_ref(), bots.as_ref())?;
+        let plan = build_plan(spec, &verifiers, &limiters, &geo, bots.as_ref())?;
         let summary = plan.summary();
         let warnings = plan.warnings();
         let queue = plan.server.python_queue.max(1);
@@ -279,16 +295,16 @@ impl PyServer {
 
     /// Swaps in a new configuration without dropping connections; an invalid one raises
     /// ConfigError and the running one stays.
-    #[pyo3(signature = (spec, *, verifiers=vec![], limiters=vec![], geo=None, bots=None))]
+    #[pyo3(signature = (spec, *, verifiers=vec![], limiters=vec![], geo=vec![], bots=None))]
     fn reload(
         &self,
         spec: &str,
         verifiers: Vec<PyRef<'_, PyJWTVerifier>>,
         limiters: Vec<PyRef<'_, PyRateLimiter>>,
-        geo: Option<PyRef<'_, PyGeoDB>>,
+        geo: Vec<PyRef<'_, PyGeoDB>>,
         bots: Option<PyRef<'_, PyBotDetector>>,
     ) -> PyResult<()> {
-        let plan = build_plan(spec, &verifiers, &limiters, geo.as_ref(), bots.as_ref())?;
+        let plan = build_plan(spec, &verifiers, &limiters, &geo, bots.as_ref())?;
         match &*self.handle.lock() {
             Some(h) => h.reload(plan).map_err(|e| CoreError(e).into()),
             None => Err(config_error("the server is stopped")),

@@ -24,3 +24,46 @@ pub struct Geo {
     /// Autonomous system organisation (ASN databases).
     pub organization: Option<String>,
 }
+
+impl Geo {
+    /// Fills the fields this record does not know from `other` (a second database's record).
+    pub fn fill_from(&mut self, other: Geo) {
+        fn fill<T>(mine: &mut Option<T>, theirs: Option<T>) {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+        fill(&mut self.country, other.country);
+        fill(&mut self.continent, other.continent);
+        fill(&mut self.region, other.region);
+        fill(&mut self.city, other.city);
+        fill(&mut self.postal_code, other.postal_code);
+        fill(&mut self.latitude, other.latitude);
+        fill(&mut self.longitude, other.longitude);
+        fill(&mut self.timezone, other.timezone);
+        fill(&mut self.asn, other.asn);
+        fill(&mut self.organization, other.organization);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_record_fills_only_what_the_first_lacks() {
+        let mut city = Geo {
+            country: Some("DE".into()),
+            city: Some("Berlin".into()),
+            ..Default::default()
+        };
+        city.fill_from(Geo {
+            country: Some("XX".into()),
+            asn: Some(3320),
+            organization: Some("DTAG".into()),
+            ..Default::default()
+        });
+        assert_eq!(city.country.as_deref(), Some("DE"));
+        assert_eq!((city.asn, city.organization.as_deref()), (Some(3320), Some("DTAG")));
+    }
+}

@@ -35,6 +35,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the edge wrote this response itself as a refusal or an error (what
+    /// `error_response` pages replace), rather than the origin, the cache or user code.
+    pub fn is_edge_rejection(self) -> bool {
+        use Outcome::*;
+        matches!(
+            self,
+            NotFound | MethodNotAllowed | BotBlocked | JwtRejected | RateLimited | Rejected | Error
+        )
+    }
+
     /// The label.
     pub fn as_str(self) -> &'static str {
         DECISIONS[self as usize]

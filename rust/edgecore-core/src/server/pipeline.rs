@@ -144,7 +144,7 @@ mod tests {
             verifiers: vec![full.jwt[0].verifier.clone()],
             limiters: vec![limited.rate_limits[0].limiter.clone()],
             bots: Some(bots.bots.as_ref().unwrap().detector.clone()),
-            geo: None,
+            geo: Vec::new(),
         };
         plan_with(
             serde_json::json!({

@@ -70,6 +70,11 @@ pub(crate) async fn serve(
         Err(e) => error_response(&e),
     };
     let outcome = finish(&mut notes, &mut resp);
+    if !plan.error_pages.is_empty() && outcome.is_edge_rejection() {
+        if let Some(page) = super::error_pages::page_for(&plan.error_pages, &resp) {
+            page.apply(&mut resp);
+        }
+    }
     let elapsed = t0.elapsed();
     state.metrics.request(outcome, resp.status().as_u16(), elapsed);
     if let (Some(log), Some((method, path))) = (&state.access_log, logged) {

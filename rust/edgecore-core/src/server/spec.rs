@@ -1,6 +1,7 @@
 //! The spec: the application as Python describes it, in serde types (JSON in, unknown fields
 //! refused). Nothing here is validated beyond its shape; [`super::plan`] compiles it.
 
+pub(crate) use crate::server::conditions::WhenSpec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -133,7 +134,7 @@ pub(crate) struct RedirectSpec {
     #[serde(default = "all_paths")]
     pub(crate) paths: Vec<String>,
     #[serde(default)]
-    pub(crate) country: Option<Vec<String>>,
+    pub(crate) when: WhenSpec,
     /// Paths taken back out of `paths`.
     #[serde(default)]
     pub(crate) exclude: Vec<String>,
@@ -150,7 +151,7 @@ pub(crate) struct RewriteSpec {
     #[serde(default = "all_paths")]
     pub(crate) paths: Vec<String>,
     #[serde(default)]
-    pub(crate) country: Option<Vec<String>>,
+    pub(crate) when: WhenSpec,
     /// Paths taken back out of `paths`.
     #[serde(default)]
     pub(crate) exclude: Vec<String>,
@@ -161,9 +162,7 @@ pub(crate) struct RewriteSpec {
 pub(crate) struct OriginSpec {
     pub(crate) url: String,
     #[serde(default)]
-    pub(crate) country: Option<Vec<String>>,
-    #[serde(default)]
-    pub(crate) continent: Option<Vec<String>>,
+    pub(crate) when: WhenSpec,
     #[serde(default = "all_paths")]
     pub(crate) paths: Vec<String>,
     /// Paths taken back out of `paths`.
@@ -180,6 +179,8 @@ pub(crate) struct HeadersSpec {
     pub(crate) request: BTreeMap<String, String>,
     #[serde(default)]
     pub(crate) response: BTreeMap<String, String>,
+    #[serde(default)]
+    pub(crate) when: WhenSpec,
     /// Paths taken back out of `paths`.
     #[serde(default)]
     pub(crate) exclude: Vec<String>,
@@ -248,6 +249,8 @@ pub(crate) struct CacheSpec {
     /// The targeted cache-control field only this cache obeys (None: `Edgecore-Cache-Control`).
     #[serde(default)]
     pub(crate) targeted_field: Option<String>,
+    #[serde(default)]
+    pub(crate) when: WhenSpec,
     /// Paths taken back out of `paths`.
     #[serde(default)]
     pub(crate) exclude: Vec<String>,
@@ -276,6 +279,14 @@ pub(crate) struct MiddlewareSpec {
     pub(crate) exclude: Vec<String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ErrorPageSpec {
+    pub(crate) status: u16,
+    pub(crate) body: String,
+    pub(crate) content_type: String,
+}
+
 /// The application as Python describes it.
 #[derive(Debug, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -295,6 +306,7 @@ pub struct AppSpec {
     pub(crate) cache: Vec<CacheSpec>,
     pub(crate) routes: Vec<RouteSpec>,
     pub(crate) middleware: Vec<MiddlewareSpec>,
+    pub(crate) error_pages: Vec<ErrorPageSpec>,
     /// Server limits and timeouts.
     pub server: ServerSpec,
 }
@@ -306,8 +318,8 @@ pub struct Objects {
     pub verifiers: Vec<Arc<JwtVerifier>>,
     /// Rate limiters (`rate_limits[].limiter`).
     pub limiters: Vec<Arc<RateLimiter>>,
-    /// The geo database, if `app.geo()` was called.
-    pub geo: Option<Arc<GeoDb>>,
+    /// The geo databases (`app.geo(...)`), looked up in order and merged.
+    pub geo: Vec<Arc<GeoDb>>,
     /// The bot detector, if `app.bots()` was called.
     pub bots: Option<Arc<BotDetector>>,
 }

@@ -40,7 +40,9 @@ use crate::server::state::{Active, ServerState};
 /// The cache rule for the request's path, if any.
 pub fn rule_for(plan: &Plan, request: &Request) -> Option<usize> {
     let path = request.path();
-    plan.cache.iter().position(|r| r.paths.matches(path))
+    plan.cache
+        .iter()
+        .position(|r| r.paths.matches(path) && r.when.hold(request))
 }
 
 /// The request's key under `rule`, built in one buffer: URL, method, then the dimensions.
@@ -50,7 +52,7 @@ pub fn key(plan: &Plan, rule: &CacheRule, request: &Request) -> String {
     for (experiment, variant) in &request.edge.variants {
         crate::cache::key::push_dimension(&mut key, "variant:", experiment, variant);
     }
-    if plan.geo.is_some() || plan.server.dev_mode {
+    if !plan.geo.is_empty() || plan.server.dev_mode {
         let country = request.edge.geo.as_ref().and_then(|g| g.country.as_deref());
         crate::cache::key::push_dimension(&mut key, "", "country", country.unwrap_or_default());
     }

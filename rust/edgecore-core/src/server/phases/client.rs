@@ -57,8 +57,17 @@ pub fn identify(plan: &Plan, ctx: &mut RequestCtx) {
     }
     ctx.request.edge.client_ip = Some(ip);
     ctx.notes.client_ip = Some(ip);
-    if let Some(db) = &plan.geo {
-        ctx.request.edge.geo = db.lookup(ip).map(Arc::new);
+    match &plan.geo[..] {
+        [] => {}
+        [db] => ctx.request.edge.geo = db.lookup(ip).map(Arc::new),
+        // Several databases (City and ASN): one record, each field from the first that has it.
+        dbs => {
+            let merged = dbs.iter().filter_map(|db| db.lookup(ip)).reduce(|mut a, b| {
+                a.fill_from(b);
+                a
+            });
+            ctx.request.edge.geo = merged.map(Arc::new);
+        }
     }
     if let Some(c) = ctx.dev.country.take() {
         let mut g = ctx.request.edge.geo.as_deref().cloned().unwrap_or_default();

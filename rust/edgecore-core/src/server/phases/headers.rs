@@ -19,6 +19,9 @@ pub fn render(plan: &Plan, ctx: &mut RequestCtx) {
     // The path borrows the target only, so the headers can change meanwhile.
     let path = crate::http::uri_path(&ctx.request.uri);
     for rule in plan.headers.iter().filter(|r| r.paths.matches(path)) {
+        if !rule.when.hold(&ctx.request) {
+            continue;
+        }
         for (name, t) in &rule.request {
             if let Some(Ok(v)) = t.render_present(&ctx.request).map(|s| HeaderValue::from_str(&s)) {
                 ctx.request.headers.as_map_mut().insert(name.clone(), v);
@@ -26,6 +29,9 @@ pub fn render(plan: &Plan, ctx: &mut RequestCtx) {
         }
     }
     for rule in plan.headers.iter().filter(|r| r.paths.matches(path)) {
+        if !rule.when.hold(&ctx.request) {
+            continue;
+        }
         for (name, t) in &rule.response {
             if let Some(Ok(v)) = t.render_present(&ctx.request).map(|s| HeaderValue::from_str(&s)) {
                 ctx.notes.response_headers.push((name.clone(), v));

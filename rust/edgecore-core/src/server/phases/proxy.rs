@@ -1,5 +1,5 @@
 //! Proxy: the request goes to the origin chosen for this client (the first `origin_for` rule
-//! whose paths, countries and continents match, else the default origin; 404 without one),
+//! whose paths and conditions match, else the default origin; 404 without one),
 //! streaming its body up unless a phase already read it.
 
 use std::net::IpAddr;
@@ -21,18 +21,9 @@ use crate::server::upstream::Origin;
 /// The origin for this client: the first matching `origin_for` rule, else the default.
 pub fn choose_origin<'p>(plan: &'p Plan, request: &Request) -> Option<&'p Origin> {
     let path = request.path();
-    let geo = request.edge.geo.as_deref();
-    let any = |list: &Option<Vec<String>>, value: Option<&str>| {
-        list.as_ref()
-            .is_none_or(|l| value.is_some_and(|v| l.iter().any(|x| x == v)))
-    };
     plan.origins
         .iter()
-        .find(|rule| {
-            rule.paths.matches(path)
-                && any(&rule.country, geo.and_then(|g| g.country.as_deref()))
-                && any(&rule.continent, geo.and_then(|g| g.continent.as_deref()))
-        })
+        .find(|rule| rule.paths.matches(path) && rule.when.hold(request))
         .map(|rule| &rule.origin)
         .or(plan.origin.as_ref())
 }
@@ -80,7 +71,7 @@ mod tests {
         let p = plan(serde_json::json!({
             "origin": "http://default:1",
             "origins": [
-                {"url": "http://eu:2", "continent": ["EU"]},
+                {"url": "http://eu:2", "when": {"continent": ["EU"]}},
                 {"url": "http://api:3", "paths": ["/api/*"]},
             ],
         }));

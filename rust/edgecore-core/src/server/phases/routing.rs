@@ -1,32 +1,18 @@
-//! Redirects and rewrites: the first redirect whose paths (and countries) match answers with
+//! Redirects and rewrites: the first redirect whose paths (and conditions) match answers with
 //! its status and rendered `Location`; otherwise the first matching rewrite replaces the path
 //! (the query is kept) for every later phase and the origin. The client sees no rewrite.
 
 use crate::error::{Error, Result};
-use crate::http::Request;
 use crate::server::ctx::{Flow, RequestCtx};
 use crate::server::metrics::Outcome;
 use crate::server::plan::Plan;
 use crate::server::respond::from_core;
 
-/// Whether the request's country is in `allowed` (None: any country, or none known).
-fn country_ok(allowed: &Option<Vec<String>>, req: &Request) -> bool {
-    match allowed {
-        None => true,
-        Some(list) => req
-            .edge
-            .geo
-            .as_ref()
-            .and_then(|g| g.country.as_deref())
-            .is_some_and(|c| list.iter().any(|a| a == c)),
-    }
-}
-
 /// Answers with the first matching redirect.
 pub fn redirect(plan: &Plan, ctx: &mut RequestCtx) -> Result<Flow> {
     let path = ctx.request.path();
     for r in &plan.redirects {
-        if r.paths.matches(path) && country_ok(&r.country, &ctx.request) {
+        if r.paths.matches(path) && r.when.hold(&ctx.request) {
             let location = r.to.render(&ctx.request);
             ctx.notes.outcome = Some(Outcome::Redirect);
             return Ok(Flow::Answer(from_core(crate::http::redirect(&location, r.status)?)));
@@ -39,11 +25,7 @@ pub fn redirect(plan: &Plan, ctx: &mut RequestCtx) -> Result<Flow> {
 pub fn rewrite(plan: &Plan, ctx: &mut RequestCtx) -> Result<()> {
     let req = &ctx.request;
     let path = req.path();
-    let Some(r) = plan
-        .rewrites
-        .iter()
-        .find(|r| r.paths.matches(path) && country_ok(&r.country, req))
-    else {
+    let Some(r) = plan.rewrites.iter().find(|r| r.paths.matches(path) && r.when.hold(req)) else {
         return Ok(());
     };
     let new_path = r.to.render(req);
@@ -65,7 +47,7 @@ mod tests {
     #[test]
     fn a_redirect_answers_only_where_it_matches() {
         let p = plan(serde_json::json!({"redirects": [
-            {"to": "https://example.de{path}", "status": 301, "paths": ["/shop/*"], "country": ["de"]},
+            {"to": "https://example.de{path}", "status": 301, "paths": ["/shop/*"], "when": {"country": ["de"]}},
         ]}));
         let mut c = with_country(ctx_with("/shop/x", &[]), "DE");
         match redirect(&p, &mut c).unwrap() {

@@ -15,6 +15,8 @@ use crate::cache::{HttpCache, KeyOptions};
 use crate::classify::Experiment;
 use crate::error::{Error, Result};
 use crate::geo::TrustedProxies;
+use crate::server::conditions::Conditions;
+use crate::server::error_pages::ErrorPage;
 use crate::server::matcher::{Matcher, Pattern};
 use crate::server::spec::{
     AbSpec, AppSpec, BotsSpec, CacheSpec, HeadersSpec, JwtSpec, MiddlewareSpec, Objects, OriginSpec, RateSpec,
@@ -25,10 +27,6 @@ use crate::server::upstream::Origin;
 
 fn header_name(n: &str) -> Result<HeaderName> {
     HeaderName::from_bytes(n.as_bytes()).map_err(|_| Error::config(format!("invalid header name {n:?}")))
-}
-
-fn upper(v: Option<Vec<String>>) -> Option<Vec<String>> {
-    v.map(|v| v.into_iter().map(|c| c.to_ascii_uppercase()).collect())
 }
 
 fn secs(v: f64, what: &str) -> Result<Duration> {
@@ -73,8 +71,15 @@ impl Plan {
         let fold = spec.server.case_insensitive_paths;
         let location: std::sync::Arc<str> = spec.location.as_deref().unwrap_or("").into();
         let loc = &*location;
+        let mut error_pages: Vec<ErrorPage> = Vec::new();
+        for p in &spec.error_pages {
+            let page = ErrorPage::new(p.status, &p.body, &p.content_type, loc)?;
+            error_pages.retain(|e| e.status != page.status);
+            error_pages.push(page);
+        }
         let mut plan = Plan {
             location: location.clone(),
+            error_pages,
             origin: default_origin,
             trusted: TrustedProxies::new(&spec.trusted_proxies)?,
             geo: objects.geo.clone(),
@@ -300,7 +305,7 @@ fn build_redirect(r: RedirectSpec, loc: &str) -> Result<Redirect> {
     crate::http::redirect("/", r.status)?;
     Ok(Redirect {
         paths: Matcher::excluding(&r.paths, &r.exclude)?,
-        country: upper(r.country),
+        when: Conditions::build(r.when)?,
         to: Template::with_location(&r.to, loc)?,
         status: r.status,
     })
@@ -315,7 +320,7 @@ fn build_rewrite(r: RewriteSpec, loc: &str) -> Result<Rewrite> {
     }
     Ok(Rewrite {
         paths: Matcher::excluding(&r.paths, &r.exclude)?,
-        country: upper(r.country),
+        when: Conditions::build(r.when)?,
         to: Template::with_location(&r.to, loc)?,
     })
 }
@@ -323,8 +328,7 @@ fn build_rewrite(r: RewriteSpec, loc: &str) -> Result<Rewrite> {
 fn build_origin_rule(o: OriginSpec, index: usize) -> Result<OriginRule> {
     Ok(OriginRule {
         paths: Matcher::excluding(&o.paths, &o.exclude)?,
-        country: upper(o.country),
-        continent: upper(o.continent),
+        when: Conditions::build(o.when)?,
         origin: Origin::parse(&o.url, index)?,
     })
 }
@@ -338,6 +342,7 @@ fn templates(m: BTreeMap<String, String>, loc: &str) -> Result<Vec<(HeaderName, 
 fn build_headers(h: HeadersSpec, loc: &str) -> Result<HeaderRule> {
     Ok(HeaderRule {
         paths: Matcher::excluding(&h.paths, &h.exclude)?,
+        when: Conditions::build(h.when)?,
         request: templates(h.request, loc)?,
         response: templates(h.response, loc)?,
     })
@@ -406,7 +411,7 @@ fn build_ab(a: AbSpec) -> Result<AbRule> {
     })
 }
 
-fn build_cache(c: CacheSpec, upstream: &str) -> Result<CacheRule> {
+fn build_cache(mut c: CacheSpec, upstream: &str) -> Result<CacheRule> {
     if c.ttl.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
         return Err(Error::config("cache ttl must be a positive number of seconds"));
     }
@@ -422,9 +427,12 @@ fn build_cache(c: CacheSpec, upstream: &str) -> Result<CacheRule> {
         let name = header_name(f).map_err(|_| Error::config(format!("targeted_field {f:?} is not a header name")))?;
         cache = cache.with_targeted_field(name);
     }
+    let identity = format!("{upstream}|{c:?}");
+    let when = Conditions::build(std::mem::take(&mut c.when))?;
     Ok(CacheRule {
-        identity: format!("{upstream}|{c:?}"),
+        identity,
         paths: Matcher::excluding(&c.paths, &c.exclude)?,
+        when,
         forward_tags: c.forward_tags,
         cache: Arc::new(cache),
         key: KeyOptions {
@@ -510,7 +518,7 @@ mod tests {
     fn origins_are_numbered_default_first() {
         let plan = build(serde_json::json!({
             "origin": "http://a:1",
-            "origins": [{"url": "http://b:2", "country": ["de"]}, {"url": "http://c:3"}],
+            "origins": [{"url": "http://b:2", "when": {"country": ["de"]}}, {"url": "http://c:3"}],
         }))
         .unwrap();
         let seen: Vec<(usize, String)> = plan.each_origin().map(|o| (o.index, format!("{o:?}"))).collect();
@@ -522,7 +530,7 @@ mod tests {
                 (2, "http://c:3".into())
             ]
         );
-        assert_eq!(plan.origins[0].country.as_deref(), Some(&["DE".to_owned()][..]));
+        assert_eq!(plan.origins[0].when.countries(), Some(&["DE".to_owned()][..]));
         let plan = build(serde_json::json!({"origins": [{"url": "http://b:2"}]})).unwrap();
         assert_eq!(plan.each_origin().next().unwrap().index, 0);
     }

@@ -29,18 +29,18 @@ impl Plan {
         };
         first_match(
             "redirect",
-            self.redirects.iter().map(|r| (&r.paths, r.country.is_none())).collect(),
+            self.redirects.iter().map(|r| (&r.paths, r.when.is_empty())).collect(),
             &mut w,
         );
         first_match(
             "rewrite",
-            self.rewrites.iter().map(|r| (&r.paths, r.country.is_none())).collect(),
+            self.rewrites.iter().map(|r| (&r.paths, r.when.is_empty())).collect(),
             &mut w,
         );
         first_match("jwt rule", self.jwt.iter().map(|r| (&r.paths, true)).collect(), &mut w);
         first_match(
             "cache rule",
-            self.cache.iter().map(|r| (&r.paths, true)).collect(),
+            self.cache.iter().map(|r| (&r.paths, r.when.is_empty())).collect(),
             &mut w,
         );
         // A cache rule in front of a Python route: the handler runs on a miss only, and what it
@@ -55,7 +55,7 @@ impl Plan {
                 }
             }
         }
-        if !self.trusted.is_empty() && self.jwt.is_empty() && self.rate_limits.is_empty() && self.geo.is_none() {
+        if !self.trusted.is_empty() && self.jwt.is_empty() && self.rate_limits.is_empty() && self.geo.is_empty() {
             w.push("trusted proxies are set but nothing uses the client IP".into());
         }
         if self.origin.is_none() && self.origins.is_empty() && self.routes.is_empty() {
@@ -92,7 +92,7 @@ impl Plan {
         add(self.headers.len(), "header rule(s)");
         add(self.routes.len(), "Python route(s)");
         add(self.middleware.len(), "Python middleware");
-        if self.geo.is_some() {
+        if !self.geo.is_empty() {
             s.push("geo".into());
         }
         if self.bots.is_some() {

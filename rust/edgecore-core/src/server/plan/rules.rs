@@ -1,5 +1,6 @@
 //! The compiled rules: one type per policy, and [`Plan`], which holds them in pipeline order.
 
+use crate::server::conditions::Conditions;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,8 +30,8 @@ pub struct BotPolicy {
 pub struct Redirect {
     /// Where.
     pub paths: Matcher,
-    /// For these countries only (None: all).
-    pub country: Option<Vec<String>>,
+    /// For which requests (country, device, cookie…).
+    pub when: Conditions,
     /// Location template.
     pub to: Template,
     /// Status.
@@ -41,8 +42,8 @@ pub struct Redirect {
 pub struct Rewrite {
     /// Where.
     pub paths: Matcher,
-    /// For these countries only.
-    pub country: Option<Vec<String>>,
+    /// For which requests.
+    pub when: Conditions,
     /// The new path (template).
     pub to: Template,
 }
@@ -51,10 +52,8 @@ pub struct Rewrite {
 pub struct OriginRule {
     /// Where.
     pub paths: Matcher,
-    /// Countries.
-    pub country: Option<Vec<String>>,
-    /// Continents.
-    pub continent: Option<Vec<String>>,
+    /// For which requests (countries, continents…).
+    pub when: Conditions,
     /// The origin.
     pub origin: Origin,
 }
@@ -63,6 +62,8 @@ pub struct OriginRule {
 pub struct HeaderRule {
     /// Where.
     pub paths: Matcher,
+    /// For which requests.
+    pub when: Conditions,
     /// Toward the origin / handler.
     pub request: Vec<(HeaderName, Template)>,
     /// Toward the client.
@@ -124,6 +125,8 @@ pub type FillResult = std::result::Result<Option<crate::http::Response>, (u16, S
 pub struct CacheRule {
     /// Where.
     pub paths: Matcher,
+    /// For which requests.
+    pub when: Conditions,
     /// The cache (one per rule).
     pub cache: Arc<HttpCache>,
     /// Key options.
@@ -161,12 +164,14 @@ pub struct Middleware {
 pub struct Plan {
     /// Where this edge runs (`Edge(location=...)`; empty when not set).
     pub location: Arc<str>,
+    /// Custom bodies for the edge's own rejections.
+    pub error_pages: Vec<crate::server::error_pages::ErrorPage>,
     /// The default origin.
     pub origin: Option<Origin>,
     /// Trusted proxies.
     pub trusted: TrustedProxies,
     /// Geo database.
-    pub geo: Option<Arc<GeoDb>>,
+    pub geo: Vec<Arc<GeoDb>>,
     /// Bot policy.
     pub bots: Option<BotPolicy>,
     /// Redirects, in order.
