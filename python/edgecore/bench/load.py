@@ -5,7 +5,8 @@ round by round, reporting requests/s, p99 latency and server CPU microseconds pe
 - pipeline: the full pipeline on a cache hit (client IP, geo, HS256 JWT, rate limit, cache hit)
   — edgecore vs the same pipeline in pure Python on uvicorn+Starlette, and nginx `return 200`;
 - hello: a Python `def` handler returning "hello" — edgecore vs uvicorn raw ASGI and Granian RSGI;
-- proxy: forwarding to a local origin (nginx) — edgecore vs nginx `proxy_pass` with keep-alive.
+- proxy: forwarding to a local origin (nginx) — edgecore vs nginx `proxy_pass` with keep-alive,
+  and edgecore with a Next.js middleware on a path its matcher excludes (must not enter Python).
 """
 
 from __future__ import annotations
@@ -86,9 +87,9 @@ class Contender:
     port: int
     path: str = "/"
     headers: dict[str, str] = field(default_factory=dict)
-    # Response headers the scenario requires (checked once before measuring, so that a change in
-    # policy cannot silently turn, say, a cache-hit scenario into a proxied one).
-    expect: dict[str, str] = field(default_factory=dict)
+    # Response headers the scenario requires (None: absent), checked once before measuring, so that
+    # a change in policy cannot silently turn, say, a cache-hit scenario into a proxied one.
+    expect: dict[str, str | None] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     runs: list[dict] = field(default_factory=list)
 
@@ -125,6 +126,7 @@ NGINX_FORWARDING = (
 )
 
 
+MIDDLEWARE_EXCLUDED = "edgecore proxy, a path its Next.js middleware matcher excludes"
 NGINX_PROXY = "nginx proxy_pass (keep-alive, same forwarding fields)"
 NGINX_PROXY_BARE = "nginx proxy_pass (keep-alive, bare)"
 
@@ -226,7 +228,11 @@ def run(quick: bool = False) -> dict:
             contender("edgecore def handler", "edgecore-hello"),
             contender("uvicorn raw ASGI", "uvicorn-hello"),
         ],
-        "proxy": [contender("edgecore proxy", "edgecore-proxy", path="/page")],
+        "proxy": [
+            contender("edgecore proxy", "edgecore-proxy", path="/page"),
+            # A path the middleware's matcher excludes: no Python (the response would carry x-mw).
+            contender(MIDDLEWARE_EXCLUDED, "edgecore-proxy-middleware", path="/api/page", expect={"x-mw": None}),
+        ],
     }
     granian = shutil.which("granian") or str(Path(py).parent / "granian")
     if Path(granian).exists():

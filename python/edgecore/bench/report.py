@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ._harness import SuiteResult, fmt_time
-from .load import NGINX_PROXY, NGINX_PROXY_BARE
+from .load import MIDDLEWARE_EXCLUDED, NGINX_PROXY, NGINX_PROXY_BARE
 
 # Why edgecore is not faster where it is not: written down with the numbers, not hidden.
 EXPLANATIONS = {
@@ -155,6 +155,11 @@ def load_ratios(load: dict) -> list[tuple[str, float, str, bool | None]]:
                 out.append((label, x, "<= 1.2x (CPU per request)", x <= 1.2))
             else:
                 out.append((label, x, "", None))
+    # A request no middleware matches never enters Python: it costs what a plain proxied one does.
+    excluded = by.get(("proxy", MIDDLEWARE_EXCLUDED))
+    if ours and excluded and ours["cpu_us"] > 0:
+        x = excluded["cpu_us"] / ours["cpu_us"]
+        out.append(("proxy with middleware, excluded path: CPU vs plain proxy", x, "<= 1.05x (no Python)", x <= 1.05))
     return out
 
 

@@ -65,6 +65,20 @@ def edgecore_proxy(port: int, origin: str) -> None:
     ec.Edge(origin=origin).run("127.0.0.1", port)
 
 
+def edgecore_proxy_middleware(port: int, origin: str) -> None:
+    """The proxy behind the usual Next.js middleware matcher; the benchmark requests a path the
+    matcher excludes, so the request must cost what a plain proxied one does (no Python)."""
+    import edgecore as ec
+
+    app = ec.Edge(origin=origin)
+
+    @app.middleware("/((?!api|_next/static|_next/image|favicon.ico).*)")
+    def middleware(request):
+        return ec.next(response_headers={"x-mw": "1"})
+
+    app.run("127.0.0.1", port)
+
+
 def edgecore_cache(port: int, origin: str) -> None:
     """The proxy with a cache rule on every path: after the first request, every one is a hit."""
     import edgecore as ec
@@ -164,6 +178,8 @@ def main() -> None:
         edgecore_origin(a.port)
     elif a.name == "edgecore-proxy":
         edgecore_proxy(a.port, a.origin)
+    elif a.name == "edgecore-proxy-middleware":
+        edgecore_proxy_middleware(a.port, a.origin)
     elif a.name == "edgecore-cache":
         edgecore_cache(a.port, a.origin)
     else:
