@@ -143,6 +143,39 @@ class ErrorPageSpec(TypedDict):
     content_type: str
 
 
+class AccessSpec(TypedDict):
+    paths: list[str]
+    exclude: list[str]
+    allow_ips: list[str]
+    deny_ips: list[str]
+    allow_countries: list[str]
+    deny_countries: list[str]
+    status: int
+
+
+class HttpsSpec(TypedDict):
+    status: int
+    hsts_max_age: int | None
+    include_subdomains: bool
+    preload: bool
+
+
+class CorsSpec(TypedDict):
+    paths: list[str]
+    exclude: list[str]
+    origins: list[str]
+    methods: list[str]
+    headers: list[str]
+    expose: list[str]
+    credentials: bool
+    max_age: int
+
+
+class RequestIdSpec(TypedDict):
+    header: str
+    trace: bool
+
+
 class AppSpec(TypedDict, total=False):
     """The whole description (``Edge.spec_json()`` is this, as JSON)."""
 
@@ -161,4 +194,8 @@ class AppSpec(TypedDict, total=False):
     routes: list[RouteSpec]
     middleware: list[MiddlewareSpec]
     error_pages: list[ErrorPageSpec]
+    access: list[AccessSpec]
+    https_only: HttpsSpec
+    cors: list[CorsSpec]
+    request_ids: RequestIdSpec
     server: ServerSettings

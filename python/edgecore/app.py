@@ -24,7 +24,16 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from edgecore import _core
-from edgecore._spec import AppSpec, ErrorPageSpec, ServerSettings, WhenSpec
+from edgecore._spec import (
+    AccessSpec,
+    AppSpec,
+    CorsSpec,
+    ErrorPageSpec,
+    HttpsSpec,
+    RequestIdSpec,
+    ServerSettings,
+    WhenSpec,
+)
 from edgecore.env import Env, _deferred, await_deferring
 
 if TYPE_CHECKING:
@@ -136,6 +145,8 @@ class Edge:
             "routes": [],
             "middleware": [],
             "error_pages": [],
+            "access": [],
+            "cors": [],
             "server": {},
         }
         self._handlers: list[Handler] = []
@@ -432,6 +443,101 @@ class Edge:
         _core.check_error_page(json.dumps(page), self._spec["location"])
         self._spec["error_pages"] = [p for p in self._spec["error_pages"] if p["status"] != status] + [page]
         return self
+
+    def access(
+        self,
+        *,
+        paths: str | Iterable[str] = ("/*",),
+        allow_ips: Iterable[str] = (),
+        deny_ips: Iterable[str] = (),
+        allow_countries: str | Iterable[str] = (),
+        deny_countries: str | Iterable[str] = (),
+        status: int = 403,
+        exclude: str | Iterable[str] = (),
+    ) -> Edge:
+        """Keep clients out by IP (CIDRs, IPv4 and IPv6) and country, right after the client IP
+        and geo are known: a client in ``deny_ips`` or from ``deny_countries`` gets ``status``;
+        with an allow list, only clients in ``allow_ips`` or from ``allow_countries`` get in (a
+        client whose country is unknown matches no country). Every matching rule applies."""
+        spec: AccessSpec = {
+            "paths": _paths(paths),
+            "exclude": _exclude(exclude),
+            "allow_ips": list(allow_ips),
+            "deny_ips": list(deny_ips),
+            "allow_countries": _countries(allow_countries) or [],
+            "deny_countries": _countries(deny_countries) or [],
+            "status": status,
+        }
+        self._checked("access", spec)
+        self._spec["access"].append(spec)
+        return self
+
+    def https_only(
+        self,
+        *,
+        hsts_max_age: int | None = None,
+        include_subdomains: bool = False,
+        preload: bool = False,
+        status: int = 308,
+    ) -> Edge:
+        """Redirect plain-HTTP requests to HTTPS (``status``: 301, 302, 307 or 308; a trusted
+        proxy's ``X-Forwarded-Proto: https`` counts as HTTPS); with ``hsts_max_age`` (seconds),
+        HTTPS responses carry ``Strict-Transport-Security``."""
+        spec: HttpsSpec = {
+            "status": status,
+            "hsts_max_age": hsts_max_age,
+            "include_subdomains": include_subdomains,
+            "preload": preload,
+        }
+        self._checked("https_only", spec)
+        self._spec["https_only"] = spec
+        return self
+
+    def cors(
+        self,
+        paths: str | Iterable[str] = ("/*",),
+        *,
+        origins: str | Iterable[str],
+        methods: str | Iterable[str] = ("GET", "HEAD", "POST"),
+        headers: str | Iterable[str] = (),
+        expose: str | Iterable[str] = (),
+        credentials: bool = False,
+        max_age: int = 600,
+        exclude: str | Iterable[str] = (),
+    ) -> Edge:
+        """Answer CORS at the edge on ``paths``: preflights get 204 (or 403 for an origin, method
+        or header not allowed) without an origin trip; other requests from an allowed origin get
+        ``Access-Control-Allow-Origin`` on whatever answers (rejections too) and ``Vary:
+        Origin``. ``origins``: ``"*"``, or origins as browsers send them
+        (``https://app.example``, ``https://*.example.com``); ``"*"`` with ``credentials`` is
+        refused here, as browsers would refuse it."""
+        spec: CorsSpec = {
+            "paths": _paths(paths),
+            "exclude": _exclude(exclude),
+            "origins": _countries(origins) or [],
+            "methods": _countries(methods) or [],
+            "headers": _countries(headers) or [],
+            "expose": _countries(expose) or [],
+            "credentials": credentials,
+            "max_age": max_age,
+        }
+        self._checked("cors", spec)
+        self._spec["cors"].append(spec)
+        return self
+
+    def request_ids(self, *, header: str = "x-request-id", trace: bool = True) -> Edge:
+        """Give every request an ID (``header``; kept when a trusted proxy sent one), sent to the
+        origin and handlers, returned to the client, written to the access log and available as
+        ``{request_id}`` in ``error_response`` bodies. With ``trace``, W3C ``traceparent`` is
+        continued (same trace, a new parent ID for the edge's hop) or started."""
+        spec: RequestIdSpec = {"header": header, "trace": trace}
+        self._checked("request_ids", spec)
+        self._spec["request_ids"] = spec
+        return self
+
+    def _checked(self, key: str, spec: Any) -> None:
+        """Builds ``spec`` as the plan would, alone, so a bad value is reported by this call."""
+        _core.check_app(json.dumps({key: [spec] if key in ("access", "cors") else spec}))
 
     def purge_broadcast(self, url: str, *, channel: str = "edgecore:purge") -> Edge:
         """Share cache purges between nodes through Redis pub/sub: every node subscribes to

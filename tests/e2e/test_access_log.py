@@ -41,7 +41,21 @@ def test_access_log_lines_and_decisions(origin, tmp_path):
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [(x["path"], x["status"], x["decision"]) for x in lines] == [(p, st, d) for p, _, st, d in requests]
     first = lines[0]
-    assert set(first) == {"time", "client_ip", "method", "path", "status", "bytes", "duration_ms", "decision"}
+    assert set(first) == {
+        "time",
+        "timestamp",
+        "client_ip",
+        "method",
+        "path",
+        "status",
+        "bytes",
+        "duration_ms",
+        "decision",
+        "user_agent",
+        "request_id",
+        "trace_id",
+    }
+    assert first["request_id"] is None and first["trace_id"] is None
     assert first["client_ip"] == "127.0.0.1" and first["method"] == "GET" and first["duration_ms"] >= 0
     assert abs(first["time"] - time.time()) < 60
     assert lines[-1]["bytes"] == 2

@@ -17,6 +17,30 @@ pub fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `secs` since the epoch as an RFC 3339 UTC timestamp with milliseconds
+/// (`2026-12-01T10:42:04.123Z`), for logs.
+pub fn rfc3339(secs: f64) -> String {
+    let ms = (secs.max(0.0) * 1000.0) as i64;
+    let (days, rem) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
 #[cfg(target_os = "linux")]
 fn coarse_raw() -> Option<f64> {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
@@ -70,6 +94,14 @@ pub fn now_floor() -> f64 {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn rfc3339_timestamps() {
+        assert_eq!(super::rfc3339(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::rfc3339(1_795_000_000.25), "2026-11-18T11:06:40.250Z");
+        assert_eq!(super::rfc3339(951_782_400.0), "2000-02-29T00:00:00.000Z");
+    }
+
     use super::*;
 
     #[test]

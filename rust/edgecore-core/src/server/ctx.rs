@@ -103,6 +103,13 @@ pub struct Notes {
     pub cache_status: Option<CacheStatus>,
     /// Response-header templates, rendered while the request was at hand.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Fields every response gets, whatever answered it (rejections included): the request ID,
+    /// CORS fields, HSTS. `Vary` is appended to the response's own, the others replace.
+    pub always: Vec<(HeaderName, HeaderValue)>,
+    /// The request ID (`app.request_ids()`), for the access log.
+    pub request_id: Option<HeaderValue>,
+    /// The W3C trace ID, for the access log.
+    pub trace_id: Option<String>,
     /// The request carries a credential other than `Authorization` (a JWT cookie): like
     /// `Authorization` (RFC 9111 §3.5), it keeps the request away from the shared cache.
     pub credentialed: bool,

@@ -3,8 +3,8 @@
 //! plain-text default, so a JSON API can answer `{"error": "Rate limit exceeded",
 //! "remaining": 0}`. Responses from the origin, a handler or middleware are never touched.
 //!
-//! A body may use `{status}`, `{reason}`, `{retry_after}`, `{limit}`, `{remaining}` and
-//! `{location}`; any other brace (a JSON object's) is text. The values come from the response's
+//! A body may use `{status}`, `{reason}`, `{retry_after}`, `{limit}`, `{remaining}`,
+//! `{request_id}` (with `app.request_ids()`) and `{location}`; any other brace (a JSON object's) is text. The values come from the response's
 //! own fields (`Retry-After`, `RateLimit-*`), so they agree with what the client is told; one
 //! the response does not have renders as `0` for the numbers and empty otherwise.
 
@@ -22,6 +22,7 @@ enum Part {
     RetryAfter,
     Limit,
     Remaining,
+    RequestId,
 }
 
 /// One compiled custom rejection.
@@ -66,11 +67,12 @@ impl ErrorPage {
                 "retry_after" => Part::RetryAfter,
                 "limit" => Part::Limit,
                 "remaining" => Part::Remaining,
+                "request_id" => Part::RequestId,
                 "location" => Part::Lit(location.to_owned()),
                 other => {
                     return Err(Error::config(format!(
                         "unknown variable {{{other}}} in the error_response body for {status} (known: status, \
-                         reason, retry_after, limit, remaining, location)"
+                         reason, retry_after, limit, remaining, request_id, location)"
                     )))
                 }
             };
@@ -91,8 +93,9 @@ impl ErrorPage {
         })
     }
 
-    /// Replaces `resp`'s body and content type with this page, rendered from its fields.
-    pub fn apply(&self, resp: &mut http::Response<Body>) {
+    /// Replaces `resp`'s body and content type with this page, rendered from its fields and
+    /// the request ID.
+    pub fn apply(&self, resp: &mut http::Response<Body>, request_id: Option<&str>) {
         let h = resp.headers();
         let field = |name: &str, fallback: &'static str| -> String {
             h.get(name).and_then(|v| v.to_str().ok()).unwrap_or(fallback).to_owned()
@@ -106,6 +109,7 @@ impl ErrorPage {
                 Part::RetryAfter => out.push_str(&field("retry-after", "0")),
                 Part::Limit => out.push_str(&field("ratelimit-limit", "0")),
                 Part::Remaining => out.push_str(&field("ratelimit-remaining", "0")),
+                Part::RequestId => out.push_str(request_id.unwrap_or("")),
             }
         }
         resp.headers_mut().insert(CONTENT_TYPE, self.content_type.clone());
@@ -144,7 +148,7 @@ mod tests {
         r.headers_mut()
             .insert("ratelimit-remaining", HeaderValue::from_static("0"));
         r.headers_mut().insert("retry-after", HeaderValue::from_static("12"));
-        page.apply(&mut r);
+        page.apply(&mut r, None);
         assert_eq!(r.headers()["content-type"], "application/json");
         assert_eq!(
             body(r),
@@ -156,7 +160,7 @@ mod tests {
     fn defaults_and_errors() {
         let page = ErrorPage::new(401, "{status} {reason}: {retry_after}", "text/plain", "").unwrap();
         let mut r = crate::server::respond::status_response(StatusCode::UNAUTHORIZED, "Unauthorized");
-        page.apply(&mut r);
+        page.apply(&mut r, None);
         assert_eq!(body(r), "401 Unauthorized: 0");
         let err = |s: u16, b: &str| ErrorPage::new(s, b, "text/plain", "").unwrap_err().context.to_string();
         assert!(err(200, "x").contains("400-599"));
@@ -165,7 +169,7 @@ mod tests {
         // Braces that are not a variable are text.
         let page = ErrorPage::new(403, "{ } {x-y} {", "text/plain", "").unwrap();
         let mut r = crate::server::respond::status_response(StatusCode::FORBIDDEN, "Forbidden");
-        page.apply(&mut r);
+        page.apply(&mut r, None);
         assert_eq!(body(r), "{ } {x-y} {");
     }
 }

@@ -32,6 +32,7 @@ pub enum Outcome {
     RateLimited,
     Rejected,
     Error,
+    Cors,
 }
 
 impl Outcome {
@@ -52,7 +53,7 @@ impl Outcome {
 }
 
 /// Labels, in the order of [`Outcome`].
-const DECISIONS: [&str; 15] = [
+const DECISIONS: [&str; 16] = [
     "proxied",
     "handler",
     "middleware",
@@ -68,6 +69,7 @@ const DECISIONS: [&str; 15] = [
     "rate_limited",
     "rejected",
     "error",
+    "cors_preflight",
 ];
 
 /// Histogram bucket upper bounds, seconds.
@@ -98,7 +100,7 @@ impl Histogram {
 #[derive(Default)]
 #[repr(align(128))]
 struct Shard {
-    requests: [[AtomicU64; 5]; 15],
+    requests: [[AtomicU64; 5]; DECISIONS.len()],
     served: AtomicU64,
     latency: Histogram,
     origin_latency: Histogram,

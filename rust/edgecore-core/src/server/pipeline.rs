@@ -4,8 +4,11 @@
 //! 1. [`front::check`]: the head's limits and framing (414, 400, 431, 413);
 //! 2. [`canonical::request`]: one canonical target and Host (400, 405, 421);
 //! 3. [`client::identify`]: client IP (trusted proxies), dev overrides, geo; then
+//!    [`request_id::assign`]: the request ID and trace context; [`access::check`]: IP and
+//!    country lists (403); [`access::https`]: plain HTTP redirected to HTTPS; then
 //!    [`owned::strip`]: the headers the edge owns leave the client's request;
-//! 4. [`bots::check`]: 403 for a blocked bot, or the `x-edge-bot` tag;
+//! 4. [`bots::check`]: 403 for a blocked bot, or the `x-edge-bot` tag; then [`cors::apply`]:
+//!    a preflight answered here (204), CORS fields noted for the response;
 //! 5. [`routing::redirect`], then [`routing::rewrite`];
 //! 6. [`jwt::verify`]: 401 without a valid token;
 //! 7. [`rate_limit::check`]: 429 past a limit;
@@ -29,7 +32,10 @@ use hyper::body::Incoming;
 use super::body::Body;
 use super::ctx::{BodyState, Flow, Notes, RequestCtx};
 use super::phases::produce::produce;
-use super::phases::{ab, bots, cache, canonical, client, front, headers, jwt, owned, python, rate_limit, routing};
+use super::phases::{
+    ab, access, bots, cache, canonical, client, cors, front, headers, jwt, owned, python, rate_limit, request_id,
+    routing,
+};
 use super::state::{Active, ServerState};
 use crate::error::Error;
 use crate::http::{Headers, Request};
@@ -78,10 +84,22 @@ pub(crate) async fn run_phases(
     let plan = &active.plan;
     canonical::request(plan, ctx)?;
     client::identify(plan, ctx);
-    owned::strip(plan, ctx)?;
     // A phase whose policy is not configured is not called (nor its future made).
+    if plan.request_ids.is_some() {
+        request_id::assign(state, plan, ctx);
+    }
+    if !plan.access.is_empty() {
+        answer!(access::check(plan, ctx));
+    }
+    if plan.https_only.is_some() {
+        answer!(access::https(plan, ctx));
+    }
+    owned::strip(plan, ctx)?;
     if plan.bots.is_some() {
         answer!(bots::check(plan, ctx));
+    }
+    if !plan.cors.is_empty() {
+        answer!(cors::apply(plan, ctx));
     }
     if !plan.redirects.is_empty() {
         answer!(routing::redirect(plan, ctx)?);

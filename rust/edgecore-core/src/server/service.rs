@@ -60,10 +60,13 @@ pub(crate) async fn serve(
             return tracked(metrics_response(&state, plan));
         }
     }
-    let logged = state
-        .access_log
-        .as_ref()
-        .map(|_| (req.method().clone(), req.uri().path().to_owned()));
+    let logged = state.access_log.as_ref().map(|_| {
+        let ua = req
+            .headers()
+            .get(http::header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        (req.method().clone(), req.uri().path().to_owned(), ua)
+    });
     let (result, mut notes) = pipeline::run(&state, &active, req, peer, secure).await;
     let mut resp = match result {
         Ok(r) => r,
@@ -72,17 +75,22 @@ pub(crate) async fn serve(
     let outcome = finish(&mut notes, &mut resp);
     if !plan.error_pages.is_empty() && outcome.is_edge_rejection() {
         if let Some(page) = super::error_pages::page_for(&plan.error_pages, &resp) {
-            page.apply(&mut resp);
+            page.apply(&mut resp, notes.request_id.as_ref().and_then(|v| v.to_str().ok()));
         }
     }
     let elapsed = t0.elapsed();
     state.metrics.request(outcome, resp.status().as_u16(), elapsed);
-    if let (Some(log), Some((method, path))) = (&state.access_log, logged) {
+    if let (Some(log), Some((method, path, user_agent))) = (&state.access_log, logged) {
         // The body's exact size when known (full bodies, or a Content-Length from the origin);
         // null for a streamed body of unknown length.
         let bytes = hyper::body::Body::size_hint(resp.body()).exact();
+        let now = crate::clock::now();
         let line = serde_json::json!({
-            "time": crate::clock::now(),
+            "time": now,
+            "timestamp": crate::clock::rfc3339(now),
+            "request_id": notes.request_id.as_ref().and_then(|v| v.to_str().ok()),
+            "trace_id": notes.trace_id,
+            "user_agent": user_agent,
             "client_ip": notes.client_ip.unwrap_or(peer.ip()).to_string(),
             "method": method.as_str(),
             "path": path,
@@ -99,6 +107,13 @@ pub(crate) async fn serve(
 /// Applies what every response gets from the notes; returns what answered (for the metrics).
 fn finish(notes: &mut Notes, resp: &mut http::Response<Body>) -> Outcome {
     let h = resp.headers_mut();
+    for (name, v) in notes.always.drain(..) {
+        if name == http::header::VARY {
+            h.append(name, v);
+        } else {
+            h.insert(name, v);
+        }
+    }
     for c in notes.set_cookies.drain(..) {
         h.append(http::header::SET_COOKIE, c);
     }

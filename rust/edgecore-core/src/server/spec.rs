@@ -307,6 +307,10 @@ pub struct AppSpec {
     pub(crate) routes: Vec<RouteSpec>,
     pub(crate) middleware: Vec<MiddlewareSpec>,
     pub(crate) error_pages: Vec<ErrorPageSpec>,
+    pub(crate) access: Vec<AccessSpec>,
+    pub(crate) https_only: Option<HttpsSpec>,
+    pub(crate) cors: Vec<CorsSpec>,
+    pub(crate) request_ids: Option<RequestIdSpec>,
     /// Server limits and timeouts.
     pub server: ServerSpec,
 }
@@ -322,4 +326,73 @@ pub struct Objects {
     pub geo: Vec<Arc<GeoDb>>,
     /// The bot detector, if `app.bots()` was called.
     pub bots: Option<Arc<BotDetector>>,
+}
+
+/// `app.access(...)`: IP and country allow/deny lists on some paths.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AccessSpec {
+    #[serde(default = "all_paths")]
+    pub(crate) paths: Vec<String>,
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
+    #[serde(default)]
+    pub(crate) allow_ips: Vec<String>,
+    #[serde(default)]
+    pub(crate) deny_ips: Vec<String>,
+    #[serde(default)]
+    pub(crate) allow_countries: Vec<String>,
+    #[serde(default)]
+    pub(crate) deny_countries: Vec<String>,
+    #[serde(default = "default_forbidden")]
+    pub(crate) status: u16,
+}
+
+fn default_forbidden() -> u16 {
+    403
+}
+
+/// `app.https_only(...)`: plain-HTTP requests redirected to HTTPS, with an optional HSTS field.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HttpsSpec {
+    #[serde(default = "default_https_status")]
+    pub(crate) status: u16,
+    #[serde(default)]
+    pub(crate) hsts_max_age: Option<u64>,
+    #[serde(default)]
+    pub(crate) include_subdomains: bool,
+    #[serde(default)]
+    pub(crate) preload: bool,
+}
+
+fn default_https_status() -> u16 {
+    308
+}
+
+/// `app.cors(...)`: CORS answered at the edge.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CorsSpec {
+    #[serde(default = "all_paths")]
+    pub(crate) paths: Vec<String>,
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
+    pub(crate) origins: Vec<String>,
+    pub(crate) methods: Vec<String>,
+    #[serde(default)]
+    pub(crate) headers: Vec<String>,
+    #[serde(default)]
+    pub(crate) expose: Vec<String>,
+    #[serde(default)]
+    pub(crate) credentials: bool,
+    pub(crate) max_age: u64,
+}
+
+/// `app.request_ids(...)`: a request ID and W3C trace context on every request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RequestIdSpec {
+    pub(crate) header: String,
+    pub(crate) trace: bool,
 }

@@ -9,8 +9,11 @@
 //! | front door: size limits, framing | [`front`] | 400, 413, 414, 431 (as errors) |
 //! | canonical target and Host | [`canonical`] | 400, 405, 421 (as errors) |
 //! | client IP, dev overrides, geo | [`client`] | never |
+//! | request ID, trace context | [`request_id`] | never |
+//! | access lists, then HTTPS only | [`access`] | 403 (or the rule's status), the redirect |
 //! | headers the edge owns removed | [`owned`] | 400 for two `Authorization` |
 //! | bot check | [`bots`] | 403 |
+//! | CORS | [`cors`] | the preflight's 204, or 403 |
 //! | redirects, then rewrites | [`routing`] | the redirect |
 //! | JWT | [`jwt`] | 401 |
 //! | rate limits | [`rate_limit`] | 429 |
@@ -23,10 +26,12 @@
 //! [`produce`] chains the last two for the cache phase and for uncached requests.
 
 pub mod ab;
+pub mod access;
 pub mod bots;
 pub mod cache;
 pub mod canonical;
 pub mod client;
+pub mod cors;
 pub mod front;
 pub mod headers;
 pub mod jwt;
@@ -35,6 +40,7 @@ pub mod produce;
 pub mod proxy;
 pub mod python;
 pub mod rate_limit;
+pub mod request_id;
 pub mod routing;
 
 #[cfg(test)]

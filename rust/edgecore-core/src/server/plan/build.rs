@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use http::header::HeaderName;
 
+use super::edge;
 use super::rules::{
     AbRule, BotPolicy, CacheRule, HeaderRule, JwtRule, LimitKey, Middleware, OriginRule, Plan, RateRule, Redirect,
     RequestPolicy, Rewrite, Route, Timeouts,
@@ -80,6 +81,10 @@ impl Plan {
         let mut plan = Plan {
             location: location.clone(),
             error_pages,
+            access: each(spec.access, edge::build_access)?,
+            https_only: spec.https_only.map(edge::build_https).transpose()?,
+            cors: each(spec.cors, edge::build_cors)?,
+            request_ids: spec.request_ids.map(edge::build_request_ids).transpose()?,
             origin: default_origin,
             trusted: TrustedProxies::new(&spec.trusted_proxies)?,
             geo: objects.geo.clone(),
@@ -126,7 +131,9 @@ impl Plan {
             .chain(self.rate_limits.iter_mut().map(|r| &mut r.paths))
             .chain(self.ab_tests.iter_mut().map(|r| &mut r.paths))
             .chain(self.cache.iter_mut().map(|r| &mut r.paths))
-            .chain(self.middleware.iter_mut().map(|r| &mut r.matcher));
+            .chain(self.middleware.iter_mut().map(|r| &mut r.matcher))
+            .chain(self.access.iter_mut().map(|r| &mut r.paths))
+            .chain(self.cors.iter_mut().map(|r| &mut r.paths));
         for m in matchers {
             m.fold_case()?;
         }
@@ -474,124 +481,5 @@ fn build_middleware(m: MiddlewareSpec) -> Result<Middleware> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn build(spec: serde_json::Value) -> Result<Plan> {
-        let spec: AppSpec = serde_json::from_value(spec).expect("the spec's shape");
-        Plan::build(spec, Objects::default())
-    }
-
-    fn err(spec: serde_json::Value) -> String {
-        match build(spec) {
-            Ok(_) => panic!("built"),
-            Err(e) => e.context.to_string(),
-        }
-    }
-
-    #[test]
-    fn settings_are_checked_by_name_with_the_closest_known_one() {
-        let err = |j: &str| check_settings(j).unwrap_err().context.to_string();
-        assert!(check_settings(r#"{"keep_alive_timeout": 5, "threads": 2}"#).is_ok());
-        assert_eq!(
-            err(r#"{"keep_alive_timout": 5}"#),
-            "unknown setting 'keep_alive_timout' (did you mean 'keep_alive_timeout'?)"
-        );
-        assert_eq!(err(r#"{"zzzzzzzzzz": 1}"#), "unknown setting 'zzzzzzzzzz'");
-        assert!(err(r#"{"threads": "two"}"#).starts_with("setting 'threads': invalid type"));
-        assert!(err(r#"{"origin_timeout": 0}"#).contains("origin_timeout must be a positive number"));
-        assert!(err(r#"{"escaped_slashes": "maybe"}"#).contains("escaped_slashes must be"));
-        assert!(err(r#"{"admin_addr": "localhost"}"#).contains("admin_addr"));
-        assert!(err(r#"{"max_header_bytes": 0}"#).contains("max_header_bytes"));
-    }
-
-    #[test]
-    fn an_empty_spec_builds_with_default_timeouts() {
-        let plan = build(serde_json::json!({})).unwrap();
-        assert_eq!(plan.timeouts.header_read, Duration::from_secs(10));
-        assert_eq!(plan.timeouts.keep_alive, Duration::from_secs(30));
-        assert_eq!(plan.timeouts.grace, Duration::from_secs(10));
-        assert!(plan.tls.is_none() && plan.origin.is_none());
-    }
-
-    #[test]
-    fn origins_are_numbered_default_first() {
-        let plan = build(serde_json::json!({
-            "origin": "http://a:1",
-            "origins": [{"url": "http://b:2", "when": {"country": ["de"]}}, {"url": "http://c:3"}],
-        }))
-        .unwrap();
-        let seen: Vec<(usize, String)> = plan.each_origin().map(|o| (o.index, format!("{o:?}"))).collect();
-        assert_eq!(
-            seen,
-            [
-                (0, "http://a:1".into()),
-                (1, "http://b:2".into()),
-                (2, "http://c:3".into())
-            ]
-        );
-        assert_eq!(plan.origins[0].when.countries(), Some(&["DE".to_owned()][..]));
-        let plan = build(serde_json::json!({"origins": [{"url": "http://b:2"}]})).unwrap();
-        assert_eq!(plan.each_origin().next().unwrap().index, 0);
-    }
-
-    #[test]
-    fn each_builder_names_what_is_wrong() {
-        use serde_json::json;
-        let cases = [
-            (
-                json!({"server": {"origin_timeout": 0.0}}),
-                "origin_timeout must be a positive number",
-            ),
-            (
-                json!({"server": {"grace_period": -1.0}}),
-                "grace_period must be a positive number",
-            ),
-            (
-                json!({"server": {"tls_cert": "c.pem"}}),
-                "TLS needs both tls_cert and tls_key",
-            ),
-            (json!({"origin": "ftp://x"}), "must be http:// or https://"),
-            (json!({"bots": {"action": "block"}}), "bots() needs a bot detector"),
-            (json!({"redirects": [{"to": "/x", "status": 200}]}), "redirect"),
-            (json!({"rewrites": [{"to": "x"}]}), "must be a path starting with /"),
-            (
-                json!({"headers": [{"request": {"bad name": "v"}}]}),
-                "invalid header name",
-            ),
-            (
-                json!({"headers": [{"request": {"x-a": "{nope}"}}]}),
-                "unknown template variable",
-            ),
-            (json!({"jwt": [{"paths": ["/*"], "verifier": 0}]}), "unknown verifier 0"),
-            (
-                json!({"rate_limits": [{"paths": ["/*"], "limiter": 0, "key": "cookie:x"}]}),
-                "rate limit key must be",
-            ),
-            (
-                json!({"rate_limits": [{"paths": ["/*"], "limiter": 1}]}),
-                "unknown limiter 1",
-            ),
-            (
-                json!({"ab_tests": [{"name": "a b", "variants": {"x": 1.0}}]}),
-                "experiment name",
-            ),
-            (
-                json!({"cache": [{"paths": ["/*"], "ttl": -1.0}]}),
-                "cache ttl must be a positive number",
-            ),
-            (
-                json!({"routes": [{"path": "/x", "methods": ["G T"], "handler": 0}]}),
-                "invalid method",
-            ),
-            (
-                json!({"middleware": [{"matcher": ["re:("], "handler": 0}]}),
-                "invalid path regex",
-            ),
-        ];
-        for (spec, want) in cases {
-            let got = err(spec.clone());
-            assert!(got.contains(want), "{spec}: {got:?} lacks {want:?}");
-        }
-    }
-}
+#[path = "build_tests.rs"]
+mod tests;

@@ -9,9 +9,11 @@
 //! not here; the response caches are the one exception, carried across reloads by identity.
 //!
 //! - [`build`]: `Plan::build`, one `build_*` per policy.
+//! - [`edge`]: access lists, HTTPS only, CORS and request IDs.
 //! - [`report`]: warnings about rules that can never apply, and the start-up summary.
 
 pub mod build;
+pub mod edge;
 pub mod report;
 pub mod rules;
 

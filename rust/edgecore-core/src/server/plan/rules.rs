@@ -166,6 +166,14 @@ pub struct Plan {
     pub location: Arc<str>,
     /// Custom bodies for the edge's own rejections.
     pub error_pages: Vec<crate::server::error_pages::ErrorPage>,
+    /// Access lists.
+    pub access: Vec<super::edge::AccessRule>,
+    /// Plain HTTP redirected to HTTPS.
+    pub https_only: Option<super::edge::HttpsOnly>,
+    /// CORS rules.
+    pub cors: Vec<super::edge::CorsRule>,
+    /// Request IDs and trace context.
+    pub request_ids: Option<super::edge::RequestIds>,
     /// The default origin.
     pub origin: Option<Origin>,
     /// Trusted proxies.
