@@ -27,6 +27,7 @@ class ServerSettings(TypedDict, total=False):
     origin_connect_timeout: float
     origin_timeout: float
     grace_period: float
+    upgrade_idle_timeout: float
     dev_mode: bool
     threads: int
     access_log: str | None

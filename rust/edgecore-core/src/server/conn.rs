@@ -118,6 +118,10 @@ pub(crate) struct ConnState {
     pub(crate) refused: std::sync::OnceLock<&'static str>,
     /// The request line named an HTTP version this server does not speak (answered 505).
     pub(crate) version_unsupported: AtomicBool,
+    /// The connection was upgraded (a WebSocket): its bytes are no longer HTTP.
+    pub(crate) upgraded: AtomicBool,
+    /// The tunnel to run once hyper hands the upgraded connection over.
+    pub(crate) tunnel: parking_lot::Mutex<Option<super::tunnel::Tunnel>>,
 }
 
 impl ConnState {
@@ -126,6 +130,8 @@ impl ConnState {
             peer,
             refused: std::sync::OnceLock::new(),
             version_unsupported: AtomicBool::new(false),
+            upgraded: AtomicBool::new(false),
+            tunnel: parking_lot::Mutex::new(None),
             started: AtomicBool::new(false),
             first_request: Notify::new(),
             in_flight: AtomicU32::new(0),
@@ -218,6 +224,13 @@ impl InFlight {
     /// The request line named a major HTTP version other than 1 (the guard made it parse).
     pub(crate) fn version_unsupported(&self) -> bool {
         self.0.version_unsupported.load(Ordering::Relaxed)
+    }
+
+    /// The response switches protocols: the framing guard stands down, and the connection's
+    /// task runs `tunnel` once hyper has handed the connection over.
+    pub(crate) fn start_tunnel(&self, tunnel: super::tunnel::Tunnel) {
+        self.0.upgraded.store(true, Ordering::Release);
+        *self.0.tunnel.lock() = Some(tunnel);
     }
 }
 

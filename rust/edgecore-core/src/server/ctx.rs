@@ -135,6 +135,8 @@ pub struct RequestCtx {
     pub body: BodyState,
     /// The socket peer.
     pub peer: IpAddr,
+    /// The client's connection, for a WebSocket upgrade request (proxied to the origin).
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
     /// The `X-Forwarded-For` chain to send: the one received from a trusted peer with the peer
     /// appended (None from anyone else: the origin then gets the client IP alone).
     pub prior_xff: Option<String>,
@@ -151,6 +153,7 @@ impl RequestCtx {
             request,
             body,
             peer,
+            upgrade: None,
             prior_xff: None,
             dev: DevOverrides::default(),
             notes: Notes::default(),

@@ -38,6 +38,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for Guarded<T> {
         let this = self.get_mut();
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.io).poll_read(cx, buf))?;
+        if this.state.upgraded.load(std::sync::atomic::Ordering::Acquire) {
+            return Poll::Ready(Ok(()));
+        }
         // A refusal has already been written into the bytes, for hyper to answer; its reason is
         // kept for the log line written when the connection ends.
         match this.guard.inspect(&mut buf.filled_mut()[before..]) {

@@ -140,9 +140,10 @@ impl Worker<'_> {
             match tls {
                 None => {
                     let conn = builder
-                        .serve_connection(TokioIo::new(Guarded::new(stream, state.clone())), service)
+                        .serve_connection_with_upgrades(TokioIo::new(Guarded::new(stream, state.clone())), service)
                         .into_owned();
                     serve_connection!(conn, conns, &state, header_timeout);
+                    run_tunnel(&state, conns, common.timeouts.upgrade_idle).await;
                 }
                 // The handshake runs on the connection's task, bounded by the header timeout,
                 // so a slow or silent client never holds up the accept loop. The wait for the
@@ -151,9 +152,10 @@ impl Worker<'_> {
                     if let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         state.deadline.store(conns.clock.header_deadline(), Ordering::Relaxed);
                         let conn = builder
-                            .serve_connection(TokioIo::new(Guarded::new(stream, state.clone())), service)
+                            .serve_connection_with_upgrades(TokioIo::new(Guarded::new(stream, state.clone())), service)
                             .into_owned();
                         serve_connection!(conn, conns, &state, header_timeout);
+                        run_tunnel(&state, conns, common.timeouts.upgrade_idle).await;
                     }
                 }
             }
@@ -285,6 +287,14 @@ pub(crate) async fn accept_loop(
         w.abort();
     }
 }
+/// Runs the connection's tunnel, if its last response switched protocols (a WebSocket).
+async fn run_tunnel(state: &ConnState, conns: &Connections, idle: std::time::Duration) {
+    let tunnel = state.tunnel.lock().take();
+    if let Some(t) = tunnel {
+        t.run(idle, || conns.is_stopped()).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -33,6 +33,7 @@ pub enum Outcome {
     Rejected,
     Error,
     Cors,
+    Upgraded,
 }
 
 impl Outcome {
@@ -53,7 +54,7 @@ impl Outcome {
 }
 
 /// Labels, in the order of [`Outcome`].
-const DECISIONS: [&str; 16] = [
+const DECISIONS: [&str; 17] = [
     "proxied",
     "handler",
     "middleware",
@@ -70,6 +71,7 @@ const DECISIONS: [&str; 16] = [
     "rejected",
     "error",
     "cors_preflight",
+    "upgraded",
 ];
 
 /// Histogram bucket upper bounds, seconds.

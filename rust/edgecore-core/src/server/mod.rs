@@ -61,6 +61,7 @@ pub mod spec;
 pub mod state;
 pub mod template;
 pub mod tls;
+pub mod tunnel;
 pub mod upstream;
 pub mod worker;
 

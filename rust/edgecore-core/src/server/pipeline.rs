@@ -45,10 +45,16 @@ use crate::http::{Headers, Request};
 pub async fn run(
     state: &Arc<ServerState>,
     active: &Arc<Active>,
-    req: http::Request<Incoming>,
+    mut req: http::Request<Incoming>,
     peer: SocketAddr,
     secure: bool,
 ) -> (Result<http::Response<Body>, Error>, Notes) {
+    // A WebSocket upgrade: the client's connection is claimed now, before the head is taken apart.
+    let upgrade = (req.version() == http::Version::HTTP_11
+        && req.method() == http::Method::GET
+        && req.headers().contains_key(http::header::UPGRADE)
+        && super::tunnel::wants_websocket(req.headers()))
+    .then(|| hyper::upgrade::on(&mut req));
     let (parts, incoming) = req.into_parts();
     if let Err(e) = front::check(&active.plan, &parts) {
         return (Err(e), Notes::default());
@@ -64,6 +70,7 @@ pub async fn run(
     let peer = crate::geo::client_ip::normalize(peer.ip());
     let mut ctx = RequestCtx::new(request, BodyState::Unread(incoming), peer);
     ctx.request.edge.secure = secure;
+    ctx.upgrade = upgrade;
     let result = run_phases(state, active, &mut ctx).await;
     (result, ctx.notes)
 }
@@ -123,7 +130,14 @@ pub(crate) async fn run_phases(
         // Boxed: the Python path's future stays off the proxied request's.
         answer!(Box::pin(python::middleware_phase(state, plan, ctx)).await?);
     }
-    let cache_rule = match plan.cache.is_empty() {
+    if ctx.upgrade.is_some() && !python::wanted(plan, ctx.request.path()) {
+        // Boxed: the rare path's future stays off every request's.
+        let (resp, outcome) = Box::pin(upgrade(state, active, ctx)).await?;
+        ctx.notes.outcome = Some(outcome);
+        return Ok(resp);
+    }
+    // An upgrade request is never served from or stored in the cache.
+    let cache_rule = match plan.cache.is_empty() || ctx.upgrade.is_some() {
         true => None,
         false => cache::rule_for(plan, &ctx.request),
     };
@@ -143,6 +157,17 @@ pub(crate) async fn run_phases(
         resp.headers_mut().insert(name, v);
     }
     Ok(resp)
+}
+
+/// A WebSocket upgrade, proxied to the origin after every policy ran.
+async fn upgrade(
+    state: &Arc<ServerState>,
+    active: &Arc<Active>,
+    ctx: &mut RequestCtx,
+) -> Result<(http::Response<Body>, super::metrics::Outcome), Error> {
+    let client = ctx.upgrade.take().expect("an upgrade request");
+    let (request, _body, prior_xff) = ctx.take_exchange();
+    super::phases::proxy::upgrade(state, active, request, client, prior_xff).await
 }
 
 #[cfg(test)]

@@ -28,12 +28,12 @@ pub(crate) async fn serve(
     request: InFlight,
 ) -> Result<http::Response<Tracked>, Infallible> {
     let unsupported_version = request.version_unsupported();
-    let tracked = |r: http::Response<Body>| {
+    fn tracked(r: http::Response<Body>, request: InFlight) -> Result<http::Response<Tracked>, Infallible> {
         Ok(r.map(|body| Tracked {
             body,
             _request: request,
         }))
-    };
+    }
     state.metrics.arrived();
     if unsupported_version {
         let mut r = status_response(
@@ -42,7 +42,7 @@ pub(crate) async fn serve(
         );
         r.headers_mut()
             .insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
-        return tracked(r);
+        return tracked(r, request);
     }
     let active = state.active.load_full();
     let t0 = std::time::Instant::now();
@@ -57,7 +57,7 @@ pub(crate) async fn serve(
                 .metrics_allow
                 .contains(crate::geo::client_ip::normalize(peer.ip()))
         {
-            return tracked(metrics_response(&state, plan));
+            return tracked(metrics_response(&state, plan), request);
         }
     }
     let logged = state.access_log.as_ref().map(|_| {
@@ -72,6 +72,13 @@ pub(crate) async fn serve(
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
+    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(t) = resp.extensions_mut().remove::<super::tunnel::PendingTunnel>() {
+            if let Some(t) = t.0.lock().take() {
+                request.start_tunnel(t);
+            }
+        }
+    }
     let outcome = finish(&mut notes, &mut resp);
     if !plan.error_pages.is_empty() && outcome.is_edge_rejection() {
         if let Some(page) = super::error_pages::page_for(&plan.error_pages, &resp) {
@@ -101,7 +108,7 @@ pub(crate) async fn serve(
         });
         log.write(line.to_string());
     }
-    tracked(resp)
+    tracked(resp, request)
 }
 
 /// Applies what every response gets from the notes; returns what answered (for the metrics).

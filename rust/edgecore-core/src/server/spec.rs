@@ -44,6 +44,9 @@ pub struct ServerSpec {
     pub origin_timeout: f64,
     /// In-flight requests get this long to finish at shutdown.
     pub grace_period: f64,
+    /// A WebSocket (or other upgraded) connection with no bytes either way for this long is
+    /// closed.
+    pub upgrade_idle_timeout: f64,
     /// Lets requests set their geo, client IP and bot status through `x-edge-dev-*` headers
     /// (local development only; never on by default).
     pub dev_mode: bool,
@@ -97,6 +100,7 @@ impl Default for ServerSpec {
             origin_connect_timeout: 5.0,
             origin_timeout: 30.0,
             grace_period: 10.0,
+            upgrade_idle_timeout: 300.0,
             dev_mode: false,
             threads: 0,
             access_log: None,

@@ -28,6 +28,52 @@ pub fn choose_origin<'p>(plan: &'p Plan, request: &Request) -> Option<&'p Origin
         .or(plan.origin.as_ref())
 }
 
+/// Proxies a WebSocket upgrade to the request's origin: the origin's 101 comes back with the
+/// tunnel for the connection's task to run (see [`crate::server::tunnel`]); any other answer
+/// comes back as it is. 404 without an origin.
+pub async fn upgrade(
+    state: &ServerState,
+    active: &Active,
+    request: Request,
+    client: hyper::upgrade::OnUpgrade,
+    prior_xff: Option<String>,
+) -> Result<(http::Response<Body>, Outcome)> {
+    let plan = &active.plan;
+    let Some(origin) = choose_origin(plan, &request) else {
+        return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound));
+    };
+    let protocol = request
+        .headers
+        .get(http::header::UPGRADE.as_str())
+        .and_then(|v| http::HeaderValue::from_bytes(v).ok())
+        .unwrap_or(http::HeaderValue::from_static("websocket"));
+    let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let scheme = request.edge.scheme();
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = request.method;
+    parts.uri = request.uri;
+    parts.version = request.version;
+    parts.headers = request.headers.into_map();
+    let pool = &active.pools[origin.index];
+    let started = std::time::Instant::now();
+    let upgraded = state
+        .upstreams
+        .upgrade(origin, pool, parts, ip, scheme, prior_xff, protocol)
+        .await;
+    state.metrics.origin(started.elapsed(), upgraded.is_err());
+    let (resp, origin_io) = upgraded?;
+    let mut resp = resp.map(Body::full);
+    if let Some(io) = origin_io {
+        let tunnel = crate::server::tunnel::Tunnel::new(client, io);
+        resp.extensions_mut()
+            .insert(crate::server::tunnel::PendingTunnel(std::sync::Arc::new(
+                parking_lot::Mutex::new(Some(tunnel)),
+            )));
+        return Ok((resp, Outcome::Upgraded));
+    }
+    Ok((resp, Outcome::Proxied))
+}
+
 /// Forwards the request to its origin (404 when there is none).
 pub async fn forward(
     state: &ServerState,

@@ -207,6 +207,7 @@ fn build_timeouts(s: &ServerSpec) -> Result<Timeouts> {
         origin_connect: secs(s.origin_connect_timeout, "origin_connect_timeout")?,
         origin: secs(s.origin_timeout, "origin_timeout")?,
         grace: secs(s.grace_period, "grace_period")?,
+        upgrade_idle: secs(s.upgrade_idle_timeout, "upgrade_idle_timeout")?,
     })
 }
 

@@ -246,6 +246,8 @@ pub struct Timeouts {
     pub origin: Duration,
     /// In-flight requests get this long to finish at shutdown.
     pub grace: Duration,
+    /// An upgraded connection (WebSocket) idle this long is closed.
+    pub upgrade_idle: Duration,
 }
 
 impl Plan {

@@ -223,6 +223,76 @@ impl<B: SendBody> Upstreams<B> {
     }
 }
 
+impl<B: SendBody> Upstreams<B> {
+    /// Sends a WebSocket upgrade to `origin` on a connection of its own (an upgraded connection
+    /// never goes back to a pool): the origin's response, and its upgraded connection when it
+    /// answered `101 Switching Protocols`. Another answer comes back whole (its body read up
+    /// to 64 KiB), for the client to see why.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn upgrade(
+        &self,
+        origin: &Origin,
+        pool: &OriginPool<B>,
+        mut parts: http::request::Parts,
+        client_ip: IpAddr,
+        scheme: &'static str,
+        prior_xff: Option<String>,
+        protocol: HeaderValue,
+    ) -> Result<(http::Response<bytes::Bytes>, Option<hyper::upgrade::Upgraded>)> {
+        prepare_request(&mut parts, origin, &pool.host, client_ip, scheme, prior_xff)?;
+        parts
+            .headers
+            .insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(http::header::UPGRADE, protocol);
+        let req = http::Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
+        let exchange = async {
+            let io = self.connector.clone().call(pool.dial.clone()).await.map_err(|e| {
+                Error::new(
+                    ErrorKind::Upstream,
+                    ErrorSource::Upstream,
+                    format!("connecting to the origin: {}", error_chain(&*e)),
+                )
+            })?;
+            let (mut sender, conn) = http1::handshake(io).await.map_err(upstream_error)?;
+            tokio::spawn(async move {
+                let _ = conn.with_upgrades().await;
+            });
+            sender.send_request(req).await.map_err(upstream_error)
+        };
+        let mut resp = match tokio::time::timeout(self.timeout, exchange).await {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::UpstreamTimeout,
+                    ErrorSource::Upstream,
+                    "the origin did not answer the upgrade in time",
+                ))
+            }
+        };
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            let upgraded = hyper::upgrade::on(&mut resp).await.map_err(upstream_error)?;
+            let upgrade_to = resp.headers().get(http::header::UPGRADE).cloned();
+            let (mut parts, _) = resp.into_parts();
+            prepare_response(&mut parts.headers);
+            parts
+                .headers
+                .insert(http::header::CONNECTION, HeaderValue::from_static("upgrade"));
+            if let Some(u) = upgrade_to {
+                parts.headers.insert(http::header::UPGRADE, u);
+            }
+            return Ok((http::Response::from_parts(parts, bytes::Bytes::new()), Some(upgraded)));
+        }
+        let (mut parts, body) = resp.into_parts();
+        prepare_response(&mut parts.headers);
+        let body = http_body_util::BodyExt::collect(http_body_util::Limited::new(body, 64 << 10))
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        parts.headers.remove(http::header::CONTENT_LENGTH);
+        Ok((http::Response::from_parts(parts, body), None))
+    }
+}
+
 /// The error of a failed exchange with the origin. A failure of the request body the client
 /// was streaming up is the client's: 413 past the body limit, 400 for broken framing (a bad
 /// chunk size, a connection cut mid-body). Anything else is the origin's: 502.

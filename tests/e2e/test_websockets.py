@@ -1,0 +1,161 @@
+"""WebSockets through the edge, against a real WebSocket server (the `websockets` package) as
+the origin and a real WebSocket client: the policies run first, then bytes flow both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+import jwt as pyjwt
+import pytest
+from websockets.asyncio.server import serve
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+import edgecore as ec
+from tests.e2e.conftest import call
+
+SECRET = b"k" * 32
+
+
+class WsOrigin:
+    """A WebSocket echo server on loopback (text and binary echoed; "close:CODE" closes with
+    CODE); records each handshake's path and headers."""
+
+    def __init__(self) -> None:
+        self.handshakes: list[tuple[str, dict]] = []
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.port = asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(10)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    async def _start(self) -> int:
+        async def handler(ws):
+            req = ws.request
+            self.handshakes.append((req.path, {k.lower(): v for k, v in req.headers.raw_items()}))
+            async for msg in ws:
+                if isinstance(msg, str) and msg.startswith("close:"):
+                    await ws.close(int(msg.split(":")[1]), "asked to")
+                    return
+                await ws.send(msg)
+
+        self.server = await serve(handler, "127.0.0.1", 0, max_size=None)
+        return self.server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        async def close():
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def ws_origin():
+    o = WsOrigin()
+    yield o
+    o.stop()
+
+
+def ws_url(srv, path="/ws/chat") -> str:
+    return srv.url.replace("http://", "ws://") + path
+
+
+# A browser's opening handshake, sent by hand where the answer is not a 101.
+HANDSHAKE = {
+    "Upgrade": "websocket",
+    "Connection": "Upgrade",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version": "13",
+}
+
+
+def test_messages_flow_both_ways_after_the_policies(ws_origin):
+    app = ec.Edge(origin=ws_origin.url)
+    app.jwt(paths="/ws/*", key=SECRET, algorithms=["HS256"])
+    app.configure(metrics_path="/metrics")
+    token = pyjwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    with app.serve() as srv:
+        # No token: the JWT policy answers 401 and nothing reaches the origin.
+        assert call(srv.url, "/ws/chat", headers=HANDSHAKE).status == 401
+        assert ws_origin.handshakes == []
+        with connect(
+            ws_url(srv) + "?room=1", additional_headers={"Authorization": f"Bearer {token}"}, max_size=None
+        ) as ws:
+            ws.send("hello")
+            assert ws.recv(timeout=5) == "hello"
+            ws.send(b"\x00\x01binary\xff")
+            assert ws.recv(timeout=5) == b"\x00\x01binary\xff"
+            ws.ping(b"p").wait(timeout=5)  # the origin's pong came back through the tunnel
+            big = bytes(range(256)) * (10 * 1024 * 1024 // 256)  # 10 MiB
+            ws.send(big)
+            assert ws.recv(timeout=30) == big
+            ws.send("close:4001")
+            with pytest.raises(ConnectionClosed) as closed:
+                ws.recv(timeout=5)
+            assert closed.value.rcvd.code == 4001
+        path, headers = ws_origin.handshakes[0]
+        assert path == "/ws/chat?room=1"
+        assert headers["upgrade"].lower() == "websocket" and headers["x-forwarded-for"] == "127.0.0.1"
+        metrics = call(srv.url, "/metrics").body.decode()
+        assert 'decision="upgraded"' in metrics
+
+
+def test_an_idle_tunnel_is_closed(ws_origin):
+    app = ec.Edge(origin=ws_origin.url)
+    app.configure(upgrade_idle_timeout=0.5)
+    with app.serve() as srv, connect(ws_url(srv)) as ws:
+        ws.send("x")
+        assert ws.recv(timeout=5) == "x"
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert time.monotonic() - started < 5
+
+
+def test_tunnels_count_against_max_connections(ws_origin):
+    app = ec.Edge(origin=ws_origin.url)
+    app.configure(max_connections=1)
+    with app.serve() as srv:
+        with connect(ws_url(srv)) as ws:
+            ws.send("a")
+            assert ws.recv(timeout=5) == "a"
+            # The one connection is the tunnel: a second one waits in the accept queue.
+            s = socket.create_connection(("127.0.0.1", srv.port))
+            s.settimeout(0.5)
+            s.sendall(b"GET /ws/other HTTP/1.1\r\nHost: x\r\n\r\n")
+            with pytest.raises(socket.timeout):
+                s.recv(100)
+        # Once the tunnel closed, the waiting connection is served.
+        s.settimeout(10)
+        assert s.recv(100).startswith(b"HTTP/1.1 ")
+        s.close()
+
+
+def test_other_upgrades_are_not_proxied(ws_origin, origin):
+    app = ec.Edge(origin=origin.url)
+    with app.serve() as srv:
+        r = call(
+            srv.url,
+            "/echo",
+            headers={"Upgrade": "h2c", "Connection": "Upgrade, HTTP2-Settings", "HTTP2-Settings": "AAMAAABkAAQAAP__"},
+        )
+        assert r.status == 200
+        sent = r.json()["headers"]
+        assert "upgrade" not in sent and "http2-settings" not in sent
+
+
+def test_a_refused_upgrade_comes_back_as_the_origin_answered(origin):
+    # A plain HTTP origin answers the upgrade with 200: the client sees that, no tunnel.
+    app = ec.Edge(origin=origin.url)
+    with app.serve() as srv:
+        r = call(srv.url, "/echo", headers=HANDSHAKE)
+        assert r.status == 200 and r.json()["headers"]["upgrade"] == "websocket"
+        assert "sec-websocket-accept" not in r.headers
