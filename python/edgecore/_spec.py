@@ -59,6 +59,7 @@ class WhenSpec(TypedDict, total=False):
 class BotsSpec(TypedDict):
     action: str
     allow: list[str]
+    shadow: bool
 
 
 class RedirectSpec(TypedDict):
@@ -96,6 +97,7 @@ class JwtSpec(TypedDict):
     verifier: int
     cookie: str | None
     claims_to_headers: dict[str, str]
+    shadow: bool
     exclude: list[str]
 
 
@@ -103,6 +105,7 @@ class RateLimitSpec(TypedDict):
     paths: list[str]
     limiter: int
     key: str
+    shadow: bool
     exclude: list[str]
 
 
@@ -152,6 +155,7 @@ class AccessSpec(TypedDict):
     allow_countries: list[str]
     deny_countries: list[str]
     status: int
+    shadow: bool
 
 
 class HttpsSpec(TypedDict):

@@ -184,14 +184,15 @@ class Edge:
         self._geo.extend(_core.GeoDB(d) for d in databases)
         return self
 
-    def bots(self, action: str = "block", allow: Iterable[str] = ()) -> Edge:
+    def bots(self, action: str = "block", allow: Iterable[str] = (), *, shadow: bool = False) -> Edge:
         """Detect bots by User-Agent: "block" answers 403, "tag" adds ``x-edge-bot: 1`` toward the
         origin. ``allow`` names bots to let through, each matched as a product token
-        (``["Googlebot"]`` allows ``Googlebot/2.1``, not ``NotGooglebot``; ``re:`` gives a regex)."""
+        (``["Googlebot"]`` allows ``Googlebot/2.1``, not ``NotGooglebot``; ``re:`` gives a regex).
+        With ``shadow``, "block" only records what it would have blocked (metrics, access log)."""
         if action not in ("block", "tag"):
             raise _core.ConfigError(f'bots action must be "block" or "tag", not {action!r}')
         self._bots = self._bots or _core.BotDetector()
-        self._spec["bots"] = {"action": action, "allow": list(allow)}
+        self._spec["bots"] = {"action": action, "allow": list(allow), "shadow": shadow}
         return self
 
     def redirect(
@@ -314,8 +315,11 @@ class Edge:
         claims_to_headers: dict[str, str] | None = None,
         required_claims: list[str] | None = None,
         exclude: str | Iterable[str] = (),
+        shadow: bool = False,
     ) -> Edge:
-        """Require a valid JWT (Authorization: Bearer, or ``cookie``); 401 otherwise."""
+        """Require a valid JWT (Authorization: Bearer, or ``cookie``); 401 otherwise. With
+        ``shadow``, tokens are verified and the verdicts recorded (metrics, access log), but no
+        request is refused (one without a valid token goes on without claims)."""
         kwargs: dict[str, Any] = {"algorithms": algorithms, "audience": audience, "issuer": issuer, "leeway": leeway}
         if required_claims is not None:
             kwargs["required_claims"] = required_claims
@@ -328,6 +332,7 @@ class Edge:
                 "cookie": cookie,
                 "claims_to_headers": dict(claims_to_headers or {}),
                 "exclude": _exclude(exclude),
+                "shadow": shadow,
             }
         )
         return self
@@ -344,11 +349,13 @@ class Edge:
         on_store_error: str = "open",
         store_timeout: float = 0.05,
         exclude: str | Iterable[str] = (),
+        shadow: bool = False,
     ) -> Edge:
         """Limit matching requests per key ("ip", "header:NAME" or "claim:NAME"); 429 beyond.
         With a Redis ``store`` the limit is shared by every node; a check that gets no answer
         within ``store_timeout`` seconds follows ``on_store_error`` ("open": allow, "closed":
-        reject, "local": this node's own limiter)."""
+        reject, "local": this node's own limiter). With ``shadow``, requests are counted and
+        what the limit would have refused is recorded (metrics, access log), never refused."""
         if not (key == "ip" or key.startswith("header:") or key.startswith("claim:")):
             raise _core.ConfigError(f'rate limit key must be "ip", "header:NAME" or "claim:NAME", not {key!r}')
         self._limiters.append(
@@ -357,7 +364,13 @@ class Edge:
             )
         )
         self._spec["rate_limits"].append(
-            {"paths": _paths(paths), "limiter": len(self._limiters) - 1, "key": key, "exclude": _exclude(exclude)}
+            {
+                "paths": _paths(paths),
+                "limiter": len(self._limiters) - 1,
+                "key": key,
+                "exclude": _exclude(exclude),
+                "shadow": shadow,
+            }
         )
         return self
 
@@ -454,6 +467,7 @@ class Edge:
         deny_countries: str | Iterable[str] = (),
         status: int = 403,
         exclude: str | Iterable[str] = (),
+        shadow: bool = False,
     ) -> Edge:
         """Keep clients out by IP (CIDRs, IPv4 and IPv6) and country, right after the client IP
         and geo are known: a client in ``deny_ips`` or from ``deny_countries`` gets ``status``;
@@ -467,6 +481,7 @@ class Edge:
             "allow_countries": _countries(allow_countries) or [],
             "deny_countries": _countries(deny_countries) or [],
             "status": status,
+            "shadow": shadow,
         }
         self._checked("access", spec)
         self._spec["access"].append(spec)

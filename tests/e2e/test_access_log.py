@@ -54,8 +54,9 @@ def test_access_log_lines_and_decisions(origin, tmp_path):
         "user_agent",
         "request_id",
         "trace_id",
+        "shadow",
     }
-    assert first["request_id"] is None and first["trace_id"] is None
+    assert first["request_id"] is None and first["trace_id"] is None and first["shadow"] == []
     assert first["client_ip"] == "127.0.0.1" and first["method"] == "GET" and first["duration_ms"] >= 0
     assert abs(first["time"] - time.time()) < 60
     assert lines[-1]["bytes"] == 2

@@ -144,3 +144,35 @@ def test_request_ids_and_trace_context_reach_origin_client_and_log(origin, tmp_p
     first = json.loads(log.read_text().splitlines()[0])
     assert first["request_id"] == rid and first["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert first["user_agent"] == "ua/1" and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["timestamp"])
+
+
+def test_shadow_mode_records_what_each_policy_would_do_and_never_rejects(origin, tmp_path):
+    log = tmp_path / "access.log"
+    app = _app(origin, tmp_path)
+    app.jwt(paths="/api/*", key=b"k" * 32, algorithms=["HS256"], shadow=True)
+    app.rate_limit(paths="/api/*", limit=1, period=60, shadow=True)
+    app.bots("block", shadow=True)
+    app.access(deny_countries=["GB"], shadow=True)
+    app.configure(metrics_path="/metrics", access_log=str(log))
+    with app.serve() as srv:
+        browser = {"user-agent": "Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0", "x-forwarded-for": OTHER}
+        r1 = call(srv.url, "/api/x", headers=browser)
+        r2 = call(srv.url, "/api/x", headers={"user-agent": "Googlebot/2.1", "x-forwarded-for": LONDON})
+        r3 = call(srv.url, "/api/x", headers=browser)
+        assert (r1.status, r2.status, r3.status) == (200, 200, 200)
+        # Nothing of the policies' own shows: no claims, no bot tag, no RateLimit fields.
+        sent = r2.json()["headers"]
+        assert "x-edge-bot" not in sent and "ratelimit-limit" not in r2.headers
+        metrics = call(srv.url, "/metrics").body.decode()
+        wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 3, what="three access-log lines")
+    counts = dict(re.findall(r'edgecore_shadow_decisions_total\{(policy="\w+",outcome="\w+")\} (\d+)', metrics))
+    assert counts['policy="jwt",outcome="reject"'] == "3"
+    assert counts['policy="rate_limit",outcome="allow"'] == "2"
+    assert counts['policy="rate_limit",outcome="reject"'] == "1"
+    assert counts['policy="bots",outcome="allow"'] == "2" and counts['policy="bots",outcome="reject"'] == "1"
+    assert counts['policy="access",outcome="allow"'] == "2" and counts['policy="access",outcome="reject"'] == "1"
+    first, second, third = (json.loads(x) for x in log.read_text().splitlines()[:3])
+    assert first["shadow"] == ["jwt"] and first["decision"] == "proxied"
+    assert sorted(second["shadow"]) == ["access", "bots", "jwt"]
+    assert sorted(third["shadow"]) == ["jwt", "rate_limit"]
+    assert origin.count("/api/x") == 3

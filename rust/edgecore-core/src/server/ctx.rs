@@ -110,6 +110,9 @@ pub struct Notes {
     pub request_id: Option<HeaderValue>,
     /// The W3C trace ID, for the access log.
     pub trace_id: Option<String>,
+    /// What policies in shadow mode decided: (policy, would it have rejected), for the metrics
+    /// and the access log.
+    pub shadow: Vec<(super::metrics::Policy, bool)>,
     /// The request carries a credential other than `Authorization` (a JWT cookie): like
     /// `Authorization` (RFC 9111 §3.5), it keeps the request away from the shared cache.
     pub credentialed: bool,

@@ -108,7 +108,31 @@ struct Shard {
     origin_latency: Histogram,
     origin_errors: AtomicU64,
     limiter: [AtomicU64; 2],
+    /// Shadow-mode decisions: [policy][allow, reject].
+    shadow: [[AtomicU64; 2]; SHADOW_POLICIES.len()],
 }
+
+/// The policies that have a shadow mode, as [`Metrics::shadow`] takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// `app.jwt(..., shadow=True)`.
+    Jwt,
+    /// `app.rate_limit(..., shadow=True)`.
+    RateLimit,
+    /// `app.bots(..., shadow=True)`.
+    Bots,
+    /// `app.access(..., shadow=True)`.
+    Access,
+}
+
+impl Policy {
+    /// The label (`jwt`, `rate_limit`, `bots`, `access`).
+    pub fn as_str(self) -> &'static str {
+        SHADOW_POLICIES[self as usize]
+    }
+}
+
+const SHADOW_POLICIES: [&str; 4] = ["jwt", "rate_limit", "bots", "access"];
 
 /// Shards: more than the cores of most edge nodes; threads beyond share them.
 const SHARDS: usize = 16;
@@ -163,6 +187,11 @@ impl Metrics {
         if failed {
             s.origin_errors.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// One decision of a policy in shadow mode: whether it would have rejected the request.
+    pub fn shadow(&self, policy: Policy, would_reject: bool) {
+        self.shard().shadow[policy as usize][usize::from(would_reject)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// One rate-limit decision.
@@ -225,6 +254,20 @@ impl Metrics {
             sum(shards, |s| &s.limiter[0]),
             sum(shards, |s| &s.limiter[1])
         );
+        let shadowed = |p: usize, o: usize| sum(shards, |s| &s.shadow[p][o]);
+        if (0..SHADOW_POLICIES.len()).any(|p| shadowed(p, 0) + shadowed(p, 1) > 0) {
+            out.push_str("# HELP edgecore_shadow_decisions_total What policies in shadow mode would have done.\n");
+            out.push_str("# TYPE edgecore_shadow_decisions_total counter\n");
+            for (p, policy) in SHADOW_POLICIES.iter().enumerate() {
+                for (o, outcome) in ["allow", "reject"].iter().enumerate() {
+                    let _ = writeln!(
+                        out,
+                        "edgecore_shadow_decisions_total{{policy=\"{policy}\",outcome=\"{outcome}\"}} {}",
+                        shadowed(p, o)
+                    );
+                }
+            }
+        }
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         }

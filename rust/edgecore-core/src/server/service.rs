@@ -80,6 +80,9 @@ pub(crate) async fn serve(
         }
     }
     let outcome = finish(&mut notes, &mut resp);
+    for (policy, would_reject) in &notes.shadow {
+        state.metrics.shadow(*policy, *would_reject);
+    }
     if !plan.error_pages.is_empty() && outcome.is_edge_rejection() {
         if let Some(page) = super::error_pages::page_for(&plan.error_pages, &resp) {
             page.apply(&mut resp, notes.request_id.as_ref().and_then(|v| v.to_str().ok()));
@@ -87,28 +90,51 @@ pub(crate) async fn serve(
     }
     let elapsed = t0.elapsed();
     state.metrics.request(outcome, resp.status().as_u16(), elapsed);
-    if let (Some(log), Some((method, path, user_agent))) = (&state.access_log, logged) {
-        // The body's exact size when known (full bodies, or a Content-Length from the origin);
-        // null for a streamed body of unknown length.
-        let bytes = hyper::body::Body::size_hint(resp.body()).exact();
-        let now = crate::clock::now();
-        let line = serde_json::json!({
-            "time": now,
-            "timestamp": crate::clock::rfc3339(now),
-            "request_id": notes.request_id.as_ref().and_then(|v| v.to_str().ok()),
-            "trace_id": notes.trace_id,
-            "user_agent": user_agent,
-            "client_ip": notes.client_ip.unwrap_or(peer.ip()).to_string(),
-            "method": method.as_str(),
-            "path": path,
-            "status": resp.status().as_u16(),
-            "bytes": bytes,
-            "duration_ms": elapsed.as_secs_f64() * 1000.0,
-            "decision": outcome.as_str(),
-        });
-        log.write(line.to_string());
+    if let (Some(log), Some(logged)) = (&state.access_log, logged) {
+        log.write(log_line(logged, &notes, &resp, outcome, elapsed, peer));
     }
     tracked(resp, request)
+}
+
+/// What the access log keeps of a request before the pipeline takes it: method, path,
+/// User-Agent.
+type Logged = (http::Method, String, Option<String>);
+
+/// One access-log line (JSON).
+fn log_line(
+    (method, path, user_agent): Logged,
+    notes: &Notes,
+    resp: &http::Response<Body>,
+    outcome: Outcome,
+    elapsed: std::time::Duration,
+    peer: SocketAddr,
+) -> String {
+    // The body's exact size when known (full bodies, or a Content-Length from the origin);
+    // null for a streamed body of unknown length.
+    let bytes = hyper::body::Body::size_hint(resp.body()).exact();
+    let now = crate::clock::now();
+    let shadow: Vec<&str> = notes
+        .shadow
+        .iter()
+        .filter(|(_, r)| *r)
+        .map(|(p, _)| p.as_str())
+        .collect();
+    serde_json::json!({
+        "time": now,
+        "timestamp": crate::clock::rfc3339(now),
+        "request_id": notes.request_id.as_ref().and_then(|v| v.to_str().ok()),
+        "trace_id": notes.trace_id,
+        "user_agent": user_agent,
+        "shadow": shadow,
+        "client_ip": notes.client_ip.unwrap_or(peer.ip()).to_string(),
+        "method": method.as_str(),
+        "path": path,
+        "status": resp.status().as_u16(),
+        "bytes": bytes,
+        "duration_ms": elapsed.as_secs_f64() * 1000.0,
+        "decision": outcome.as_str(),
+    })
+    .to_string()
 }
 
 /// Applies what every response gets from the notes; returns what answered (for the metrics).

@@ -127,6 +127,9 @@ pub(crate) struct BotsSpec {
     pub(crate) action: String,
     #[serde(default)]
     pub(crate) allow: Vec<String>,
+    /// Evaluate and record, never reject.
+    #[serde(default)]
+    pub(crate) shadow: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -202,6 +205,9 @@ pub(crate) struct JwtSpec {
     /// Paths taken back out of `paths`.
     #[serde(default)]
     pub(crate) exclude: Vec<String>,
+    /// Evaluate and record, never reject.
+    #[serde(default)]
+    pub(crate) shadow: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,6 +220,9 @@ pub(crate) struct RateSpec {
     /// Paths taken back out of `paths`.
     #[serde(default)]
     pub(crate) exclude: Vec<String>,
+    /// Evaluate and record, never reject.
+    #[serde(default)]
+    pub(crate) shadow: bool,
 }
 
 fn default_key() -> String {
@@ -350,6 +359,9 @@ pub(crate) struct AccessSpec {
     pub(crate) deny_countries: Vec<String>,
     #[serde(default = "default_forbidden")]
     pub(crate) status: u16,
+    /// Evaluate and record, never reject.
+    #[serde(default)]
+    pub(crate) shadow: bool,
 }
 
 fn default_forbidden() -> u16 {

@@ -13,7 +13,7 @@ use http::header::STRICT_TRANSPORT_SECURITY;
 use http::StatusCode;
 
 use crate::server::ctx::{Flow, RequestCtx};
-use crate::server::metrics::Outcome;
+use crate::server::metrics::{Outcome, Policy};
 use crate::server::plan::Plan;
 use crate::server::respond::{from_core, status_response};
 
@@ -27,7 +27,12 @@ pub fn check(plan: &Plan, ctx: &mut RequestCtx) -> Flow {
         let denied = rule.deny_ips.as_ref().is_some_and(|n| n.contains(ip)) || in_country(&rule.deny_countries);
         let restricted = rule.allow_ips.is_some() || !rule.allow_countries.is_empty();
         let allowed = rule.allow_ips.as_ref().is_some_and(|n| n.contains(ip)) || in_country(&rule.allow_countries);
-        if denied || (restricted && !allowed) {
+        let refuse = denied || (restricted && !allowed);
+        if rule.shadow {
+            ctx.notes.shadow.push((Policy::Access, refuse));
+            continue;
+        }
+        if refuse {
             ctx.notes.outcome = Some(Outcome::Rejected);
             let reason = rule.status.canonical_reason().unwrap_or("Forbidden");
             return Flow::Answer(status_response(rule.status, reason));

@@ -5,7 +5,7 @@ use http::header::HeaderValue;
 use http::StatusCode;
 
 use crate::server::ctx::{Flow, RequestCtx};
-use crate::server::metrics::Outcome;
+use crate::server::metrics::{Outcome, Policy};
 use crate::server::plan::Plan;
 use crate::server::respond::status_response;
 
@@ -16,6 +16,11 @@ pub fn check(plan: &Plan, ctx: &mut RequestCtx) -> Flow {
     let detected = b.detector.is_bot(ua) && !b.allow.as_ref().is_some_and(|a| a.is_match(ua));
     let is_bot = ctx.dev.bot.unwrap_or(detected);
     ctx.request.edge.is_bot = is_bot;
+    if b.shadow && b.block {
+        // Shadow mode: what blocking would have done, recorded; the request goes on untagged.
+        ctx.notes.shadow.push((Policy::Bots, is_bot));
+        return Flow::Continue;
+    }
     if is_bot && b.block {
         ctx.notes.outcome = Some(Outcome::BotBlocked);
         return Flow::Answer(status_response(StatusCode::FORBIDDEN, "Forbidden"));

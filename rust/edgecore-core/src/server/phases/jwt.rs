@@ -10,8 +10,8 @@ use http::header::HeaderValue;
 use crate::auth::claim_text;
 use crate::error::ErrorKind;
 use crate::server::ctx::{Flow, RequestCtx};
-use crate::server::metrics::Outcome;
-use crate::server::plan::Plan;
+use crate::server::metrics::{Outcome, Policy};
+use crate::server::plan::{JwtRule, Plan};
 use crate::server::respond::unauthorized;
 use crate::server::state::ServerState;
 
@@ -43,12 +43,27 @@ pub fn claim_header_value(text: &str) -> Option<HeaderValue> {
         .flatten()
 }
 
-/// Verifies the token of a request on a JWT rule's paths.
+/// Verifies the token of a request on a JWT rule's paths. In shadow mode the verdict is
+/// recorded and the request goes on either way (without claims when the token failed).
 pub async fn verify(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Flow {
-    let request = &ctx.request;
-    let Some(rule) = plan.jwt.iter().find(|r| r.paths.matches(request.path())) else {
+    let Some(rule) = plan.jwt.iter().find(|r| r.paths.matches(ctx.request.path())) else {
         return Flow::Continue;
     };
+    let flow = verify_rule(state, rule, ctx).await;
+    if !rule.shadow {
+        return flow;
+    }
+    let rejected = matches!(flow, Flow::Answer(_));
+    if rejected {
+        ctx.notes.outcome = None;
+        ctx.notes.credentialed = false;
+    }
+    ctx.notes.shadow.push((Policy::Jwt, rejected));
+    Flow::Continue
+}
+
+async fn verify_rule(state: &ServerState, rule: &JwtRule, ctx: &mut RequestCtx) -> Flow {
+    let request = &ctx.request;
     let bearer = request
         .header("authorization")
         .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))

@@ -14,7 +14,7 @@ use crate::auth::claim_text;
 use crate::error::Result;
 use crate::geo::client_ip::push_ip;
 use crate::server::ctx::{Flow, RequestCtx};
-use crate::server::metrics::Outcome;
+use crate::server::metrics::{Outcome, Policy};
 use crate::server::plan::{LimitKey, Plan, RateRule};
 use crate::server::respond::{rate_headers, status_response};
 use crate::server::state::ServerState;
@@ -84,6 +84,10 @@ pub async fn check(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Re
             rule.limiter.check_local(limit_key.as_bytes(), 1, now)?
         };
         state.metrics.limiter(d.allowed);
+        if rule.shadow {
+            ctx.notes.shadow.push((Policy::RateLimit, !d.allowed));
+            continue;
+        }
         if !d.allowed {
             ctx.notes.outcome = Some(Outcome::RateLimited);
             let mut r = status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");

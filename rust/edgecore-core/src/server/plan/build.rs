@@ -305,7 +305,12 @@ fn build_bots(b: BotsSpec, objects: &Objects) -> Result<BotPolicy> {
     } else {
         Some(regex::RegexSet::new(&patterns).map_err(|e| Error::config(format!("invalid bots allow pattern: {e}")))?)
     };
-    Ok(BotPolicy { detector, block, allow })
+    Ok(BotPolicy {
+        shadow: b.shadow,
+        detector,
+        block,
+        allow,
+    })
 }
 
 fn build_redirect(r: RedirectSpec, loc: &str) -> Result<Redirect> {
@@ -363,6 +368,7 @@ fn build_jwt(j: JwtSpec, objects: &Objects) -> Result<JwtRule> {
         .cloned()
         .ok_or_else(|| Error::config(format!("unknown verifier {}", j.verifier)))?;
     Ok(JwtRule {
+        shadow: j.shadow,
         paths: Matcher::excluding(&j.paths, &j.exclude)?,
         verifier,
         cookie: j.cookie,
@@ -392,6 +398,7 @@ fn build_rate_limit(r: RateSpec, i: usize, objects: &Objects) -> Result<RateRule
         .cloned()
         .ok_or_else(|| Error::config(format!("unknown limiter {}", r.limiter)))?;
     Ok(RateRule {
+        shadow: r.shadow,
         paths: Matcher::excluding(&r.paths, &r.exclude)?,
         limiter,
         key,

@@ -12,6 +12,8 @@ use crate::server::spec::{AccessSpec, CorsSpec, HttpsSpec, RequestIdSpec};
 
 /// An access list on some paths (`app.access`).
 pub struct AccessRule {
+    /// Shadow mode: evaluate and record, never refuse.
+    pub shadow: bool,
     /// Where.
     pub paths: Matcher,
     /// Clients in these networks are refused.
@@ -121,6 +123,7 @@ pub(crate) fn build_access(a: AccessSpec) -> Result<AccessRule> {
         .filter(|s| s.is_client_error())
         .ok_or_else(|| Error::config(format!("access status must be a 4xx status, not {}", a.status)))?;
     let rule = AccessRule {
+        shadow: a.shadow,
         paths: Matcher::excluding(&a.paths, &a.exclude)?,
         deny_ips: cidrs(&a.deny_ips, "deny_ips")?,
         deny_countries: countries(a.deny_countries, "deny_countries")?,

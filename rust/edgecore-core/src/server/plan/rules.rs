@@ -18,6 +18,8 @@ use crate::server::upstream::Origin;
 
 /// A bot policy.
 pub struct BotPolicy {
+    /// Shadow mode: evaluate and record, never block.
+    pub shadow: bool,
     /// The detector.
     pub detector: Arc<BotDetector>,
     /// true: 403; false: tag only.
@@ -72,6 +74,8 @@ pub struct HeaderRule {
 
 /// A JWT policy.
 pub struct JwtRule {
+    /// Shadow mode: verify and record, never reject.
+    pub shadow: bool,
     /// Where.
     pub paths: Matcher,
     /// The verifier.
@@ -94,6 +98,8 @@ pub enum LimitKey {
 
 /// A rate-limit policy.
 pub struct RateRule {
+    /// Shadow mode: count and record, never reject.
+    pub shadow: bool,
     /// Where.
     pub paths: Matcher,
     /// The limiter.
