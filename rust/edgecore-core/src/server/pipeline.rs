@@ -49,10 +49,11 @@ pub async fn run(
     peer: SocketAddr,
     secure: bool,
 ) -> (Result<http::Response<Body>, Error>, Notes) {
-    // A WebSocket upgrade: the client's connection is claimed now, before the head is taken apart.
-    let upgrade = (req.version() == http::Version::HTTP_11
+    // A WebSocket upgrade: the client's connection is claimed now, before the head is taken
+    // apart. hyper attaches the upgrade handle only to HTTP/1.1 requests with an `Upgrade`
+    // field, so every other request pays one empty-extensions check.
+    let upgrade = (req.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
         && req.method() == http::Method::GET
-        && req.headers().contains_key(http::header::UPGRADE)
         && super::tunnel::wants_websocket(req.headers()))
     .then(|| hyper::upgrade::on(&mut req));
     let (parts, incoming) = req.into_parts();
