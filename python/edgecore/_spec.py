@@ -106,6 +106,7 @@ class RateLimitSpec(TypedDict):
     limiter: int
     key: str
     shadow: bool
+    headers: str
     exclude: list[str]
 
 

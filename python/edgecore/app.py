@@ -350,12 +350,19 @@ class Edge:
         store_timeout: float = 0.05,
         exclude: str | Iterable[str] = (),
         shadow: bool = False,
+        headers: str = "draft",
     ) -> Edge:
         """Limit matching requests per key ("ip", "header:NAME" or "claim:NAME"); 429 beyond.
         With a Redis ``store`` the limit is shared by every node; a check that gets no answer
         within ``store_timeout`` seconds follows ``on_store_error`` ("open": allow, "closed":
         reject, "local": this node's own limiter). With ``shadow``, requests are counted and
-        what the limit would have refused is recorded (metrics, access log), never refused."""
+        what the limit would have refused is recorded (metrics, access log), never refused.
+        ``headers``: the fields responses carry: "draft" (the current IETF draft:
+        ``RateLimit-Policy: "default";q=LIMIT;w=PERIOD`` and ``RateLimit: "default";r=LEFT;t=RESET``),
+        "legacy" (``RateLimit-Limit/Remaining/Reset``, the limit being the bucket's ``burst``),
+        "both" or "none"."""
+        if headers not in ("draft", "legacy", "both", "none"):
+            raise _core.ConfigError(f'rate limit headers must be "draft", "legacy", "both" or "none", not {headers!r}')
         if not (key == "ip" or key.startswith("header:") or key.startswith("claim:")):
             raise _core.ConfigError(f'rate limit key must be "ip", "header:NAME" or "claim:NAME", not {key!r}')
         self._limiters.append(
@@ -370,6 +377,7 @@ class Edge:
                 "key": key,
                 "exclude": _exclude(exclude),
                 "shadow": shadow,
+                "headers": headers,
             }
         )
         return self

@@ -11,13 +11,17 @@ import sys
 from typing import Any
 
 
-def _load(path: str, fresh: bool = False) -> Any:
-    """Imports MODULE and returns ATTR; `fresh` re-executes the module (SIGHUP reload)."""
+def _load(path: str, fresh: bool = False, app_dir: str | None = None) -> Any:
+    """Imports MODULE and returns ATTR; `fresh` re-executes the module (SIGHUP reload). The
+    working directory (or `app_dir`) is on the import path, as uvicorn does it."""
     module_name, _, attr = path.partition(":")
     if not module_name or not attr:
         raise SystemExit(f"edgecore: expected MODULE:ATTR (like app:app), got {path!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    where = os.path.abspath(app_dir) if app_dir else os.getcwd()
+    if app_dir and not os.path.isdir(where):
+        raise SystemExit(f"edgecore: --app-dir {app_dir!r} is not a directory")
+    if where not in sys.path:
+        sys.path.insert(0, where)
     if fresh:
         sys.modules.pop(module_name, None)
     try:
@@ -45,15 +49,26 @@ def _serve(args: argparse.Namespace) -> int:
         return _supervise(args)
 
     def build() -> Any:
-        app = _load(args.app, fresh=True)
+        app = _load(args.app, fresh=True, app_dir=args.app_dir)
+        if args.dev:
+            app.configure(dev_mode=True)
         if args.access_log:
             app.configure(access_log=args.access_log)
         if args.tls_cert or args.tls_key:
             app.configure(tls_cert=args.tls_cert, tls_key=args.tls_key)
         return app
 
-    build().run(args.host, args.port, workers=args.python_workers, reload_app=build, reuse_port=args.reuse_port)
+    app = build()
+    if args.dev:
+        print(DEV_NOTE, file=sys.stderr, flush=True)
+    app.run(args.host, args.port, workers=args.python_workers, reload_app=build, reuse_port=args.reuse_port)
     return 0
+
+
+DEV_NOTE = (
+    "edgecore: dev mode: requests may set their client IP, country and bot status with the\n"
+    "  X-Edge-Dev-Client-Ip, X-Edge-Dev-Country and X-Edge-Dev-Bot headers. Never in production."
+)
 
 
 def _supervise(args: argparse.Namespace) -> int:
@@ -82,6 +97,12 @@ def _child_command(args: argparse.Namespace) -> list[str]:
     """The `edgecore serve` command line a supervisor starts (without --workers/--reload)."""
     child = [sys.executable, "-m", "edgecore", "serve", args.app, "--host", args.host, "--port", str(args.port)]
     child += ["--python-workers", str(args.python_workers), "--log-level", args.log_level]
+    if args.dev:
+        child.append("--dev")
+    if args.debug:
+        child.append("--debug")
+    if args.app_dir:
+        child += ["--app-dir", args.app_dir]
     for flag, value in (("--access-log", args.access_log), ("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
         if value:
             child += [flag, value]
@@ -150,7 +171,7 @@ def _check(args: argparse.Namespace) -> int:
     from edgecore import ConfigError, Edge
 
     try:
-        app = _load(args.app)
+        app = _load(args.app, app_dir=args.app_dir)
         if not isinstance(app, Edge):
             print(f"error: {args.app} is a {type(app).__name__}, not an edgecore.Edge", file=sys.stderr)
             return 1
@@ -164,22 +185,37 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if warnings and args.strict else 0
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Shows an option's default when it has one worth showing (not None, False or a list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and not isinstance(action.default, list):
+            if action.option_strings and "(default" not in text:
+                text += " (default: %(default)s)"
+        return text
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from edgecore import _demo
+    from edgecore import __version__, _demo
 
     ap = argparse.ArgumentParser(prog="edgecore", description="edgecore: the fast edge layer for Python")
+    ap.add_argument("--version", action="version", version=f"edgecore {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
+    defaults = _DefaultsFormatter
     demo = sub.add_parser("demo", help="run an edge server on embedded defaults (no external services)")
     _demo.add_arguments(demo)
     demo.set_defaults(func=_run_demo)
-    serve = sub.add_parser("serve", help="serve an app: edgecore serve app:app")
+    serve = sub.add_parser("serve", help="serve an app: edgecore serve app:app", formatter_class=defaults)
     serve.add_argument("app", help="MODULE:ATTR of an ec.Edge")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
     serve.add_argument("--python-workers", type=int, default=4, help="threads running Python handlers, per process")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="how much to log"
+    )
     serve.add_argument(
         "--access-log", metavar="FILE", help="JSON-lines access log to FILE (- for stderr); off by default"
     )
@@ -192,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--tls-cert", metavar="PEM", help="serve HTTPS: certificate chain (PEM); SIGHUP re-reads it")
     serve.add_argument("--tls-key", metavar="PEM", help="serve HTTPS: private key (PEM)")
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="dev mode: requests may set their IP, country and bot status (never in production)",
+    )
+    serve.add_argument("--app-dir", metavar="DIR", help="import the app from DIR (default: the working directory)")
+    serve.add_argument("--debug", action="store_true", help="print the traceback of a start-up error")
     serve.set_defaults(func=_serve)
     purge = sub.add_parser("purge", help="purge cached responses on every node sharing a Redis")
     purge.add_argument("prefix", nargs="?", default="", help="/path/prefix, a URL prefix, or nothing for everything")
@@ -199,8 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("--channel", default="edgecore:purge", help="the nodes' purge channel")
     purge.add_argument("--tag", help="purge every response tagged NAME (Cache-Tag / Surrogate-Key) instead of a prefix")
     purge.set_defaults(func=_purge)
-    check = sub.add_parser("check", help="validate an app before deploying it: edgecore check app:app")
+    check = sub.add_parser(
+        "check", help="validate an app before deploying it: edgecore check app:app", formatter_class=defaults
+    )
     check.add_argument("app", help="MODULE:ATTR of an ec.Edge")
+    check.add_argument("--app-dir", metavar="DIR", help="import the app from DIR (default: the working directory)")
+    check.add_argument("--debug", action="store_true", help="print the traceback of an error")
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     check.set_defaults(func=_check)
     return ap
@@ -208,7 +255,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except SystemExit:
+        raise
+    except Exception as e:
+        # One line for what went wrong at start-up (a bad configuration, an app that raises
+        # on import); --debug shows the traceback.
+        if getattr(args, "debug", False):
+            raise
+        print(f"error: {type(e).__name__}: {e}" if not _is_edge_error(e) else f"error: {e}", file=sys.stderr)
+        print("(run with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _is_edge_error(e: BaseException) -> bool:
+    from edgecore import EdgeError
+
+    return isinstance(e, EdgeError)
 
 
 if __name__ == "__main__":

@@ -268,3 +268,74 @@ def test_purge_command_with_no_node_listening_warns(tmp_path, redis_url):
     assert r.returncode == 0
     assert "purge of everything reached 0 node(s)" in r.stdout
     assert "no edgecore node is subscribed" in r.stderr
+
+
+def test_version_flag_prints_the_package_version(tmp_path):
+    import edgecore as ec
+
+    r = edgecore(tmp_path, "--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"edgecore {ec.__version__}"
+
+
+def test_serve_help_shows_defaults(tmp_path):
+    r = edgecore(tmp_path, "serve", "--help")
+    assert r.returncode == 0 and "(default: 8080)" in r.stdout and "--app-dir" in r.stdout
+
+
+COUNTRY_APP = """
+app = ec.Edge()
+
+@app.route("/where")
+def where(request, env):
+    return (request.geo.country if request.geo else None) or "unknown"
+"""
+
+
+def test_dev_flag_lets_requests_set_their_country_and_says_so(tmp_path):
+    write_app(tmp_path, COUNTRY_APP)
+    for dev, expected in ((True, b"DE"), (False, b"unknown")):
+        port = free_port()
+        proc = start_serve(tmp_path, port, *(["--dev"] if dev else []))
+        try:
+            fetch(proc, f"http://127.0.0.1:{port}/where")
+            req = urllib.request.Request(f"http://127.0.0.1:{port}/where", headers={"X-Edge-Dev-Country": "de"})
+            assert urllib.request.urlopen(req, timeout=5).read() == expected
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=30)
+        assert ("dev mode" in err and "Never in production" in err) == dev, err
+
+
+def test_app_dir_imports_the_app_from_another_directory(tmp_path):
+    appdir = tmp_path / "site"
+    appdir.mkdir()
+    write_app(appdir, COUNTRY_APP)
+    r = edgecore(tmp_path, "check", "myapp:app")
+    assert r.returncode != 0 and "cannot import" in r.stderr
+    r = edgecore(tmp_path, "check", "myapp:app", "--app-dir", "site")
+    assert r.returncode == 0 and r.stdout.startswith("ok: myapp:app"), r.stderr
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgecore", "serve", "myapp:app", "--app-dir", str(appdir), "--port", str(port)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert fetch(proc, f"http://127.0.0.1:{port}/where") == b"unknown"
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    r = edgecore(tmp_path, "check", "myapp:app", "--app-dir", "nowhere")
+    assert r.returncode != 0 and "--app-dir 'nowhere' is not a directory" in r.stderr
+
+
+def test_a_start_up_error_is_one_line_unless_debug(tmp_path):
+    write_app(tmp_path, 'app = ec.Edge()\napp.headers(request={"x": "{geo.nope}"})\n')
+    r = edgecore(tmp_path, "serve", "myapp:app", "--port", str(free_port()))
+    assert r.returncode == 1
+    assert "unknown template variable {geo.nope}" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert "--debug" in r.stderr
+    r = edgecore(tmp_path, "serve", "myapp:app", "--port", str(free_port()), "--debug")
+    assert r.returncode != 0 and "Traceback" in r.stderr and "{geo.nope}" in r.stderr

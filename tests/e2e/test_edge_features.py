@@ -162,7 +162,7 @@ def test_shadow_mode_records_what_each_policy_would_do_and_never_rejects(origin,
         assert (r1.status, r2.status, r3.status) == (200, 200, 200)
         # Nothing of the policies' own shows: no claims, no bot tag, no RateLimit fields.
         sent = r2.json()["headers"]
-        assert "x-edge-bot" not in sent and "ratelimit-limit" not in r2.headers
+        assert "x-edge-bot" not in sent and "ratelimit" not in r2.headers
         metrics = call(srv.url, "/metrics").body.decode()
         wait_for(lambda: log.exists() and len(log.read_text().splitlines()) >= 3, what="three access-log lines")
     counts = dict(re.findall(r'edgecore_shadow_decisions_total\{(policy="\w+",outcome="\w+")\} (\d+)', metrics))

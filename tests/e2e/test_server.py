@@ -418,8 +418,21 @@ def test_rate_limit_429_with_headers(origin):
         assert [r.status for r in statuses] == [200, 200, 200, 429]
         refused = statuses[-1]
         assert refused.headers["retry-after"] == "20"
-        assert refused.headers["ratelimit-limit"] == "3" and refused.headers["ratelimit-remaining"] == "0"
-        assert statuses[0].headers["ratelimit-remaining"] == "2"
+        assert refused.headers["ratelimit-policy"] == '"default";q=3;w=60'
+        assert refused.headers["ratelimit"] == '"default";r=0;t=60'
+        assert statuses[0].headers["ratelimit"] == '"default";r=2;t=20'
+        assert "ratelimit-limit" not in refused.headers
+
+
+def test_rate_limit_legacy_fields_report_the_burst(origin):
+    app = ec.Edge(origin=origin.url)
+    app.rate_limit(paths=["/*"], limit=10, period=60, burst=2, headers="legacy")
+    with app.serve() as s:
+        first = call(s.url, "/x")
+        assert (first.headers["ratelimit-limit"], first.headers["ratelimit-remaining"]) == ("2", "1")
+        assert "ratelimit-policy" not in first.headers
+    with pytest.raises(ec.ConfigError, match="legacy"):
+        app.rate_limit(paths="/*", limit=1, period=1, headers="old")
 
 
 def test_rate_limit_by_header_key(origin):

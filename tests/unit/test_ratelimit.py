@@ -29,7 +29,14 @@ def test_default_burst_is_limit_and_decision_fields():
     assert d and d.allowed and d.remaining == 4 and d.retry_after == 0.0
     assert d.reset_after == pytest.approx(12.0)
     assert "allowed=True" in repr(d)
-    assert dict(d.headers()) == {"RateLimit-Limit": "5", "RateLimit-Remaining": "4", "RateLimit-Reset": "12"}
+    assert dict(d.headers()) == {"RateLimit-Policy": '"default";q=5;w=60', "RateLimit": '"default";r=4;t=12'}
+    assert dict(d.headers("legacy")) == {"RateLimit-Limit": "5", "RateLimit-Remaining": "4", "RateLimit-Reset": "12"}
+    # The limit reported is the bucket that applies: a burst smaller than the limit.
+    small = ec.RateLimiter(10, 60, burst=2).check("ip:1", now=1.0)
+    assert dict(small.headers("legacy"))["RateLimit-Limit"] == "2"
+    assert dict(small.headers("both"))["RateLimit"] == '"default";r=1;t=6'
+    with pytest.raises(ec.ConfigError, match="draft"):
+        d.headers("nope")
     for _ in range(4):
         rl.check("ip:1", now=1.0)
     refused = rl.check("ip:1", now=1.0)

@@ -49,18 +49,30 @@ impl PyDecision {
     fn source(&self) -> &'static str {
         self.inner.source.as_str()
     }
-    /// The IETF RateLimit header fields (and Retry-After when refused), as a 429 would carry them.
-    fn headers(&self) -> Vec<(&'static str, String)> {
+    /// The rate-limit header fields (and Retry-After when refused), as a response would carry
+    /// them: `fields="draft"` (the current IETF draft: `RateLimit-Policy`, `RateLimit`),
+    /// `"legacy"` (`RateLimit-Limit/Remaining/Reset`) or `"both"`.
+    #[pyo3(signature = (fields="draft"))]
+    fn headers(&self, fields: &str) -> PyResult<Vec<(String, String)>> {
+        let which = edgecore_core::server::respond::RateFields::from_name(fields).ok_or_else(|| {
+            crate::errors::config_error(format!(
+                "fields must be \"draft\", \"legacy\" or \"both\", not {fields:?}"
+            ))
+        })?;
         let d = &self.inner;
-        let mut h = vec![
-            ("RateLimit-Limit", d.limit.to_string()),
-            ("RateLimit-Remaining", d.remaining.to_string()),
-            ("RateLimit-Reset", (d.reset_after.ceil() as u64).to_string()),
-        ];
+        let mut map = http::HeaderMap::new();
+        edgecore_core::server::respond::rate_headers(d, which, &mut map);
+        let mut h: Vec<(String, String)> = map
+            .iter()
+            .map(|(k, v)| (canonical_case(k.as_str()), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
         if !d.allowed {
-            h.push(("Retry-After", (d.retry_after.ceil() as u64).max(1).to_string()));
+            h.push((
+                "Retry-After".to_owned(),
+                (d.retry_after.ceil() as u64).max(1).to_string(),
+            ));
         }
-        h
+        Ok(h)
     }
     fn __bool__(&self) -> bool {
         self.inner.allowed
@@ -166,4 +178,20 @@ impl PyRateLimiter {
     fn __repr__(&self) -> &str {
         &self.repr
     }
+}
+
+/// `ratelimit-policy` as `RateLimit-Policy`.
+fn canonical_case(name: &str) -> String {
+    name.split('-')
+        .map(|part| match part {
+            "ratelimit" => "RateLimit".to_owned(),
+            _ => {
+                let mut c = part.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("-")
 }

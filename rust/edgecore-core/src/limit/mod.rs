@@ -82,6 +82,10 @@ pub struct Decision {
     pub allowed: bool,
     /// The configured limit (requests per period).
     pub limit: u64,
+    /// The bucket's capacity (`burst`, `limit` by default): what `remaining` counts down from.
+    pub burst: u64,
+    /// The period, in seconds.
+    pub period: f64,
     /// Requests left in the bucket now.
     pub remaining: u64,
     /// Seconds until the bucket is full again.
@@ -128,6 +132,8 @@ impl Default for LimiterConfig {
 /// A rate limiter: in process, or shared through Redis with a failure policy.
 pub struct RateLimiter {
     gcra: Gcra,
+    /// The period in seconds (for the `RateLimit-Policy` field).
+    period: f64,
     local: Option<LocalLimiter>,
     redis: Option<RedisLimiter>,
     policy: FailurePolicy,
@@ -167,6 +173,7 @@ impl RateLimiter {
         };
         Ok(RateLimiter {
             gcra,
+            period: config.period,
             local,
             redis,
             policy: config.on_store_error,
@@ -216,6 +223,8 @@ impl RateLimiter {
         Decision {
             allowed: o.allowed,
             limit: self.gcra.limit,
+            burst: self.gcra.burst,
+            period: self.period,
             remaining: o.remaining,
             reset_after: o.reset_after as f64 / 1e9,
             retry_after: o.retry_after as f64 / 1e9,
@@ -249,6 +258,8 @@ impl RateLimiter {
                     FailurePolicy::Open => Decision {
                         allowed: true,
                         limit: self.gcra.limit,
+                        burst: self.gcra.burst,
+                        period: self.period,
                         remaining: 0,
                         reset_after: 0.0,
                         retry_after: 0.0,
@@ -257,6 +268,8 @@ impl RateLimiter {
                     FailurePolicy::Closed => Decision {
                         allowed: false,
                         limit: self.gcra.limit,
+                        burst: self.gcra.burst,
+                        period: self.period,
                         remaining: 0,
                         reset_after: 1.0,
                         retry_after: 1.0,

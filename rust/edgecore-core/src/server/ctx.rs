@@ -98,7 +98,7 @@ pub struct Notes {
     /// Cookies to set (A/B assignment).
     pub set_cookies: Vec<HeaderValue>,
     /// The last rate-limit decision that let the request through (its `RateLimit-*` headers).
-    pub rate: Option<RateDecision>,
+    pub rate: Option<(RateDecision, super::respond::RateFields)>,
     /// What the cache did.
     pub cache_status: Option<CacheStatus>,
     /// Response-header templates, rendered while the request was at hand.

@@ -4,9 +4,10 @@
 //! "remaining": 0}`. Responses from the origin, a handler or middleware are never touched.
 //!
 //! A body may use `{status}`, `{reason}`, `{retry_after}`, `{limit}`, `{remaining}`,
-//! `{request_id}` (with `app.request_ids()`) and `{location}`; any other brace (a JSON object's) is text. The values come from the response's
-//! own fields (`Retry-After`, `RateLimit-*`), so they agree with what the client is told; one
-//! the response does not have renders as `0` for the numbers and empty otherwise.
+//! `{request_id}` (with `app.request_ids()`) and `{location}`; any other brace (a JSON
+//! object's) is text. `{retry_after}` is the response's own `Retry-After`; `{limit}` (requests
+//! per period) and `{remaining}` come from the rate-limit decision that refused the request, so
+//! they agree with the `RateLimit` fields; one the response does not have renders as `0`.
 
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::StatusCode;
@@ -95,7 +96,12 @@ impl ErrorPage {
 
     /// Replaces `resp`'s body and content type with this page, rendered from its fields and
     /// the request ID.
-    pub fn apply(&self, resp: &mut http::Response<Body>, request_id: Option<&str>) {
+    pub fn apply(
+        &self,
+        resp: &mut http::Response<Body>,
+        request_id: Option<&str>,
+        rate: Option<&crate::limit::Decision>,
+    ) {
         let h = resp.headers();
         let field = |name: &str, fallback: &'static str| -> String {
             h.get(name).and_then(|v| v.to_str().ok()).unwrap_or(fallback).to_owned()
@@ -107,8 +113,8 @@ impl ErrorPage {
                 Part::Status => out.push_str(self.status.as_str()),
                 Part::Reason => out.push_str(self.status.canonical_reason().unwrap_or("")),
                 Part::RetryAfter => out.push_str(&field("retry-after", "0")),
-                Part::Limit => out.push_str(&field("ratelimit-limit", "0")),
-                Part::Remaining => out.push_str(&field("ratelimit-remaining", "0")),
+                Part::Limit => out.push_str(&rate.map_or(0, |d| d.limit).to_string()),
+                Part::Remaining => out.push_str(&rate.map_or(0, |d| d.remaining).to_string()),
                 Part::RequestId => out.push_str(request_id.unwrap_or("")),
             }
         }
@@ -144,11 +150,21 @@ mod tests {
         )
         .unwrap();
         let mut r = crate::server::respond::status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-        r.headers_mut().insert("ratelimit-limit", HeaderValue::from_static("5"));
-        r.headers_mut()
-            .insert("ratelimit-remaining", HeaderValue::from_static("0"));
         r.headers_mut().insert("retry-after", HeaderValue::from_static("12"));
-        page.apply(&mut r, None);
+        let limiter = crate::limit::RateLimiter::new(&crate::limit::LimiterConfig {
+            limit: 5,
+            period: 60.0,
+            burst: Some(1),
+            max_keys: 10,
+            store: None,
+            timeout: std::time::Duration::from_secs(1),
+            on_store_error: crate::limit::FailurePolicy::Open,
+        })
+        .unwrap();
+        limiter.check_local(b"k", 1, Some(1)).unwrap();
+        let d = limiter.check_local(b"k", 1, Some(2)).unwrap();
+        assert!(!d.allowed);
+        page.apply(&mut r, None, Some(&d));
         assert_eq!(r.headers()["content-type"], "application/json");
         assert_eq!(
             body(r),
@@ -160,7 +176,7 @@ mod tests {
     fn defaults_and_errors() {
         let page = ErrorPage::new(401, "{status} {reason}: {retry_after}", "text/plain", "").unwrap();
         let mut r = crate::server::respond::status_response(StatusCode::UNAUTHORIZED, "Unauthorized");
-        page.apply(&mut r, None);
+        page.apply(&mut r, None, None);
         assert_eq!(body(r), "401 Unauthorized: 0");
         let err = |s: u16, b: &str| ErrorPage::new(s, b, "text/plain", "").unwrap_err().context.to_string();
         assert!(err(200, "x").contains("400-599"));
@@ -169,7 +185,7 @@ mod tests {
         // Braces that are not a variable are text.
         let page = ErrorPage::new(403, "{ } {x-y} {", "text/plain", "").unwrap();
         let mut r = crate::server::respond::status_response(StatusCode::FORBIDDEN, "Forbidden");
-        page.apply(&mut r, None);
+        page.apply(&mut r, None, None);
         assert_eq!(body(r), "{ } {x-y} {");
     }
 }

@@ -69,12 +69,54 @@ pub fn unauthorized(e: Option<&Error>) -> http::Response<Body> {
 const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
 const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
+const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
-/// The `RateLimit-Limit/Remaining/Reset` fields of a decision.
-pub fn rate_headers(d: &RateDecision, h: &mut http::HeaderMap) {
-    h.insert(RATELIMIT_LIMIT, HeaderValue::from(d.limit));
-    h.insert(RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
-    h.insert(RATELIMIT_RESET, HeaderValue::from(d.reset_after.ceil() as u64));
+/// Which rate-limit fields a rule sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateFields {
+    /// The current IETF draft (draft-ietf-httpapi-ratelimit-headers): `RateLimit-Policy` and
+    /// `RateLimit`.
+    Draft,
+    /// The older three fields: `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`.
+    Legacy,
+    /// Both sets.
+    Both,
+    /// None.
+    Off,
+}
+
+impl RateFields {
+    /// From its name ("draft", "legacy", "both", "none").
+    pub fn from_name(s: &str) -> Option<RateFields> {
+        Some(match s {
+            "draft" => RateFields::Draft,
+            "legacy" => RateFields::Legacy,
+            "both" => RateFields::Both,
+            "none" => RateFields::Off,
+            _ => return None,
+        })
+    }
+}
+
+/// The rate-limit fields of a decision. The quota reported is the one that applies: the
+/// bucket's capacity (`burst`) that `remaining` counts down from, refilled at `limit` per
+/// period (`RateLimit-Policy: "default";q=LIMIT;w=PERIOD`, and `burst` as the legacy
+/// `RateLimit-Limit`).
+pub fn rate_headers(d: &RateDecision, fields: RateFields, h: &mut http::HeaderMap) {
+    let reset = d.reset_after.ceil() as u64;
+    if matches!(fields, RateFields::Draft | RateFields::Both) {
+        let window = d.period.ceil().max(1.0) as u64;
+        let policy = format!("\"default\";q={};w={window}", d.limit);
+        let state = format!("\"default\";r={};t={reset}", d.remaining);
+        h.insert(RATELIMIT_POLICY, HeaderValue::from_str(&policy).expect("digits"));
+        h.insert(RATELIMIT, HeaderValue::from_str(&state).expect("digits"));
+    }
+    if matches!(fields, RateFields::Legacy | RateFields::Both) {
+        h.insert(RATELIMIT_LIMIT, HeaderValue::from(d.burst));
+        h.insert(RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
+        h.insert(RATELIMIT_RESET, HeaderValue::from(reset));
+    }
 }
 
 #[cfg(test)]

@@ -85,7 +85,8 @@ pub(crate) async fn serve(
     }
     if !plan.error_pages.is_empty() && outcome.is_edge_rejection() {
         if let Some(page) = super::error_pages::page_for(&plan.error_pages, &resp) {
-            page.apply(&mut resp, notes.request_id.as_ref().and_then(|v| v.to_str().ok()));
+            let rate = notes.rate.as_ref().map(|(d, _)| d);
+            page.apply(&mut resp, notes.request_id.as_ref().and_then(|v| v.to_str().ok()), rate);
         }
     }
     let elapsed = t0.elapsed();
@@ -150,8 +151,8 @@ fn finish(notes: &mut Notes, resp: &mut http::Response<Body>) -> Outcome {
     for c in notes.set_cookies.drain(..) {
         h.append(http::header::SET_COOKIE, c);
     }
-    if let Some(d) = &notes.rate {
-        rate_headers(d, h);
+    if let Some((d, fields)) = &notes.rate {
+        rate_headers(d, *fields, h);
     }
     if let Some(s) = notes.cache_status {
         h.entry(X_CACHE).or_insert_with(|| s.as_header());

@@ -217,12 +217,19 @@ pub(crate) struct RateSpec {
     pub(crate) limiter: usize,
     #[serde(default = "default_key")]
     pub(crate) key: String,
+    /// "draft", "legacy", "both" or "none".
+    #[serde(default = "default_rate_fields")]
+    pub(crate) headers: String,
     /// Paths taken back out of `paths`.
     #[serde(default)]
     pub(crate) exclude: Vec<String>,
     /// Evaluate and record, never reject.
     #[serde(default)]
     pub(crate) shadow: bool,
+}
+
+fn default_rate_fields() -> String {
+    "draft".into()
 }
 
 fn default_key() -> String {

@@ -1,7 +1,7 @@
 //! A/B assignment: on an experiment's paths, the client keeps the variant in its sticky cookie,
 //! or gets one assigned from its unit id (the `ec-uid` cookie, made when missing), with the
-//! cookies set on the response. The variant goes to the origin as `x-ab-NAME` and joins the
-//! cache key. Never answers.
+//! cookies set on the response (`Secure` when the request came over TLS). The variant goes to
+//! the origin as `x-ab-NAME` and joins the cache key. Never answers.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
@@ -28,6 +28,8 @@ fn new_uid(state: &ServerState) -> String {
 pub fn assign(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Result<()> {
     // The path borrows the target only, so the headers and variants can change meanwhile.
     let path = crate::http::uri_path(&ctx.request.uri);
+    // Over TLS the cookies say `Secure`: a browser never sends them back over plain HTTP.
+    let secure = if ctx.request.edge.secure { "; Secure" } else { "" };
     for rule in plan.ab_tests.iter().filter(|r| r.paths.matches(path)) {
         let request = &ctx.request;
         let sticky = request
@@ -43,7 +45,7 @@ pub fn assign(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Result<
                         let uid = new_uid(state);
                         ctx.notes.set_cookies.push(
                             HeaderValue::from_str(&format!(
-                                "ec-uid={uid}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly"
+                                "ec-uid={uid}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly{secure}"
                             ))
                             .expect("ascii"),
                         );
@@ -52,8 +54,11 @@ pub fn assign(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Result<
                 };
                 let v = rule.experiment.assign(&uid).to_owned();
                 ctx.notes.set_cookies.push(
-                    HeaderValue::from_str(&format!("{}={v}; Path=/; Max-Age=2592000; SameSite=Lax", rule.cookie))
-                        .map_err(|_| Error::config("variant names must be valid cookie values"))?,
+                    HeaderValue::from_str(&format!(
+                        "{}={v}; Path=/; Max-Age=2592000; SameSite=Lax{secure}",
+                        rule.cookie
+                    ))
+                    .map_err(|_| Error::config("variant names must be valid cookie values"))?,
                 );
                 v
             }
@@ -94,5 +99,15 @@ mod tests {
         assign(&s, &p, &mut c).unwrap();
         assert_ne!(c.request.edge.variant("hero"), Some("evil"));
         assert_eq!(c.notes.set_cookies.len(), 1, "the variant only");
+        assert!(!c.notes.set_cookies[0].to_str().unwrap().contains("Secure"));
+        // Over TLS both cookies are Secure.
+        let mut c = ctx_with("/shop/x", &[]);
+        c.request.edge.secure = true;
+        assign(&s, &p, &mut c).unwrap();
+        assert!(c
+            .notes
+            .set_cookies
+            .iter()
+            .all(|v| v.to_str().unwrap().ends_with("; Secure")));
     }
 }

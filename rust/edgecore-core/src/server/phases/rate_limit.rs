@@ -91,14 +91,16 @@ pub async fn check(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Re
         if !d.allowed {
             ctx.notes.outcome = Some(Outcome::RateLimited);
             let mut r = status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            rate_headers(&d, r.headers_mut());
+            rate_headers(&d, rule.fields, r.headers_mut());
             r.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 HeaderValue::from((d.retry_after.ceil() as u64).max(1)),
             );
+            // Kept for a custom 429 body's {limit} and {remaining}.
+            ctx.notes.rate = Some((d, rule.fields));
             return Ok(Flow::Answer(r));
         }
-        ctx.notes.rate = Some(d);
+        ctx.notes.rate = Some((d, rule.fields));
     }
     Ok(Flow::Continue)
 }
@@ -115,13 +117,13 @@ mod tests {
         for remaining in [1, 0] {
             let mut c = ctx_from("198.51.100.1", "/login", &[]);
             assert!(matches!(block_on(check(&s, &p, &mut c)).unwrap(), Flow::Continue));
-            assert_eq!(c.notes.rate.as_ref().unwrap().remaining, remaining);
+            assert_eq!(c.notes.rate.as_ref().unwrap().0.remaining, remaining);
         }
         let mut c = ctx_from("198.51.100.1", "/login", &[]);
         match block_on(check(&s, &p, &mut c)).unwrap() {
             Flow::Answer(r) => {
                 assert_eq!(r.status(), 429);
-                assert!(r.headers().contains_key("retry-after") && r.headers().contains_key("ratelimit-limit"));
+                assert!(r.headers().contains_key("retry-after") && r.headers().contains_key("ratelimit-policy"));
             }
             Flow::Continue => panic!("not limited"),
         }

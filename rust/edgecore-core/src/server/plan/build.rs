@@ -397,8 +397,15 @@ fn build_rate_limit(r: RateSpec, i: usize, objects: &Objects) -> Result<RateRule
         .get(r.limiter)
         .cloned()
         .ok_or_else(|| Error::config(format!("unknown limiter {}", r.limiter)))?;
+    let fields = crate::server::respond::RateFields::from_name(&r.headers).ok_or_else(|| {
+        Error::config(format!(
+            "rate limit headers must be \"draft\", \"legacy\", \"both\" or \"none\", not {:?}",
+            r.headers
+        ))
+    })?;
     Ok(RateRule {
         shadow: r.shadow,
+        fields,
         paths: Matcher::excluding(&r.paths, &r.exclude)?,
         limiter,
         key,

@@ -100,6 +100,8 @@ pub enum LimitKey {
 pub struct RateRule {
     /// Shadow mode: count and record, never reject.
     pub shadow: bool,
+    /// Which `RateLimit` fields its responses carry.
+    pub fields: crate::server::respond::RateFields,
     /// Where.
     pub paths: Matcher,
     /// The limiter.
