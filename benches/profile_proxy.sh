@@ -5,6 +5,10 @@
 #   benches/profile_proxy.sh [REQUESTS]      (default 3000; needs nginx and valgrind:
 #                                             apt-get install valgrind)
 #   SERVER=edgecore-cache benches/profile_proxy.sh   (the same, every request a cache hit)
+#   SERVER=edgecore-cache-jwt ...      (a cache hit behind an HS256 JWT rule)
+#   SERVER=edgecore-pipeline ...       (client IP, GeoLite2-City, HS256 JWT, rate limit, cache hit)
+#   AUTH=1 SERVER=edgecore-cache ...   (sends the same token and X-Forwarded-For, unchecked: the
+#                                       cache hit to compare edgecore-cache-jwt with)
 #
 # Starts an nginx origin and `edgecore-proxy` under callgrind (instrumentation off during start-up
 # and warm-up), sends REQUESTS keep-alive GETs, and prints the instructions per request and the
@@ -25,21 +29,25 @@ worker_processes 1; daemon off; pid $T/nginx.pid; error_log $T/error.log warn;
 events { worker_connections 1024; }
 http { access_log off; keepalive_requests 1000000; client_body_temp_path $T; proxy_temp_path $T;
   fastcgi_temp_path $T; uwsgi_temp_path $T; scgi_temp_path $T;
-  server { listen 127.0.0.1:$ORIGIN; location / { return 200 "origin says hi"; } } }
+  server { listen 127.0.0.1:$ORIGIN; location / { add_header Cache-Control "public, max-age=3600"; return 200 "origin says hi"; } } }
 NG
 "$NGINX" -c "$T/origin.conf" & NGINX_PID=$!
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
   "$PY" -m edgecore.bench.servers "$NAME" --port "$PORT" --origin "http://127.0.0.1:$ORIGIN" \
   >/dev/null 2>"$T/valgrind.log" & SERVER=$!
 trap 'kill $SERVER $NGINX_PID 2>/dev/null || true' EXIT
-"$PY" - "$PORT" "$N" "$SERVER" <<'PY'
+"$PY" - "$PORT" "$N" "$SERVER" "$NAME" "${AUTH:-0}" <<'PY'
 import http.client, subprocess, sys, time
-port, n, pid = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+port, n, pid, name, auth = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+headers = {}
+if name in ("edgecore-pipeline", "edgecore-cache-jwt") or auth == "1":  # the same session token each time
+    from edgecore.bench.load import _token as make_token
+    headers = {"Authorization": f"Bearer {make_token()}", "X-Forwarded-For": "81.2.69.160"}
 deadline = time.time() + 120
 while True:  # start-up under valgrind is slow
     try:
         c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        c.request("GET", "/warm"); c.getresponse().read(); break
+        c.request("GET", "/warm", headers=headers); c.getresponse().read(); break
     except OSError:
         if time.time() > deadline:
             raise
@@ -47,7 +55,7 @@ while True:  # start-up under valgrind is slow
 conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
 def run(k):
     for i in range(k):
-        c = conns[i % 4]; c.request("GET", "/page"); r = c.getresponse(); r.read()
+        c = conns[i % 4]; c.request("GET", "/page", headers=headers); r = c.getresponse(); r.read()
         assert r.status == 200, r.status
 run(400)  # warm-up: pools, caches, lazy statics
 subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)

@@ -99,6 +99,7 @@ class JwtSpec(TypedDict):
     claims_to_headers: dict[str, str]
     shadow: bool
     exclude: list[str]
+    cache_size: int
 
 
 class RateLimitSpec(TypedDict):

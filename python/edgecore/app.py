@@ -316,11 +316,26 @@ class Edge:
         required_claims: list[str] | None = None,
         exclude: str | Iterable[str] = (),
         shadow: bool = False,
+        cache_size: int = 4096,
+        max_token_bytes: int = 8192,
+        jwks_refresh: float = 300.0,
+        jwks_min_interval: float = 10.0,
+        jwks_timeout: float = 5.0,
     ) -> Edge:
         """Require a valid JWT (Authorization: Bearer, or ``cookie``); 401 otherwise. With
         ``shadow``, tokens are verified and the verdicts recorded (metrics, access log), but no
-        request is refused (one without a valid token goes on without claims)."""
+        request is refused (one without a valid token goes on without claims).
+
+        ``cache_size`` verified tokens are remembered, so a session's token is verified once
+        (its ``exp``/``nbf``/``iat`` are still checked on every request; a JWK Set that changes
+        forgets them); 0 verifies every request. ``jwks_refresh`` is how often a ``jwks_url`` is
+        fetched again, ``jwks_min_interval`` the least time between fetches for an unknown
+        ``kid``."""
+        if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
+            raise _core.ConfigError(f"jwt cache_size must be a whole number >= 0, got {cache_size!r}")
         kwargs: dict[str, Any] = {"algorithms": algorithms, "audience": audience, "issuer": issuer, "leeway": leeway}
+        kwargs.update(max_token_bytes=max_token_bytes, jwks_refresh=jwks_refresh)
+        kwargs.update(jwks_min_interval=jwks_min_interval, jwks_timeout=jwks_timeout)
         if required_claims is not None:
             kwargs["required_claims"] = required_claims
         verifier = _core.JWTVerifier(key, jwks=jwks, jwks_url=jwks_url, **kwargs)
@@ -333,6 +348,7 @@ class Edge:
                 "claims_to_headers": dict(claims_to_headers or {}),
                 "exclude": _exclude(exclude),
                 "shadow": shadow,
+                "cache_size": cache_size,
             }
         )
         return self

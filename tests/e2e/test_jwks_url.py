@@ -134,3 +134,33 @@ def test_unreachable_url_is_a_config_error():
         ec.JWTVerifier(jwks_url="http://127.0.0.1:1/jwks", algorithms=["ES256"], jwks_timeout=1)
     with pytest.raises(ec.ConfigError, match="http"):
         ec.JWTVerifier(jwks_url="ftp://x/jwks", algorithms=["ES256"])
+
+
+def test_the_server_forgets_remembered_tokens_when_the_key_set_changes(server):
+    """Through a running server: a token verified once is remembered, and a JWK Set rotation
+    that retires its key makes the next request with it fail (not served from memory)."""
+    from tests.e2e.conftest import call
+
+    k1, jwk1 = make_key("k1")
+    k2, jwk2 = make_key("k2")
+    server.keys = [jwk1]
+    exp = int(time.time()) + 600
+    old = token(k1, "k1", exp=exp)
+    new = token(k2, "k2", exp=exp)
+    app = ec.Edge()
+    app.jwt(paths="/api/*", jwks_url=server.url, algorithms=["ES256"], jwks_refresh=0.1, jwks_min_interval=3600)
+
+    @app.route("/api/me")
+    def me(request, env):
+        return request.claims["sub"]
+
+    with app.serve() as s:
+        for _ in range(3):
+            assert call(s.url, "/api/me", headers={"Authorization": f"Bearer {old}"}).status == 200
+        server.keys = [jwk2]  # k1 retired
+        wait_for(
+            lambda: call(s.url, "/api/me", headers={"Authorization": f"Bearer {new}"}).status == 200,
+            what="the background refresh to publish k2",
+        )
+        r = call(s.url, "/api/me", headers={"Authorization": f"Bearer {old}"})
+        assert r.status == 401 and "kid" in r.headers["www-authenticate"], r.headers

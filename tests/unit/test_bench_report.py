@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -52,3 +53,58 @@ def test_the_forwarding_fields_go_only_into_the_proxy_configuration(tmp_path):
         path.write_text(conf)
         r = subprocess.run([nginx, "-t", "-c", str(path)], capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
+
+
+def test_the_bench_tool_says_what_to_install_before_running_anything(monkeypatch, capsys):
+    import importlib.util
+
+    from edgecore.bench import __main__ as bench_main
+    from edgecore.bench import requirements
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        requirements.importlib.util, "find_spec", lambda m: None if m in ("matplotlib", "granian") else real(m)
+    )
+    monkeypatch.setattr(requirements.shutil, "which", lambda t: None)
+    monkeypatch.setattr(requirements, "_on_path", lambda t: False)
+    ran = []
+    monkeypatch.setattr(bench_main.importlib, "import_module", lambda name: ran.append(name))
+    assert bench_main.main(["--quick"]) == 2
+    err = capsys.readouterr().err
+    assert "pip install 'edgecore[bench]'" in err and "matplotlib" in err and "granian" in err
+    assert "wrk and nginx" in err and "--no-load" in err
+    assert ran == [], "nothing runs before the requirements are met"
+    # Without the load benchmark, neither granian nor wrk is needed; matplotlib still is.
+    assert bench_main.main(["--only", "jwt"]) == 2
+    err = capsys.readouterr().err
+    assert "matplotlib" in err and "granian" not in err and "wrk" not in err
+
+
+def test_the_bench_extra_brings_every_module_the_tool_checks():
+    from pathlib import Path
+
+    import tomllib
+
+    from edgecore.bench.requirements import MODULES, SUITE_MODULES
+
+    extra = tomllib.loads(Path("pyproject.toml").read_text())["project"]["optional-dependencies"]["bench"]
+    names = {r.split(">")[0].split("=")[0] for r in extra}
+    assert set(MODULES.values()) == names
+    assert set().union(*SUITE_MODULES.values()) | {"matplotlib"} <= set(MODULES)
+
+
+def test_the_phase_breakdown_and_the_jwt_target_come_from_the_step_contenders():
+    from edgecore.bench.report import phase_breakdown
+
+    names = [n for n, _ in L.PHASE_STEPS]
+    load = {"scenarios": {"phases": [row(n, 1, cpu) for n, cpu in zip(names, (10.0, 10.6, 11.0, 12.5), strict=True)]}}
+    got = phase_breakdown(load)
+    assert [n for n, _, _ in got] == names
+    assert [round(a, 2) for _, _, a in got] == [10.0, 0.6, 0.4, 1.5]
+    jwt = {label: (round(x, 2), goal, ok) for label, x, goal, ok in load_ratios(load)}
+    assert jwt["JWT-protected cache hit: CPU added (µs)"] == (0.6, "<= 1 µs", True)
+    load["scenarios"]["phases"][1]["cpu_us"] = 12.0
+    assert dict((lbl, ok) for lbl, _, _, ok in load_ratios(load))["JWT-protected cache hit: CPU added (µs)"] is False
+    # Each step adds exactly one thing to the step before.
+    steps = [set(s.split(",")) for _, s in L.PHASE_STEPS]
+    assert all(len(b - a) == 1 and a < b for a, b in itertools.pairwise(steps))

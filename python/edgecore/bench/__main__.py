@@ -24,6 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-load", action="store_true", help="skip the server load benchmark")
     ap.add_argument("--out", default="bench-results", help="folder for report.md and the charts")
     args = ap.parse_args(argv)
+    suites = args.only or SUITES
+    load_wanted = not args.no_load and not args.only
+    from .requirements import missing
+
+    needed = missing(suites, load_wanted)
+    if needed:
+        print("python -m edgecore.bench cannot run yet; install:", file=sys.stderr)
+        for line in needed:
+            print(f"  - {line}", file=sys.stderr)
+        return 2
     if args.quick:
         _harness.BATCH_TIME = 0.01
     from .report import machine, write
@@ -31,14 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"edgecore benchmarks on {machine()}", flush=True)
     start = time.time()
     results = []
-    suites = args.only or SUITES
     for i, name in enumerate(suites, 1):
         print(f"[{i}/{len(suites)}] {name} …", file=sys.stderr, flush=True)
         res = importlib.import_module(f"edgecore.bench.{name}").run(quick=args.quick)
         print_result(res)
         results.append(res)
     load = None
-    if not args.no_load and not args.only:
+    if load_wanted:
         print("[load] servers under wrk …", file=sys.stderr, flush=True)
         from . import load as load_mod
 

@@ -37,6 +37,13 @@ SECRET = bytes.fromhex("6b" * 32)
 # a bearer token.
 ORIGIN_CACHE_CONTROL = "public, max-age=3600"
 CLIENT_IP = "81.2.69.160"
+# The phase breakdown's contenders: (name, steps), each one step more than the one before.
+PHASE_STEPS = [
+    ("cache hit", "cache"),
+    ("+ JWT (HS256, the same session token)", "cache,jwt"),
+    ("+ rate limit", "cache,jwt,rate"),
+    ("+ client IP and geo (GeoLite2-City)", "cache,jwt,rate,geo"),
+]
 
 
 def _token() -> str:
@@ -219,11 +226,19 @@ def run(quick: bool = False) -> dict:
         port = free_port()
         return Contender(name, [*srv, server, "--port", str(port), "--origin", origin_url], port, **kw)
 
+    def step(name: str, steps: str) -> Contender:
+        port = free_port()
+        cmd = [*srv, "edgecore-steps", "--steps", steps, "--port", str(port), "--origin", origin_url]
+        return Contender(name, cmd, port, path="/page", headers=auth, expect={"x-cache": "HIT"})
+
     scenarios: dict[str, list[Contender]] = {
         "pipeline": [
             contender("edgecore", "edgecore-pipeline", path="/page", headers=auth, expect={"x-cache": "HIT"}),
             contender("uvicorn+Starlette (pure-Python pipeline)", "starlette-pipeline", path="/page", headers=auth),
         ],
+        # The pipeline a step at a time (each adds one to the one before); the report turns the
+        # differences into CPU per phase.
+        "phases": [step(name, steps) for name, steps in PHASE_STEPS],
         "hello": [
             contender("edgecore def handler", "edgecore-hello"),
             contender("uvicorn raw ASGI", "uvicorn-hello"),

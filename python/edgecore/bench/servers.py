@@ -86,6 +86,37 @@ def edgecore_cache(port: int, origin: str) -> None:
     ec.Edge(origin=origin).cache(paths=["/*"], ttl=3600).run("127.0.0.1", port)
 
 
+def edgecore_cache_jwt(port: int, origin: str, secret: bytes) -> None:
+    """`edgecore_cache` behind an HS256 JWT rule: what verifying a session's token adds to a hit."""
+    import edgecore as ec
+
+    app = ec.Edge(origin=origin)
+    app.jwt(paths=["/*"], key=secret, algorithms=["HS256"])
+    app.cache(paths=["/*"], ttl=3600).run("127.0.0.1", port)
+
+
+def edgecore_steps(port: int, origin: str, secret: bytes, steps: str) -> None:
+    """The pipeline built up a step at a time (`--steps cache,jwt,rate,geo`), for the phase
+    breakdown: each contender adds one step to the one before."""
+    import edgecore as ec
+
+    wanted = set(steps.split(","))
+    unknown = wanted - {"cache", "jwt", "rate", "geo"}
+    if unknown:
+        sys.exit(f"unknown steps {sorted(unknown)}")
+    app = ec.Edge(origin=origin)
+    if "geo" in wanted:
+        app.trust_proxies(["127.0.0.1"])
+        app.geo(geolite_path())
+    if "jwt" in wanted:
+        app.jwt(paths=["/*"], key=secret, algorithms=["HS256"])
+    if "rate" in wanted:
+        app.rate_limit(paths=["/*"], limit=1_000_000, period=1.0)
+    if "cache" in wanted:
+        app.cache(paths=["/*"], ttl=3600)
+    app.run("127.0.0.1", port)
+
+
 def starlette_pipeline(port: int, origin: str, secret: bytes) -> None:
     import cachetools
     import httpx
@@ -164,6 +195,7 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--origin", default="http://127.0.0.1:9")
     ap.add_argument("--token-secret", default="6b" * 32)
+    ap.add_argument("--steps", default="cache", help="edgecore-steps: cache,jwt,rate,geo")
     a = ap.parse_args()
     secret = bytes.fromhex(a.token_secret)
     if a.name == "edgecore-pipeline":
@@ -182,6 +214,10 @@ def main() -> None:
         edgecore_proxy_middleware(a.port, a.origin)
     elif a.name == "edgecore-cache":
         edgecore_cache(a.port, a.origin)
+    elif a.name == "edgecore-steps":
+        edgecore_steps(a.port, a.origin, secret, a.steps)
+    elif a.name == "edgecore-cache-jwt":
+        edgecore_cache_jwt(a.port, a.origin, secret)
     else:
         sys.exit(f"unknown server {a.name}")
 

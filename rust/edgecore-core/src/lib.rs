@@ -12,6 +12,7 @@ pub mod geo;
 pub mod http;
 pub mod kv;
 pub mod limit;
+pub mod memo;
 pub mod rt;
 pub mod server;
 pub mod store;

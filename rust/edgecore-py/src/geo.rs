@@ -208,10 +208,11 @@ impl PyGeoDB {
         Ok(PyGeoDB { inner: Arc::new(db) })
     }
 
-    /// Geo data for `ip`, or None when the database has no record for it.
+    /// Geo data for `ip`, or None when the database has no record for it. Remembered per IP, as
+    /// the server does it (a reload forgets).
     fn lookup(&self, ip: &str) -> PyResult<Option<PyGeo>> {
         let ip = parse_ip(ip)?;
-        Ok(self.inner.lookup(ip).map(|inner| PyGeo { inner }))
+        Ok(self.inner.lookup_shared(ip).map(|g| PyGeo { inner: (*g).clone() }))
     }
 
     /// The full record for `ip`, as the maxminddb package returns it, or None.

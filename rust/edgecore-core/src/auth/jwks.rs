@@ -53,6 +53,9 @@ pub struct RemoteJwks {
     /// Fetches attempted and failed. Relaxed: statistics, not used for synchronisation.
     fetches: AtomicU64,
     failures: AtomicU64,
+    /// Changes whenever a fetched set differs from the one in use (a hash of the document), so
+    /// results cached under the old keys can tell they are stale.
+    generation: AtomicU64,
 }
 
 impl RemoteJwks {
@@ -65,7 +68,7 @@ impl RemoteJwks {
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(Error::config(format!("jwks_url {url:?} must be http:// or https://")));
         }
-        let first = crate::rt::background()
+        let (first, generation) = crate::rt::background()
             .block_on(fetch(&uri, timing.timeout))
             .map_err(|e| Error::config(format!("fetching the JWK Set from {url}: {e}")))?;
         let this = Arc::new(RemoteJwks {
@@ -75,6 +78,7 @@ impl RemoteJwks {
             last_refresh: Mutex::new(Instant::now()),
             fetches: AtomicU64::new(1),
             failures: AtomicU64::new(0),
+            generation: AtomicU64::new(generation),
         });
         crate::rt::background().spawn(refresh_loop(Arc::downgrade(&this), timing.refresh_interval));
         Ok(this)
@@ -83,6 +87,12 @@ impl RemoteJwks {
     /// The key set in use.
     pub fn current(&self) -> Arc<KeySet> {
         self.keys.load_full()
+    }
+
+    /// Identifies the key set in use: it changes when a refresh brings different keys. Read it
+    /// before verifying, so a rotation during the verification makes the result stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// (fetches, failures) so far.
@@ -123,8 +133,9 @@ impl RemoteJwks {
     async fn refresh(&self) -> bool {
         self.fetches.fetch_add(1, Ordering::Relaxed);
         match fetch(&self.url, self.timing.timeout).await {
-            Ok(set) => {
+            Ok((set, generation)) => {
                 self.keys.store(Arc::new(set));
+                self.generation.store(generation, Ordering::Release);
                 true
             }
             Err(_) => {
@@ -136,10 +147,11 @@ impl RemoteJwks {
     }
 }
 
-async fn fetch(url: &http::Uri, timeout: Duration) -> Result<KeySet> {
+/// The set at `url` and a hash of its document (its generation).
+async fn fetch(url: &http::Uri, timeout: Duration) -> Result<(KeySet, u64)> {
     let body = crate::client::get(url, timeout, MAX_JWKS_BYTES).await?;
     let doc = parse_object(&body).map_err(|e| Error::config(format!("JWK Set is not valid JSON: {e}")))?;
-    KeySet::from_jwks(&doc)
+    Ok((KeySet::from_jwks(&doc)?, xxhash_rust::xxh3::xxh3_64(&body)))
 }
 
 async fn refresh_loop(weak: Weak<RemoteJwks>, every: Duration) {

@@ -61,6 +61,29 @@ impl VerifierConfig {
     }
 }
 
+/// The time claims of a verified token (seconds since the epoch).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TimeClaims {
+    /// `exp`.
+    pub exp: Option<f64>,
+    /// `nbf`.
+    pub nbf: Option<f64>,
+    /// `iat`.
+    pub iat: Option<f64>,
+}
+
+impl TimeClaims {
+    /// From verified claims (their numbers were checked; anything else reads as absent).
+    pub fn of(claims: &Map<String, Value>) -> TimeClaims {
+        let n = |k: &str| claims.get(k).and_then(Value::as_f64);
+        TimeClaims {
+            exp: n("exp"),
+            nbf: n("nbf"),
+            iat: n("iat"),
+        }
+    }
+}
+
 /// Where the verifier's keys come from.
 enum KeySource {
     Static(KeySet),
@@ -219,6 +242,34 @@ impl JwtVerifier {
         Ok(alg)
     }
 
+    /// Checks a token's time claims against the clock (`now`, with the leeway): what a cached
+    /// verification re-checks on every use.
+    pub fn check_times(&self, t: &TimeClaims, now: f64) -> Result<()> {
+        let leeway = self.config.leeway;
+        if t.exp.is_some_and(|exp| now - leeway >= exp) {
+            return Err(claim_err(ErrorKind::TokenExpired, "token has expired"));
+        }
+        if t.nbf.is_some_and(|nbf| nbf > now + leeway) {
+            return Err(claim_err(ErrorKind::TokenImmature, "token is not valid yet (nbf)"));
+        }
+        if t.iat.is_some_and(|iat| iat > now + leeway) {
+            return Err(claim_err(
+                ErrorKind::TokenImmature,
+                "token was issued in the future (iat)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Identifies the keys in use: constant for fixed keys; for a remote JWK Set it changes when
+    /// a refresh brings different keys. Read it before verifying and keep it with a cached result.
+    pub fn key_generation(&self) -> u64 {
+        match &self.keys {
+            KeySource::Static(_) => 0,
+            KeySource::Remote(r) => r.generation(),
+        }
+    }
+
     fn check_claims(&self, claims: &Map<String, Value>, now: f64) -> Result<()> {
         let c = &self.config;
         let number = |name: &str| -> Result<Option<f64>> {
@@ -239,24 +290,12 @@ impl JwtVerifier {
                 ));
             }
         }
-        if let Some(exp) = number("exp")? {
-            if now - c.leeway >= exp {
-                return Err(claim_err(ErrorKind::TokenExpired, "token has expired"));
-            }
-        }
-        if let Some(nbf) = number("nbf")? {
-            if nbf > now + c.leeway {
-                return Err(claim_err(ErrorKind::TokenImmature, "token is not valid yet (nbf)"));
-            }
-        }
-        if let Some(iat) = number("iat")? {
-            if iat > now + c.leeway {
-                return Err(claim_err(
-                    ErrorKind::TokenImmature,
-                    "token was issued in the future (iat)",
-                ));
-            }
-        }
+        let times = TimeClaims {
+            exp: number("exp")?,
+            nbf: number("nbf")?,
+            iat: number("iat")?,
+        };
+        self.check_times(&times, now)?;
         if let Some(issuers) = &c.issuer {
             match claims.get("iss") {
                 None => return Err(claim_err(ErrorKind::TokenMissingClaim, "token has no iss claim")),

@@ -25,7 +25,7 @@ fn field<'r>(request: &'r Request, name: &header::HeaderName) -> Option<&'r str>
         .headers
         .get_field(name)
         .and_then(|v| std::str::from_utf8(v).ok())
-        .filter(|s| s.bytes().all(|b| b >= 0x20 || b == b'\t'))
+        .filter(|s| crate::http::no_controls(s.as_bytes()))
 }
 
 /// What `request` should get from the stored `response` (a 200, 304, 206 or 416).

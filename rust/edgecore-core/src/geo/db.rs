@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use super::client_ip::normalize;
 use super::record::Geo;
 use crate::error::{Error, Result};
+use crate::memo::Memo;
 
 #[derive(Deserialize, Default)]
 struct Names<'a> {
@@ -241,7 +243,14 @@ impl<'de> Deserialize<'de> for MmdbValue {
 pub struct GeoDb {
     path: PathBuf,
     reader: ArcSwap<Reader<Mmap>>,
+    /// Records already looked up, for the server (`lookup_shared`); bumped `generation` on
+    /// reload makes them all stale.
+    memo: Memo<IpAddr, Option<Arc<Geo>>>,
+    generation: AtomicU64,
 }
+
+/// Client IPs whose record a database remembers (about 64 bytes each plus the record).
+pub const GEO_MEMO_ENTRIES: usize = 16_384;
 
 fn open(path: &Path) -> Result<Reader<Mmap>> {
     let shown = path.display();
@@ -273,6 +282,8 @@ impl GeoDb {
         Ok(GeoDb {
             path,
             reader: ArcSwap::from_pointee(reader),
+            memo: Memo::new(GEO_MEMO_ENTRIES),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -285,6 +296,7 @@ impl GeoDb {
     pub fn reload(&self) -> Result<()> {
         let reader = open(&self.path)?;
         self.reader.store(Arc::new(reader));
+        self.generation.fetch_add(1, Ordering::AcqRel);
         Ok(())
     }
 
@@ -305,6 +317,19 @@ impl GeoDb {
     /// Geo data for `ip`, or None when the database has no record (or an unreadable one).
     pub fn lookup(&self, ip: IpAddr) -> Option<Geo> {
         lookup_in(&self.reader.load(), ip)
+    }
+
+    /// `lookup`, remembered: the same client IP on the next request costs one hash and one
+    /// probe instead of a tree walk and a record decode. A `reload` forgets everything.
+    pub fn lookup_shared(&self, ip: IpAddr) -> Option<Arc<Geo>> {
+        // Read before the lookup: a reload meanwhile leaves this entry stale, never wrong.
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(hit) = self.memo.get(&ip, generation) {
+            return hit;
+        }
+        let found = self.lookup(ip).map(Arc::new);
+        self.memo.insert(ip, generation, found.clone());
+        found
     }
 
     /// The full record for `ip`, or None.

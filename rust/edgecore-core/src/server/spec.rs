@@ -208,6 +208,13 @@ pub(crate) struct JwtSpec {
     /// Evaluate and record, never reject.
     #[serde(default)]
     pub(crate) shadow: bool,
+    /// Verified tokens remembered (0: verify every request).
+    #[serde(default = "default_token_cache")]
+    pub(crate) cache_size: usize,
+}
+
+fn default_token_cache() -> usize {
+    4096
 }
 
 #[derive(Debug, Deserialize)]

@@ -13,7 +13,7 @@ use crate::server::respond::status_response;
 pub fn check(plan: &Plan, ctx: &mut RequestCtx) -> Flow {
     let Some(b) = &plan.bots else { return Flow::Continue };
     let ua = ctx.request.header("user-agent").unwrap_or("");
-    let detected = b.detector.is_bot(ua) && !b.allow.as_ref().is_some_and(|a| a.is_match(ua));
+    let detected = b.detects(ua);
     let is_bot = ctx.dev.bot.unwrap_or(detected);
     ctx.request.edge.is_bot = is_bot;
     if b.shadow && b.block {
@@ -62,24 +62,36 @@ mod tests {
     #[test]
     fn an_allowed_name_is_a_product_token_not_a_substring() {
         let p = plan_with_bots("block", &["Googlebot", "re:^Special"]);
-        for ua in [
-            CRAWLER,
-            "Googlebot/2.1 (+http://www.google.com/bot.html)",
-            "googlebot",
-            "Special crawler",
-        ] {
-            let mut c = ctx_with("/", &[("user-agent", ua)]);
-            assert!(matches!(check(&p, &mut c), Flow::Continue), "{ua}");
+        // Twice each: the second verdict comes from the memo and must be the same.
+        for _ in 0..2 {
+            for ua in [
+                CRAWLER,
+                "Googlebot/2.1 (+http://www.google.com/bot.html)",
+                "googlebot",
+                "Special crawler",
+            ] {
+                let mut c = ctx_with("/", &[("user-agent", ua)]);
+                assert!(matches!(check(&p, &mut c), Flow::Continue), "{ua}");
+            }
+            for ua in [
+                "NotGooglebot/1.0 crawler",
+                "xGooglebot crawl",
+                "Googlebotx/1 bot",
+                "a Special crawler",
+            ] {
+                let mut c = ctx_with("/", &[("user-agent", ua)]);
+                assert!(matches!(check(&p, &mut c), Flow::Answer(_)), "{ua}");
+            }
         }
-        for ua in [
-            "NotGooglebot/1.0 crawler",
-            "xGooglebot crawl",
-            "Googlebotx/1 bot",
-            "a Special crawler",
-        ] {
-            let mut c = ctx_with("/", &[("user-agent", ua)]);
-            assert!(matches!(check(&p, &mut c), Flow::Answer(_)), "{ua}");
+        let b = p.bots.as_ref().unwrap();
+        assert_eq!(b.memo.len(), 8);
+        // A User-Agent too long to remember is still classified, every time.
+        let long = format!("{} crawler", "x".repeat(600));
+        for _ in 0..2 {
+            let mut c = ctx_with("/", &[("user-agent", &long)]);
+            assert!(matches!(check(&p, &mut c), Flow::Answer(_)));
         }
+        assert_eq!(b.memo.len(), 8);
     }
 
     #[test]

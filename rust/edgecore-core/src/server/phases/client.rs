@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::header::HeaderValue;
 
+use crate::geo::Geo;
 use crate::server::ctx::RequestCtx;
 use crate::server::plan::Plan;
 use crate::server::upstream::forwarding::X_FORWARDED_FOR;
@@ -59,14 +60,14 @@ pub fn identify(plan: &Plan, ctx: &mut RequestCtx) {
     ctx.notes.client_ip = Some(ip);
     match &plan.geo[..] {
         [] => {}
-        [db] => ctx.request.edge.geo = db.lookup(ip).map(Arc::new),
+        [db] => ctx.request.edge.geo = db.lookup_shared(ip),
         // Several databases (City and ASN): one record, each field from the first that has it.
         dbs => {
-            let merged = dbs.iter().filter_map(|db| db.lookup(ip)).reduce(|mut a, b| {
-                a.fill_from(b);
+            let merged = dbs.iter().filter_map(|db| db.lookup_shared(ip)).reduce(|mut a, b| {
+                Arc::make_mut(&mut a).fill_from(Geo::clone(&b));
                 a
             });
-            ctx.request.edge.geo = merged.map(Arc::new);
+            ctx.request.edge.geo = merged;
         }
     }
     if let Some(c) = ctx.dev.country.take() {

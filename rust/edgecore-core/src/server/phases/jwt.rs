@@ -2,16 +2,18 @@
 //! the rule's cookie), or it is answered 401 with a Bearer challenge. The verified claims join
 //! the request (templates, rate-limit keys, handlers) and the configured ones become headers
 //! toward the origin. An unknown `kid` refreshes a remote JWK Set once (rate-limited) and retries.
+//! A verified token is remembered by the rule (`auth::token_cache`): the next request with it
+//! costs one hash and one lookup, and its `exp`/`nbf`/`iat` are still checked against the clock.
 
 use std::sync::Arc;
 
 use http::header::HeaderValue;
 
-use crate::auth::claim_text;
-use crate::error::ErrorKind;
+use crate::auth::{claim_text, TimeClaims};
+use crate::error::{Error, ErrorKind};
 use crate::server::ctx::{Flow, RequestCtx};
 use crate::server::metrics::{Outcome, Policy};
-use crate::server::plan::{JwtRule, Plan};
+use crate::server::plan::{JwtRule, Plan, VerifiedToken};
 use crate::server::respond::unauthorized;
 use crate::server::state::ServerState;
 
@@ -74,7 +76,7 @@ async fn verify_rule(state: &ServerState, rule: &JwtRule, ctx: &mut RequestCtx) 
             // Only the verified credential may reach the origin: with two, which one the origin
             // reads is not ours to know.
             ctx.notes.outcome = Some(Outcome::JwtRejected);
-            return Flow::Answer(unauthorized(Some(&crate::error::Error::downstream(
+            return Flow::Answer(unauthorized(Some(&Error::downstream(
                 ErrorKind::TokenInvalidClaim,
                 "two different credentials (Authorization and cookie)",
             ))));
@@ -87,31 +89,17 @@ async fn verify_rule(state: &ServerState, rule: &JwtRule, ctx: &mut RequestCtx) 
         return Flow::Answer(unauthorized(None));
     };
     let t = state.now();
-    let mut result = rule.verifier.verify_now(token.as_bytes(), t);
-    if matches!(&result, Err(e) if e.kind == ErrorKind::TokenKeyNotFound) {
-        if let Some(remote) = rule.verifier.remote_jwks() {
-            // Boxed: a rare path keeps its (large) future off the per-request one, which is
-            // moved on every request.
-            if Box::pin(remote.refresh_if_allowed()).await {
-                result = rule.verifier.verify_now(token.as_bytes(), t);
-            }
-        }
-    }
-    match result {
-        Ok(claims) => {
+    let verified = match cached(rule, token.as_bytes(), t) {
+        Some(v) => Ok(v),
+        None => verify_token(rule, token.as_bytes(), t).await,
+    };
+    match verified {
+        Ok(v) => {
             let headers = ctx.request.headers.as_map_mut();
-            for (claim, header) in &rule.claims_to_headers {
-                let Some(v) = claims.get(claim) else { continue };
-                let Some(v) = claim_header_value(&claim_text(v)) else {
-                    ctx.notes.outcome = Some(Outcome::JwtRejected);
-                    return Flow::Answer(unauthorized(Some(&crate::error::Error::downstream(
-                        ErrorKind::TokenInvalidClaim,
-                        format!("claim {claim:?} cannot be a header value"),
-                    ))));
-                };
-                headers.insert(header.clone(), v);
+            for (name, value) in v.headers.iter() {
+                headers.insert(name.clone(), value.clone());
             }
-            ctx.request.edge.claims = Some(Arc::new(claims));
+            ctx.request.edge.claims = Some(v.claims.clone());
             Flow::Continue
         }
         Err(e) => {
@@ -119,6 +107,56 @@ async fn verify_rule(state: &ServerState, rule: &JwtRule, ctx: &mut RequestCtx) 
             Flow::Answer(unauthorized(Some(&e)))
         }
     }
+}
+
+/// A verification this rule remembers, if its time claims still hold at `now` (one that no
+/// longer holds is dropped, and the token is verified again, to get the precise error).
+fn cached(rule: &JwtRule, token: &[u8], now: f64) -> Option<Arc<VerifiedToken>> {
+    let cache = rule.cache.as_ref()?;
+    let v = cache.get(token, rule.verifier.key_generation())?;
+    if rule.verifier.check_times(&v.times, now).is_ok() {
+        return Some(v);
+    }
+    cache.remove(token);
+    None
+}
+
+/// Verifies `token` (refreshing a remote key set once on an unknown `kid`), renders the rule's
+/// claim headers, and remembers the result.
+async fn verify_token(rule: &JwtRule, token: &[u8], now: f64) -> Result<Arc<VerifiedToken>, Error> {
+    let generation = rule.verifier.key_generation();
+    let mut result = rule.verifier.verify_now(token, now);
+    if matches!(&result, Err(e) if e.kind == ErrorKind::TokenKeyNotFound) {
+        if let Some(remote) = rule.verifier.remote_jwks() {
+            // Boxed: a rare path keeps its (large) future off the per-request one, which is
+            // moved on every request.
+            if Box::pin(remote.refresh_if_allowed()).await {
+                result = rule.verifier.verify_now(token, now);
+            }
+        }
+    }
+    let claims = result?;
+    let mut headers = Vec::with_capacity(rule.claims_to_headers.len());
+    for (claim, header) in &rule.claims_to_headers {
+        let Some(v) = claims.get(claim) else { continue };
+        let Some(v) = claim_header_value(&claim_text(v)) else {
+            return Err(Error::downstream(
+                ErrorKind::TokenInvalidClaim,
+                format!("claim {claim:?} cannot be a header value"),
+            ));
+        };
+        headers.push((header.clone(), v));
+    }
+    let v = Arc::new(VerifiedToken {
+        times: TimeClaims::of(&claims),
+        claims: Arc::new(claims),
+        headers: headers.into(),
+    });
+    if let Some(cache) = &rule.cache {
+        // The generation read before verifying: a rotation meanwhile makes this entry stale.
+        cache.insert(token, generation, v.times.exp, v.clone(), now);
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -182,5 +220,46 @@ mod tests {
         // Off the rule's paths, nothing is checked.
         let mut c = ctx_with("/public", &[]);
         assert!(matches!(block_on(verify(&s, &p, &mut c)), Flow::Continue));
+    }
+
+    #[test]
+    fn a_remembered_token_still_expires_and_keeps_its_headers() {
+        let p = plan_with_jwt(serde_json::json!({"sub": "x-user-id"}));
+        let s = state(plan_with_jwt(serde_json::json!({})), None);
+        let exp = s.now() + 60.0;
+        let token = hs256_token(&serde_json::json!({"sub": "alice", "exp": exp}));
+        for _ in 0..3 {
+            let mut c = ctx_with(
+                "/api/x",
+                &[("authorization", &format!("Bearer {token}")), ("x-user-id", "admin")],
+            );
+            assert!(matches!(block_on(verify(&s, &p, &mut c)), Flow::Continue));
+            assert_eq!(
+                c.request.header("x-user-id"),
+                Some("alice"),
+                "the claim, not the client's value"
+            );
+            assert_eq!(c.request.edge.claims.as_ref().unwrap()["sub"], "alice");
+        }
+        let cache = p.jwt[0].cache.as_ref().unwrap();
+        assert_eq!(cache.len(), 1);
+        // A tampered copy of a remembered token is verified, and fails.
+        let mut forged = token.clone().into_bytes();
+        *forged.last_mut().unwrap() ^= 1;
+        let forged = String::from_utf8(forged).unwrap();
+        let mut c = ctx_with("/api/x", &[("authorization", &format!("Bearer {forged}"))]);
+        assert!(matches!(block_on(verify(&s, &p, &mut c)), Flow::Answer(r) if r.status() == 401));
+        // Past its exp, the remembered token is refused and forgotten.
+        s.clock_offset_ns
+            .store(61_000_000_000, std::sync::atomic::Ordering::Relaxed);
+        let mut c = ctx_with("/api/x", &[("authorization", &format!("Bearer {token}"))]);
+        match block_on(verify(&s, &p, &mut c)) {
+            Flow::Answer(r) => {
+                assert_eq!(r.status(), 401);
+                assert!(r.headers()["www-authenticate"].to_str().unwrap().contains("expired"));
+            }
+            Flow::Continue => panic!("an expired token was let through from the cache"),
+        }
+        assert_eq!(cache.len(), 0);
     }
 }

@@ -12,6 +12,7 @@ use super::rules::{
     AbRule, BotPolicy, CacheRule, HeaderRule, JwtRule, LimitKey, Middleware, OriginRule, Plan, RateRule, Redirect,
     RequestPolicy, Rewrite, Route, Timeouts,
 };
+use crate::auth::TokenCache;
 use crate::cache::{HttpCache, KeyOptions};
 use crate::classify::Experiment;
 use crate::error::{Error, Result};
@@ -310,6 +311,7 @@ fn build_bots(b: BotsSpec, objects: &Objects) -> Result<BotPolicy> {
         detector,
         block,
         allow,
+        memo: crate::memo::Memo::new(BotPolicy::MEMO_ENTRIES),
     })
 }
 
@@ -377,6 +379,7 @@ fn build_jwt(j: JwtSpec, objects: &Objects) -> Result<JwtRule> {
             .into_iter()
             .map(|(c, h)| Ok((c, header_name(&h)?)))
             .collect::<Result<_>>()?,
+        cache: (j.cache_size > 0).then(|| TokenCache::new(j.cache_size)),
     })
 }
 

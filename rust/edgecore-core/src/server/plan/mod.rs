@@ -20,5 +20,5 @@ pub mod rules;
 pub use build::check_settings;
 pub use rules::{
     AbRule, BotPolicy, CacheRule, HeaderRule, JwtRule, LimitKey, Middleware, OriginRule, Plan, RateRule, Redirect,
-    RequestPolicy, Rewrite, Route, Timeouts,
+    RequestPolicy, Rewrite, Route, Timeouts, VerifiedToken,
 };

@@ -4,9 +4,9 @@ use crate::server::conditions::Conditions;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
 
-use crate::auth::JwtVerifier;
+use crate::auth::{JwtVerifier, TimeClaims, TokenCache};
 use crate::cache::{HttpCache, KeyOptions};
 use crate::classify::{BotDetector, Experiment};
 use crate::geo::{GeoDb, TrustedProxies};
@@ -26,6 +26,31 @@ pub struct BotPolicy {
     pub block: bool,
     /// User-Agents matching these are never treated as bots (e.g. a search engine you want).
     pub allow: Option<regex::RegexSet>,
+    /// Verdicts on User-Agents seen (up to `MAX_MEMO_UA` bytes each).
+    pub memo: crate::memo::Memo<Box<str>, bool>,
+}
+
+impl BotPolicy {
+    /// Longest User-Agent whose verdict is remembered; longer ones are classified every time.
+    pub const MAX_MEMO_UA: usize = 512;
+    /// User-Agents remembered.
+    pub const MEMO_ENTRIES: usize = 8192;
+
+    /// Whether `ua` is a bot that no allow pattern lets through; remembered per User-Agent, as
+    /// the same few browsers come back on every request.
+    pub fn detects(&self, ua: &str) -> bool {
+        let remember = ua.len() <= Self::MAX_MEMO_UA;
+        if remember {
+            if let Some(v) = self.memo.get(ua, 0) {
+                return v;
+            }
+        }
+        let v = self.detector.is_bot(ua) && !self.allow.as_ref().is_some_and(|a| a.is_match(ua));
+        if remember {
+            self.memo.insert(ua.into(), 0, v);
+        }
+        v
+    }
 }
 
 /// A redirect rule.
@@ -84,6 +109,18 @@ pub struct JwtRule {
     pub cookie: Option<String>,
     /// Claim -> request header.
     pub claims_to_headers: Vec<(String, HeaderName)>,
+    /// Tokens verified on this rule (None: verify every request).
+    pub cache: Option<TokenCache<VerifiedToken>>,
+}
+
+/// What a verified token gives a request: kept in the rule's token cache.
+pub struct VerifiedToken {
+    /// The claims.
+    pub claims: Arc<serde_json::Map<String, serde_json::Value>>,
+    /// The rule's claim headers, rendered.
+    pub headers: Box<[(HeaderName, HeaderValue)]>,
+    /// Re-checked against the clock on every use.
+    pub times: TimeClaims,
 }
 
 /// Where a rate-limit key comes from.
