@@ -121,6 +121,7 @@ class AbTestSpec(TypedDict):
 class CacheSpec(TypedDict):
     paths: list[str]
     ttl: float | None
+    stale_if_error: float
     max_bytes: int
     ignore_query: bool
     ignore_params: list[str]
@@ -183,10 +184,23 @@ class RequestIdSpec(TypedDict):
     trace: bool
 
 
+class UpstreamSpec(TypedDict):
+    name: str
+    targets: list[str]
+    balance: str
+    eject_after: int
+    eject_for: float
+    eject_max: float
+    max_ejected_percent: int
+    retries: int
+    retry_budget: float
+
+
 class AppSpec(TypedDict, total=False):
     """The whole description (``Edge.spec_json()`` is this, as JSON)."""
 
     origin: str | None
+    upstreams: list[UpstreamSpec]
     location: str
     trusted_proxies: list[str]
     bots: BotsSpec

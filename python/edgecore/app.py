@@ -20,7 +20,7 @@ import socket
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from edgecore import _core
@@ -122,16 +122,21 @@ class Edge:
 
     def __init__(
         self,
-        origin: str | None = None,
+        origin: str | Sequence[str] | None = None,
         *,
         location: str | None = None,
         vars: Mapping[str, str] | None = None,
     ) -> None:
-        """``location`` names where this edge runs (``request.location``, ``{location}``;
-        default: ``EDGECORE_LOCATION``, else the host name); ``vars`` are variables and secrets
-        handlers read as ``env.vars``."""
+        """``origin``: a URL, ``"upstream:NAME"`` (see :meth:`upstream`), or a list of URLs
+        (an upstream named "default" with the default settings). ``location`` names where this
+        edge runs (``request.location``, ``{location}``; default: ``EDGECORE_LOCATION``, else the
+        host name); ``vars`` are variables and secrets handlers read as ``env.vars``."""
+        targets = None
+        if origin is not None and not isinstance(origin, str):
+            targets, origin = list(origin), "upstream:default"
         self._spec: AppSpec = {
             "origin": origin,
+            "upstreams": [],
             "location": location or os.environ.get("EDGECORE_LOCATION") or socket.gethostname(),
             "trusted_proxies": [],
             "redirects": [],
@@ -158,15 +163,74 @@ class Edge:
         self._vars: dict[str, str] = {}
         if vars is not None:
             self.vars(vars)
-        if origin is not None:
+        if targets is not None:
+            self.upstream("default", targets)
+        elif origin is not None:
             self._check_origin(origin)
 
     # ---- policies ----
 
     @staticmethod
     def _check_origin(url: str) -> None:
+        if url.startswith("upstream:") and len(url) > len("upstream:"):
+            return  # checked against the defined upstreams when the plan is built
         if not (url.startswith("http://") or url.startswith("https://")):
-            raise _core.ConfigError(f"origin {url!r} must start with http:// or https://")
+            raise _core.ConfigError(f"origin {url!r} must start with http:// or https:// (or be upstream:NAME)")
+
+    def upstream(
+        self,
+        name: str,
+        targets: Sequence[str],
+        *,
+        balance: str = "round_robin",
+        eject_after: int = 3,
+        eject_for: float = 10.0,
+        eject_max: float = 300.0,
+        max_ejected_percent: int = 50,
+        retries: int = 1,
+        retry_budget: float = 0.2,
+    ) -> Edge:
+        """Several origin targets behind one name, used as ``"upstream:NAME"`` wherever an origin
+        URL goes (``Edge(origin=)``, ``origin_for``). Requests take the targets in turn
+        (``balance="round_robin"``). ``eject_after`` failures in a row (a refused or failed
+        connection, a timeout, a 5xx answer) take a target out for ``eject_for`` seconds, doubled
+        each time it fails again on return, up to ``eject_max``; at most ``max_ejected_percent``
+        of the targets are out at once, never all. A request that could not connect, or an
+        idempotent one whose exchange failed and whose body is in hand, is tried on another
+        target up to ``retries`` times, while retries stay under ``retry_budget`` of the
+        requests (plus a burst of 10)."""
+        if isinstance(targets, str) or not targets:
+            raise _core.ConfigError(f"upstream {name!r} needs a list of target URLs")
+        for t in targets:
+            if not (t.startswith("http://") or t.startswith("https://")):
+                raise _core.ConfigError(f"upstream {name!r}: target {t!r} must start with http:// or https://")
+        if balance != "round_robin":
+            raise _core.ConfigError(
+                f'upstream {name!r}: balance {balance!r} is not supported (supported: "round_robin")'
+            )
+        if any(u["name"] == name for u in self._spec["upstreams"]):
+            raise _core.ConfigError(f"upstream {name!r} is defined twice")
+        for what, v in (
+            ("eject_after", eject_after),
+            ("max_ejected_percent", max_ejected_percent),
+            ("retries", retries),
+        ):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise _core.ConfigError(f"upstream {name!r}: {what} must be a whole number >= 0, got {v!r}")
+        self._spec["upstreams"].append(
+            {
+                "name": name,
+                "targets": list(targets),
+                "balance": balance,
+                "eject_after": eject_after,
+                "eject_for": float(eject_for),
+                "eject_max": float(eject_max),
+                "max_ejected_percent": max_ejected_percent,
+                "retries": retries,
+                "retry_budget": float(retry_budget),
+            }
+        )
+        return self
 
     def trust_proxies(self, cidrs: Iterable[str]) -> Edge:
         """X-Forwarded-For is believed only from peers in these CIDRs."""
@@ -430,18 +494,25 @@ class Edge:
         device: str | Iterable[str] | None = None,
         cookie: Presence = None,
         header: Presence = None,
+        stale_if_error: float = 0,
     ) -> Edge:
         """Cache matching GET responses as a shared cache (RFC 9111); ``ttl`` applies to responses
-        without their own freshness. Responses are tagged by the values of ``tag_fields``
-        (``Cache-Tag`` and ``Surrogate-Key`` by default) for ``purge(tag=...)``; those fields
-        reach clients only with ``forward_tags``. ``targeted_field`` renames the cache-control
-        field only this cache obeys (``Edgecore-Cache-Control``; RFC 9213)."""
+        without their own freshness. ``stale_if_error`` seconds past freshness, a stored copy
+        stands in (``x-cache: STALE``) when the origin answers 500/502/503/504, times out or
+        cannot be reached, for responses that carry no ``stale-if-error`` of their own.
+        Responses are tagged by the values of ``tag_fields`` (``Cache-Tag`` and ``Surrogate-Key``
+        by default) for ``purge(tag=...)``; those fields reach clients only with ``forward_tags``.
+        ``targeted_field`` renames the cache-control field only this cache obeys
+        (``Edgecore-Cache-Control``; RFC 9213)."""
         if ttl is not None and ttl <= 0:
             raise _core.ConfigError("cache ttl must be a positive number of seconds")
+        if isinstance(stale_if_error, bool) or not isinstance(stale_if_error, (int, float)) or not stale_if_error >= 0:
+            raise _core.ConfigError(f"cache stale_if_error must be a number of seconds >= 0, got {stale_if_error!r}")
         self._spec["cache"].append(
             {
                 "paths": _paths(paths),
                 "ttl": ttl,
+                "stale_if_error": float(stale_if_error),
                 "max_bytes": max_bytes,
                 "ignore_query": ignore_query,
                 "ignore_params": list(ignore_params),

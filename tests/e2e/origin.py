@@ -4,16 +4,18 @@ answers according to the path."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Origin:
-    def __init__(self, idle_timeout: float | None = None) -> None:
+    def __init__(self, idle_timeout: float | None = None, port: int = 0) -> None:
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.version = 1
+        self.open: set[socket.socket] = set()
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -23,6 +25,16 @@ class Origin:
 
             def log_message(self, *args):
                 pass
+
+            def setup(self):
+                super().setup()
+                with outer.lock:
+                    outer.open.add(self.connection)
+
+            def finish(self):
+                with outer.lock:
+                    outer.open.discard(self.connection)
+                super().finish()
 
             def _record(self, body: bytes) -> dict:
                 rec = {
@@ -196,7 +208,7 @@ class Origin:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = handle_any
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_port}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
@@ -212,5 +224,13 @@ class Origin:
             return sum(1 for r in self.requests if r["path"].startswith(path_prefix))
 
     def stop(self) -> None:
+        """Stop as a process would: no new connections, and the kept-alive ones are closed."""
         self.httpd.shutdown()
         self.httpd.server_close()
+        with self.lock:
+            open_now = list(self.open)
+        for conn in open_now:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

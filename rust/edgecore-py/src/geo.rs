@@ -208,11 +208,11 @@ impl PyGeoDB {
         Ok(PyGeoDB { inner: Arc::new(db) })
     }
 
-    /// Geo data for `ip`, or None when the database has no record for it. Remembered per IP, as
-    /// the server does it (a reload forgets).
+    /// Geo data for `ip`, or None when the database has no record for it. (The server remembers
+    /// the records of the client IPs it sees; this looks the database up every time.)
     fn lookup(&self, ip: &str) -> PyResult<Option<PyGeo>> {
         let ip = parse_ip(ip)?;
-        Ok(self.inner.lookup_shared(ip).map(|g| PyGeo { inner: (*g).clone() }))
+        Ok(self.inner.lookup(ip).map(|inner| PyGeo { inner }))
     }
 
     /// The full record for `ip`, as the maxminddb package returns it, or None.

@@ -131,6 +131,8 @@ pub struct HttpCache {
     /// Stored responses keep their tag fields (off: removed when stored, kept as `Entry::tags`).
     keep_tag_fields: bool,
     targeted: [HeaderName; 2],
+    /// `stale-if-error` for responses that give none (seconds; 0: none).
+    stale_if_error: f64,
 }
 
 /// The default tag fields: Cloudflare's and Fastly's.
@@ -146,7 +148,17 @@ impl HttpCache {
             tag_fields: TAG_FIELDS.map(HeaderName::from_static).to_vec(),
             keep_tag_fields: false,
             targeted: TARGETED.map(HeaderName::from_static),
+            stale_if_error: 0.0,
         }
+    }
+
+    /// Serves a stale copy for `seconds` past its freshness when the origin fails, for responses
+    /// that say nothing themselves (a response's own `stale-if-error` wins; `must-revalidate`
+    /// and `s-maxage` still forbid it).
+    #[must_use]
+    pub fn with_stale_if_error(mut self, seconds: f64) -> Self {
+        self.stale_if_error = seconds.max(0.0);
+        self
     }
 
     /// Reads tags from `fields` instead of `Cache-Tag` and `Surrogate-Key`.
@@ -294,9 +306,12 @@ impl HttpCache {
         now: f64,
         inherited: &[String],
     ) -> StoreDecision {
-        let decision = storable_targeted(request, response, now, self.default_ttl, &self.targeted.each_ref());
+        let mut decision = storable_targeted(request, response, now, self.default_ttl, &self.targeted.each_ref());
         if !decision.storable {
             return decision;
+        }
+        if decision.stale_if_error == 0.0 && !decision.must_revalidate {
+            decision.stale_if_error = self.stale_if_error;
         }
         let has_validators = etag_or_last_modified(&response.headers).is_some();
         let keep = decision.ttl

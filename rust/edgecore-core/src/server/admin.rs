@@ -44,12 +44,53 @@ pub fn metrics_response(state: &ServerState, plan: &Plan) -> http::Response<Body
             n.load(Ordering::Relaxed)
         );
     }
+    upstream_metrics(state, &mut text);
     let mut r = http::Response::new(Body::full(text));
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     r
+}
+
+/// Each balanced upstream's targets (in or ejected, ejections) and its retries.
+fn upstream_metrics(state: &ServerState, text: &mut String) {
+    let active = state.active.load();
+    let sets: Vec<_> = active.plan.upstreams.iter().filter(|s| s.is_balanced()).collect();
+    if sets.is_empty() {
+        return;
+    }
+    let mut up = String::new();
+    let mut ejections = String::new();
+    let mut retries = String::new();
+    for set in sets {
+        let health = &active.health[set.id];
+        let name = set.label();
+        for (target, h) in set.targets.iter().zip(health.targets.iter()) {
+            let labels = format!("upstream=\"{name}\",target=\"{target:?}\"");
+            let _ = writeln!(
+                up,
+                "edgecore_upstream_target_up{{{labels}}} {}",
+                u8::from(!h.is_ejected())
+            );
+            let total = h.ejected_total.load(Ordering::Relaxed);
+            let _ = writeln!(ejections, "edgecore_upstream_ejections_total{{{labels}}} {total}");
+        }
+        let _ = writeln!(
+            retries,
+            "edgecore_upstream_retries_total{{upstream=\"{name}\"}} {}",
+            health.retries()
+        );
+    }
+    text.push_str("# HELP edgecore_upstream_target_up Whether an upstream target takes requests (0: ejected).\n");
+    text.push_str("# TYPE edgecore_upstream_target_up gauge\n");
+    text.push_str(&up);
+    text.push_str("# HELP edgecore_upstream_ejections_total Times a target was taken out after failing.\n");
+    text.push_str("# TYPE edgecore_upstream_ejections_total counter\n");
+    text.push_str(&ejections);
+    text.push_str("# HELP edgecore_upstream_retries_total Requests tried again on another target.\n");
+    text.push_str("# TYPE edgecore_upstream_retries_total counter\n");
+    text.push_str(&retries);
 }
 
 /// What the admin listener answers: the metrics at `metrics_path` (`/metrics` when unset), 404

@@ -177,6 +177,50 @@ pub(crate) struct OriginSpec {
     pub(crate) exclude: Vec<String>,
 }
 
+/// `app.upstream(name, targets, ...)`: several targets behind one name (`upstream:NAME`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpstreamSpec {
+    pub(crate) name: String,
+    pub(crate) targets: Vec<String>,
+    #[serde(default = "default_balance")]
+    pub(crate) balance: String,
+    #[serde(default = "default_eject_after")]
+    pub(crate) eject_after: u32,
+    #[serde(default = "default_eject_for")]
+    pub(crate) eject_for: f64,
+    #[serde(default = "default_eject_max")]
+    pub(crate) eject_max: f64,
+    #[serde(default = "default_max_ejected_percent")]
+    pub(crate) max_ejected_percent: u32,
+    #[serde(default = "default_retries")]
+    pub(crate) retries: u32,
+    #[serde(default = "default_retry_budget")]
+    pub(crate) retry_budget: f64,
+}
+
+fn default_balance() -> String {
+    "round_robin".into()
+}
+fn default_eject_after() -> u32 {
+    3
+}
+fn default_eject_for() -> f64 {
+    10.0
+}
+fn default_eject_max() -> f64 {
+    300.0
+}
+fn default_max_ejected_percent() -> u32 {
+    50
+}
+fn default_retries() -> u32 {
+    1
+}
+fn default_retry_budget() -> f64 {
+    0.2
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HeadersSpec {
@@ -265,6 +309,9 @@ pub(crate) struct CacheSpec {
     pub(crate) max_bytes: usize,
     #[serde(default)]
     pub(crate) ignore_query: bool,
+    /// Seconds a stale copy may stand in for a failing origin when the response says nothing.
+    #[serde(default)]
+    pub(crate) stale_if_error: f64,
     #[serde(default)]
     pub(crate) ignore_params: Vec<String>,
     /// Fields whose values tag a stored response (None: `Cache-Tag` and `Surrogate-Key`).
@@ -319,6 +366,8 @@ pub(crate) struct ErrorPageSpec {
 #[serde(default, deny_unknown_fields)]
 pub struct AppSpec {
     pub(crate) origin: Option<String>,
+    /// Named sets of targets, used as `upstream:NAME` wherever an origin URL goes.
+    pub(crate) upstreams: Vec<UpstreamSpec>,
     /// Where this edge runs (`{location}`, `request.location`).
     pub(crate) location: Option<String>,
     pub(crate) trusted_proxies: Vec<String>,

@@ -13,7 +13,7 @@ use super::bridge::Bridge;
 use super::metrics::Metrics;
 use super::plan::Plan;
 use super::purge::Broadcast;
-use super::upstream::{OriginPool, Upstreams};
+use super::upstream::{OriginPool, SetHealth, Upstreams};
 use crate::error::Result;
 
 /// A plan and the runtime objects made for it: one connection pool per origin, by
@@ -24,13 +24,17 @@ pub struct Active {
     pub plan: Plan,
     /// The pool of each of the plan's origins.
     pub pools: Box<[Arc<OriginPool<Body>>]>,
+    /// The health of each origin set's targets, by [`crate::server::upstream::OriginSet::id`]
+    /// (a reload starts every target healthy).
+    pub health: Box<[SetHealth]>,
 }
 
 impl Active {
     /// `plan` with the pools of its origins (existing pools are reused: warm connections stay).
     pub fn new(plan: Plan, upstreams: &Upstreams<Body>) -> Active {
         let pools = plan.each_origin().map(|o| upstreams.pool(o)).collect();
-        Active { plan, pools }
+        let health = plan.upstreams.iter().map(SetHealth::new).collect();
+        Active { plan, pools, health }
     }
 }
 

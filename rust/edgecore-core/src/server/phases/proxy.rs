@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use http::StatusCode;
 use http_body_util::Limited;
 
@@ -16,16 +17,17 @@ use crate::server::plan::Plan;
 use crate::server::respond::status_response;
 use crate::server::state::Active;
 use crate::server::state::ServerState;
-use crate::server::upstream::Origin;
+use crate::server::upstream::{OriginSet, SetHealth};
 
 /// The origin for this client: the first matching `origin_for` rule, else the default.
-pub fn choose_origin<'p>(plan: &'p Plan, request: &Request) -> Option<&'p Origin> {
+pub fn choose_origin<'p>(plan: &'p Plan, request: &Request) -> Option<&'p OriginSet> {
     let path = request.path();
     plan.origins
         .iter()
         .find(|rule| rule.paths.matches(path) && rule.when.hold(request))
-        .map(|rule| &rule.origin)
-        .or(plan.origin.as_ref())
+        .map(|rule| rule.origin)
+        .or(plan.origin)
+        .map(|id| &plan.upstreams[id])
 }
 
 /// Proxies a WebSocket upgrade to the request's origin: the origin's 101 comes back with the
@@ -39,9 +41,11 @@ pub async fn upgrade(
     prior_xff: Option<String>,
 ) -> Result<(http::Response<Body>, Outcome)> {
     let plan = &active.plan;
-    let Some(origin) = choose_origin(plan, &request) else {
+    let Some(set) = choose_origin(plan, &request) else {
         return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound));
     };
+    let health = &active.health[set.id];
+    let (at, origin) = health.pick(set, None);
     let protocol = request
         .headers
         .get(http::header::UPGRADE.as_str())
@@ -49,11 +53,7 @@ pub async fn upgrade(
         .unwrap_or(http::HeaderValue::from_static("websocket"));
     let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let scheme = request.edge.scheme();
-    let mut parts = http::Request::new(()).into_parts().0;
-    parts.method = request.method;
-    parts.uri = request.uri;
-    parts.version = request.version;
-    parts.headers = request.headers.into_map();
+    let parts = request_parts(request);
     let pool = &active.pools[origin.index];
     let started = std::time::Instant::now();
     let upgraded = state
@@ -61,6 +61,11 @@ pub async fn upgrade(
         .upgrade(origin, pool, parts, ip, scheme, prior_xff, protocol)
         .await;
     state.metrics.origin(started.elapsed(), upgraded.is_err());
+    health.report(
+        set,
+        at,
+        matches!(&upgraded, Ok((r, _)) if !r.status().is_server_error()),
+    );
     let (resp, origin_io) = upgraded?;
     let mut resp = resp.map(Body::full);
     if let Some(io) = origin_io {
@@ -74,37 +79,115 @@ pub async fn upgrade(
     Ok((resp, Outcome::Proxied))
 }
 
-/// Forwards the request to its origin (404 when there is none).
-pub async fn forward(
-    state: &ServerState,
-    active: &Active,
-    request: Request,
-    body: BodyState,
-    prior_xff: Option<String>,
-) -> Result<(http::Response<Body>, Outcome)> {
-    let plan = &active.plan;
-    let Some(origin) = choose_origin(plan, &request) else {
-        return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound));
-    };
-    let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let scheme = request.edge.scheme();
+fn request_parts(request: Request) -> http::request::Parts {
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = request.method;
     parts.uri = request.uri;
     parts.version = request.version;
     parts.headers = request.headers.into_map();
-    let up_body = match body {
+    parts
+}
+
+/// A copy of `parts` for sending again (method, target, version, fields).
+fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
+    let mut copy = http::Request::new(()).into_parts().0;
+    copy.method = parts.method.clone();
+    copy.uri = parts.uri.clone();
+    copy.version = parts.version;
+    copy.headers = parts.headers.clone();
+    copy
+}
+
+/// Forwards the request to its origin (404 when there is none). With several targets, a
+/// request goes to the next healthy one; one that could not connect is tried on another target
+/// (nothing was sent), and an idempotent one whose body is in hand is sent again after a
+/// failed exchange, as the set's retries and retry budget allow. 5xx answers are passed on.
+pub async fn forward(
+    state: &ServerState,
+    active: &Active,
+    request: Request,
+    body: BodyState,
+    mut prior_xff: Option<String>,
+) -> Result<(http::Response<Body>, Outcome)> {
+    let plan = &active.plan;
+    let Some(set) = choose_origin(plan, &request) else {
+        return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound));
+    };
+    let health = &active.health[set.id];
+    let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
+    let scheme = request.edge.scheme();
+    // What a resend needs: the body's bytes (read already, or none at all) and an idempotent
+    // method. Only sets with somewhere else to go keep a copy.
+    let resend = set.is_balanced() && request.method.is_idempotent();
+    let replay = match &body {
+        BodyState::Read(b) if resend => Some(b.clone()),
+        BodyState::Unread(inc) if resend && hyper::body::Body::is_end_stream(inc) => Some(Bytes::new()),
+        _ => None,
+    };
+    let mut parts = request_parts(request);
+    let mut up_body = match body {
         BodyState::Read(b) => Body::full(b),
         BodyState::Unread(inc) => Body::Upload(Limited::new(inc, plan.limits.max_body_bytes)),
     };
-    let started = std::time::Instant::now();
-    let pool = &active.pools[origin.index];
-    let forwarded = state
-        .upstreams
-        .forward(origin, pool, parts, up_body, ip, scheme, prior_xff)
-        .await;
-    state.metrics.origin(started.elapsed(), forwarded.is_err());
-    Ok((forwarded?.map(Body::Origin), Outcome::Proxied))
+    let mut avoid = None;
+    let mut tries = 0;
+    loop {
+        let (at, origin) = health.pick(set, avoid);
+        let pool = &active.pools[origin.index];
+        let started = std::time::Instant::now();
+        let conn = match state.upstreams.connect(pool).await {
+            Ok(c) => c,
+            Err(e) => {
+                state.metrics.origin(started.elapsed(), true);
+                health.report(set, at, false);
+                if may_retry(set, health, tries) {
+                    // Nothing was sent: the same request goes to another target.
+                    (avoid, tries) = (Some(at), tries + 1);
+                    continue;
+                }
+                return Err(e);
+            }
+        };
+        let copy = replay.as_ref().map(|_| copy_parts(&parts));
+        let sent = state
+            .upstreams
+            .send(
+                conn,
+                origin,
+                pool,
+                parts,
+                up_body,
+                ip,
+                scheme,
+                xff_for_try(set, &mut prior_xff),
+            )
+            .await;
+        state.metrics.origin(started.elapsed(), sent.is_err());
+        health.report(set, at, matches!(&sent, Ok(r) if !r.status().is_server_error()));
+        match (sent, copy, &replay) {
+            (Err(_), Some(copy), Some(bytes)) if may_retry(set, health, tries) => {
+                (parts, up_body) = (copy, Body::full(bytes.clone()));
+                (avoid, tries) = (Some(at), tries + 1);
+            }
+            (sent, _, _) => return Ok((sent?.map(Body::Origin), Outcome::Proxied)),
+        }
+    }
+}
+
+/// The trusted X-Forwarded-For chain for one try: moved out for a single target (it is tried
+/// once), copied when the set may try again.
+fn xff_for_try(set: &OriginSet, prior_xff: &mut Option<String>) -> Option<String> {
+    if set.is_balanced() {
+        prior_xff.clone()
+    } else {
+        prior_xff.take()
+    }
+}
+
+/// Whether a failed try may go to another target: the set has one, retries are left, and the
+/// budget allows it.
+fn may_retry(set: &OriginSet, health: &SetHealth, tries: u32) -> bool {
+    set.is_balanced() && tries < set.policy.retries && health.take_retry(set)
 }
 
 #[cfg(test)]
@@ -129,7 +212,7 @@ mod tests {
                 g.continent = Some(continent.into());
                 c.request.edge.geo = Some(std::sync::Arc::new(g));
             }
-            format!("{:?}", choose_origin(&p, &c.request).unwrap())
+            format!("{:?}", choose_origin(&p, &c.request).unwrap().targets[0])
         };
         assert_eq!(pick("/x", None), "http://default:1");
         assert_eq!(pick("/x", Some(("DE", "EU"))), "http://eu:2");
@@ -169,6 +252,59 @@ mod tests {
                 .await
                 .unwrap();
             assert_eq!((resp.status().as_u16(), outcome), (404, Outcome::NotFound));
+        });
+    }
+
+    #[test]
+    fn a_target_that_refuses_the_connection_is_skipped_and_the_request_sent_to_the_next() {
+        block_on(async {
+            let live = FakeOrigin::start("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+            let dead = {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                format!("http://{}", l.local_addr().unwrap())
+            };
+            let spec = serde_json::json!({
+                "upstreams": [{"name": "api", "targets": [dead, live.url()], "eject_after": 1}],
+                "origin": "upstream:api",
+            });
+            let s = state(plan(spec), None);
+            let active = s.active.load_full();
+            // A POST: never sent to the dead target, so it may go to the live one as it is.
+            let request = Request::new(http::Method::POST, "/p".parse().unwrap());
+            let (resp, _) = forward(&s, &active, request, BodyState::Read("hello".into()), None)
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            assert!(live.received().await.starts_with("POST /p HTTP/1.1\r\n"));
+            let set = &active.plan.upstreams[0];
+            assert!(
+                active.health[set.id].targets[0].is_ejected(),
+                "one failure ejects (eject_after 1)"
+            );
+            assert_eq!(active.health[set.id].retries(), 1);
+        });
+    }
+
+    #[test]
+    fn with_every_target_down_the_error_comes_back_after_the_allowed_retries() {
+        block_on(async {
+            let dead = || {
+                let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                format!("http://{}", l.local_addr().unwrap())
+            };
+            let spec = serde_json::json!({
+                "upstreams": [{"name": "api", "targets": [dead(), dead(), dead()], "retries": 1}],
+                "origin": "upstream:api",
+            });
+            let s = state(plan(spec), None);
+            let active = s.active.load_full();
+            let request = Request::new(http::Method::GET, "/".parse().unwrap());
+            let e = forward(&s, &active, request, BodyState::Read("".into()), None)
+                .await
+                .err()
+                .expect("no target answers");
+            assert_eq!(e.kind, crate::error::ErrorKind::Upstream);
+            assert_eq!(active.health[0].retries(), 1, "one retry, as configured");
         });
     }
 }

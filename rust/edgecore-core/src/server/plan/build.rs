@@ -25,7 +25,6 @@ use crate::server::spec::{
     RedirectSpec, RewriteSpec, RouteSpec, ServerSpec,
 };
 use crate::server::template::Template;
-use crate::server::upstream::Origin;
 
 fn header_name(n: &str) -> Result<HeaderName> {
     HeaderName::from_bytes(n.as_bytes()).map_err(|_| Error::config(format!("invalid header name {n:?}")))
@@ -48,8 +47,8 @@ impl Plan {
     pub fn build(spec: AppSpec, objects: Objects) -> Result<Plan> {
         // What cached content depends on upstream of the cache rules (see `CacheRule::identity`).
         let upstream = format!(
-            "{:?}|{:?}|{:?}|{:?}",
-            spec.origin, spec.origins, spec.rewrites, spec.headers
+            "{:?}|{:?}|{:?}|{:?}|{:?}",
+            spec.origin, spec.upstreams, spec.origins, spec.rewrites, spec.headers
         );
         let timeouts = build_timeouts(&spec.server)?;
         let limits = crate::http::Limits {
@@ -68,8 +67,8 @@ impl Plan {
             crate::server::purge::client(url, &spec.server.purge_channel)?;
         }
         let request = build_request_policy(&spec)?;
-        let default_origin = spec.origin.as_deref().map(|o| Origin::parse(o, 0)).transpose()?;
-        let first_rule_origin = usize::from(default_origin.is_some());
+        let mut resolver = super::upstreams::Resolver::new(spec.upstreams)?;
+        let default_origin = spec.origin.as_deref().map(|o| resolver.resolve(o)).transpose()?;
         let fold = spec.server.case_insensitive_paths;
         let location: std::sync::Arc<str> = spec.location.as_deref().unwrap_or("").into();
         let loc = &*location;
@@ -87,6 +86,7 @@ impl Plan {
             cors: each(spec.cors, edge::build_cors)?,
             request_ids: spec.request_ids.map(edge::build_request_ids).transpose()?,
             origin: default_origin,
+            upstreams: Vec::new(),
             trusted: TrustedProxies::new(&spec.trusted_proxies)?,
             geo: objects.geo.clone(),
             bots: spec.bots.map(|b| build_bots(b, &objects)).transpose()?,
@@ -95,8 +95,7 @@ impl Plan {
             origins: spec
                 .origins
                 .into_iter()
-                .enumerate()
-                .map(|(i, o)| build_origin_rule(o, first_rule_origin + i))
+                .map(|o| build_origin_rule(o, &mut resolver))
                 .collect::<Result<_>>()?,
             headers: each(spec.headers, |h| build_headers(h, loc))?,
             jwt: each(spec.jwt, |j| build_jwt(j, &objects))?,
@@ -116,6 +115,7 @@ impl Plan {
             limits,
             tls,
         };
+        plan.upstreams = resolver.finish();
         if fold {
             plan.fold_case()?;
         }
@@ -340,11 +340,11 @@ fn build_rewrite(r: RewriteSpec, loc: &str) -> Result<Rewrite> {
     })
 }
 
-fn build_origin_rule(o: OriginSpec, index: usize) -> Result<OriginRule> {
+fn build_origin_rule(o: OriginSpec, resolver: &mut super::upstreams::Resolver) -> Result<OriginRule> {
     Ok(OriginRule {
         paths: Matcher::excluding(&o.paths, &o.exclude)?,
         when: Conditions::build(o.when)?,
-        origin: Origin::parse(&o.url, index)?,
+        origin: resolver.resolve(&o.url)?,
     })
 }
 
@@ -440,7 +440,12 @@ fn build_cache(mut c: CacheSpec, upstream: &str) -> Result<CacheRule> {
     if c.ttl.is_some_and(|t| !(t.is_finite() && t > 0.0)) {
         return Err(Error::config("cache ttl must be a positive number of seconds"));
     }
-    let mut cache = HttpCache::new(c.max_bytes.max(4096), c.ttl, 32).with_tag_fields_kept(c.forward_tags);
+    if !(c.stale_if_error.is_finite() && c.stale_if_error >= 0.0) {
+        return Err(Error::config("cache stale_if_error must be a number of seconds >= 0"));
+    }
+    let mut cache = HttpCache::new(c.max_bytes.max(4096), c.ttl, 32)
+        .with_tag_fields_kept(c.forward_tags)
+        .with_stale_if_error(c.stale_if_error);
     if let Some(fields) = &c.tag_fields {
         let names = fields
             .iter()

@@ -61,6 +61,50 @@ fn origins_are_numbered_default_first() {
 }
 
 #[test]
+fn an_upstream_is_one_set_however_many_rules_name_it() {
+    let plan = build(serde_json::json!({
+        "origin": "upstream:api",
+        "upstreams": [{"name": "api", "targets": ["http://a:1", "http://b:2"]}],
+        "origins": [{"url": "upstream:api", "paths": ["/x/*"]}, {"url": "http://c:3"}],
+    }))
+    .unwrap();
+    assert_eq!(plan.origin, Some(0));
+    assert_eq!(plan.origins[0].origin, 0);
+    assert_eq!(plan.upstreams.len(), 2);
+    let seen: Vec<usize> = plan.each_origin().map(|o| o.index).collect();
+    assert_eq!(seen, [0, 1, 2]);
+    for (spec, message) in [
+        (
+            serde_json::json!({"origin": "upstream:nope"}),
+            "unknown upstream \"nope\"",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": []}]}),
+            "upstream \"a\" has no targets",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1"], "balance": "least_conn"}]}),
+            "balance \"least_conn\" is not supported",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1"]}, {"name": "a", "targets": ["http://y:1"]}]}),
+            "defined twice",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1"], "retry_budget": 2}]}),
+            "retry_budget",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["ftp://x"]}], "origin": "upstream:a"}),
+            "must be http",
+        ),
+    ] {
+        let e = build(spec).err().expect("refused");
+        assert!(e.context.contains(message), "{e}");
+    }
+}
+
+#[test]
 fn each_builder_names_what_is_wrong() {
     use serde_json::json;
     let cases = [

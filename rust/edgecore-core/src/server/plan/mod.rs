@@ -11,11 +11,13 @@
 //! - [`build`]: `Plan::build`, one `build_*` per policy.
 //! - [`edge`]: access lists, HTTPS only, CORS and request IDs.
 //! - [`report`]: warnings about rules that can never apply, and the start-up summary.
+//! - `upstreams`: origin URLs and `upstream:NAME` resolved to sets of targets.
 
 pub mod build;
 pub mod edge;
 pub mod report;
 pub mod rules;
+pub(crate) mod upstreams;
 
 pub use build::check_settings;
 pub use rules::{

@@ -98,8 +98,20 @@ impl Plan {
         if self.bots.is_some() {
             s.push("bot detection".into());
         }
-        if let Some(o) = &self.origin {
-            s.push(format!("origin {}://{}", o.scheme, o.authority));
+        if let Some(id) = self.origin {
+            let set = &self.upstreams[id];
+            match &set.name {
+                None => s.push(format!(
+                    "origin {}://{}",
+                    set.targets[0].scheme, set.targets[0].authority
+                )),
+                Some(name) => s.push(format!("origin upstream {name} ({} targets)", set.targets.len())),
+            }
+        }
+        for set in self.upstreams.iter().filter(|s| s.is_balanced()) {
+            if Some(set.id) != self.origin {
+                s.push(format!("upstream {} ({} targets)", set.label(), set.targets.len()));
+            }
         }
         if let Some(url) = &self.server.purge_redis {
             s.push(format!(

@@ -14,7 +14,7 @@ use crate::limit::RateLimiter;
 use crate::server::matcher::{Matcher, Pattern};
 use crate::server::spec::ServerSpec;
 use crate::server::template::Template;
-use crate::server::upstream::Origin;
+use crate::server::upstream::{Origin, OriginSet};
 
 /// A bot policy.
 pub struct BotPolicy {
@@ -81,8 +81,8 @@ pub struct OriginRule {
     pub paths: Matcher,
     /// For which requests (countries, continents…).
     pub when: Conditions,
-    /// The origin.
-    pub origin: Origin,
+    /// The origin: an index into [`Plan::upstreams`].
+    pub origin: usize,
 }
 
 /// Header templates.
@@ -219,8 +219,11 @@ pub struct Plan {
     pub cors: Vec<super::edge::CorsRule>,
     /// Request IDs and trace context.
     pub request_ids: Option<super::edge::RequestIds>,
-    /// The default origin.
-    pub origin: Option<Origin>,
+    /// The default origin: an index into `upstreams`.
+    pub origin: Option<usize>,
+    /// Every origin of the plan as a set of targets (a plain URL is a set of one), by
+    /// [`OriginSet::id`].
+    pub upstreams: Vec<OriginSet>,
     /// Trusted proxies.
     pub trusted: TrustedProxies,
     /// Geo database.
@@ -296,9 +299,8 @@ pub struct Timeouts {
 }
 
 impl Plan {
-    /// Every origin of the plan, in [`Origin::index`] order: the default one, then each
-    /// `origin_for` rule's.
+    /// Every origin target of the plan, in [`Origin::index`] order (each set's targets in turn).
     pub fn each_origin(&self) -> impl Iterator<Item = &Origin> {
-        self.origin.iter().chain(self.origins.iter().map(|r| &r.origin))
+        self.upstreams.iter().flat_map(|s| s.targets.iter())
     }
 }

@@ -165,6 +165,30 @@ impl<B: SendBody> Upstreams<B> {
         &self,
         origin: &Origin,
         pool: &Arc<OriginPool<B>>,
+        parts: http::request::Parts,
+        body: B,
+        client_ip: IpAddr,
+        scheme: &'static str,
+        prior_xff: Option<String>,
+    ) -> Result<http::Response<OriginBody<B>>> {
+        let c = self.connect(pool).await?;
+        self.send(c, origin, pool, parts, body, client_ip, scheme, prior_xff)
+            .await
+    }
+
+    /// A connection to the pool's origin, ready for a request: when this fails, nothing was
+    /// sent (the request may go to another target as it is).
+    pub(crate) async fn connect(&self, pool: &OriginPool<B>) -> Result<Box<OriginConn<B>>> {
+        self.checkout(pool).await
+    }
+
+    /// Sends the request on `c` (from [`Self::connect`]) and waits for the response head.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn send(
+        &self,
+        mut c: Box<OriginConn<B>>,
+        origin: &Origin,
+        pool: &Arc<OriginPool<B>>,
         mut parts: http::request::Parts,
         body: B,
         client_ip: IpAddr,
@@ -173,7 +197,6 @@ impl<B: SendBody> Upstreams<B> {
     ) -> Result<http::Response<OriginBody<B>>> {
         prepare_request(&mut parts, origin, &pool.host, client_ip, scheme, prior_xff)?;
         let req = http::Request::from_parts(parts, body);
-        let mut c = self.checkout(pool).await?;
         c.timer.as_mut().reset(tokio::time::Instant::now() + self.timeout);
         let mut response = std::pin::pin!(c.sender.send_request(req));
         let mut alive = true;
