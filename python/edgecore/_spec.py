@@ -184,7 +184,15 @@ class RequestIdSpec(TypedDict):
     trace: bool
 
 
-class UpstreamSpec(TypedDict):
+class HealthCheckSpec(TypedDict, total=False):
+    path: str
+    interval: float
+    timeout: float
+    healthy: int
+    unhealthy: int
+
+
+class _UpstreamRequired(TypedDict):
     name: str
     targets: list[str]
     balance: str
@@ -194,6 +202,13 @@ class UpstreamSpec(TypedDict):
     max_ejected_percent: int
     retries: int
     retry_budget: float
+    max_requests: int
+    max_pending: int
+
+
+class UpstreamSpec(_UpstreamRequired, total=False):
+    weights: list[int]
+    health: HealthCheckSpec
 
 
 class AppSpec(TypedDict, total=False):

@@ -32,6 +32,7 @@ from edgecore._spec import (
     HttpsSpec,
     RequestIdSpec,
     ServerSettings,
+    UpstreamSpec,
     WhenSpec,
 )
 from edgecore.env import Env, _deferred, await_deferring
@@ -117,6 +118,13 @@ def _when(
     return when
 
 
+def _number(v: Any, where: str) -> float:
+    """``v`` as a float, or an ``ec.ConfigError`` naming ``where``."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise _core.ConfigError(f"{where} must be a finite number, got {v!r}")
+    return float(v)
+
+
 class Edge:
     """An edge application. Requests no rule or handler answers go to ``origin``."""
 
@@ -183,53 +191,78 @@ class Edge:
         targets: Sequence[str],
         *,
         balance: str = "round_robin",
+        weights: Sequence[int] | None = None,
+        health: Mapping[str, Any] | None = None,
         eject_after: int = 3,
         eject_for: float = 10.0,
         eject_max: float = 300.0,
         max_ejected_percent: int = 50,
         retries: int = 1,
         retry_budget: float = 0.2,
+        max_requests: int = 0,
+        max_pending: int = 0,
     ) -> Edge:
         """Several origin targets behind one name, used as ``"upstream:NAME"`` wherever an origin
-        URL goes (``Edge(origin=)``, ``origin_for``). Requests take the targets in turn
-        (``balance="round_robin"``). ``eject_after`` failures in a row (a refused or failed
-        connection, a timeout, a 5xx answer) take a target out for ``eject_for`` seconds, doubled
-        each time it fails again on return, up to ``eject_max``; at most ``max_ejected_percent``
-        of the targets are out at once, never all. A request that could not connect, or an
-        idempotent one whose exchange failed and whose body is in hand, is tried on another
-        target up to ``retries`` times, while retries stay under ``retry_budget`` of the
-        requests (plus a burst of 10)."""
-        if isinstance(targets, str) or not targets:
-            raise _core.ConfigError(f"upstream {name!r} needs a list of target URLs")
-        for t in targets:
-            if not (t.startswith("http://") or t.startswith("https://")):
-                raise _core.ConfigError(f"upstream {name!r}: target {t!r} must start with http:// or https://")
-        if balance != "round_robin":
-            raise _core.ConfigError(
-                f'upstream {name!r}: balance {balance!r} is not supported (supported: "round_robin")'
-            )
+        URL goes (``Edge(origin=)``, ``origin_for``).
+
+        ``balance``: ``"round_robin"`` (in turn; smooth weighted with ``weights``),
+        ``"least_conn"`` (fewest requests in flight per weight), ``"random_two"`` (the less busy
+        of two at random), or consistent hashing of ``"hash:ip"``, ``"hash:header:NAME"`` or
+        ``"hash:claim:NAME"`` (a key keeps its target while that target is up; a request
+        without the key goes round robin). ``weights``: one whole number 1..100 per target.
+
+        ``health={"path": "/healthz", "interval": 5, "timeout": 1, "healthy": 2,
+        "unhealthy": 3}``: each target is asked for ``path`` every ``interval`` seconds;
+        ``unhealthy`` failures in a row (no 2xx/3xx within ``timeout``) take it out,
+        ``healthy`` successes bring it back.
+
+        Passive checks: ``eject_after`` failures in a row (a refused or failed connection, a
+        timeout, a 5xx answer) take a target out for ``eject_for`` seconds, doubled each time it
+        fails again on return, up to ``eject_max``; at most ``max_ejected_percent`` of the
+        targets are out at once, never all. A request that could not connect, or an idempotent
+        one whose exchange failed and whose body is in hand, is tried on another target up to
+        ``retries`` times, while retries stay under ``retry_budget`` of the requests (plus a
+        burst of 10). Circuit breaking: over ``max_requests`` requests in flight or
+        ``max_pending`` waiting for a connection (0: no limit), the edge answers 503 with
+        ``Retry-After`` at once."""
+        if not isinstance(name, str):
+            raise _core.ConfigError(f"upstream name must be a string, got {name!r}")
+        if isinstance(targets, str) or not isinstance(targets, Sequence):
+            raise _core.ConfigError(f"upstream {name!r} needs a list of target URLs, got {targets!r}")
         if any(u["name"] == name for u in self._spec["upstreams"]):
             raise _core.ConfigError(f"upstream {name!r} is defined twice")
         for what, v in (
             ("eject_after", eject_after),
             ("max_ejected_percent", max_ejected_percent),
             ("retries", retries),
+            ("max_requests", max_requests),
+            ("max_pending", max_pending),
         ):
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise _core.ConfigError(f"upstream {name!r}: {what} must be a whole number >= 0, got {v!r}")
-        self._spec["upstreams"].append(
-            {
-                "name": name,
-                "targets": list(targets),
-                "balance": balance,
-                "eject_after": eject_after,
-                "eject_for": float(eject_for),
-                "eject_max": float(eject_max),
-                "max_ejected_percent": max_ejected_percent,
-                "retries": retries,
-                "retry_budget": float(retry_budget),
-            }
-        )
+        spec: UpstreamSpec = {
+            "name": name,
+            "targets": list(targets),
+            "balance": balance,
+            "eject_after": eject_after,
+            "eject_for": _number(eject_for, f"upstream {name!r}: eject_for"),
+            "eject_max": _number(eject_max, f"upstream {name!r}: eject_max"),
+            "max_ejected_percent": max_ejected_percent,
+            "retries": retries,
+            "retry_budget": _number(retry_budget, f"upstream {name!r}: retry_budget"),
+            "max_requests": max_requests,
+            "max_pending": max_pending,
+        }
+        if weights is not None:
+            spec["weights"] = list(weights)
+        if health is not None:
+            spec["health"] = dict(health)  # type: ignore[typeddict-item]
+        try:
+            text = json.dumps({"upstreams": [spec]}, allow_nan=False)
+        except ValueError:
+            raise _core.ConfigError(f"upstream {name!r}: health settings must be finite numbers") from None
+        _core.check_app(text)
+        self._spec["upstreams"].append(spec)
         return self
 
     def trust_proxies(self, cidrs: Iterable[str]) -> Edge:

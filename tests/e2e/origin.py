@@ -15,6 +15,8 @@ class Origin:
         self.requests: list[dict] = []
         self.lock = threading.Lock()
         self.version = 1
+        # What /healthz answers: 200 while True, 503 after.
+        self.healthy = True
         self.open: set[socket.socket] = set()
         outer = self
 
@@ -79,6 +81,8 @@ class Origin:
                 if path.startswith("/slow"):
                     time.sleep(float(self.path.split("s=")[-1]) if "s=" in self.path else 2.0)
                     self._send(200, b"slow")
+                elif path.startswith("/healthz"):
+                    self._send(200 if outer.healthy else 503, b"ok" if outer.healthy else b"sick")
                 elif path.startswith("/fail"):
                     self._send(500, b"boom")
                 elif path.startswith("/drop"):
@@ -234,3 +238,13 @@ class Origin:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+if __name__ == "__main__":
+    # An origin in a process of its own, for tests that kill or stop it: prints its URL, then
+    # serves until killed.
+    import sys
+
+    o = Origin(port=int(sys.argv[1]) if len(sys.argv) > 1 else 0)
+    print(o.url, flush=True)
+    threading.Event().wait()

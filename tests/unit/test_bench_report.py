@@ -33,6 +33,12 @@ def test_the_proxy_target_is_taken_against_nginx_doing_the_same_work():
     assert got["edgecore proxy CPU vs bare nginx proxy_pass (reference)"] == (1.2, "", None)
 
 
+def test_the_upstream_row_compares_with_the_single_origin_proxy():
+    load = {"scenarios": {"proxy": [row("edgecore proxy", 40000, 20.0), row(L.UPSTREAM_TWO, 39000, 21.5)]}}
+    got = {label: (round(x, 3), goal, ok) for label, x, goal, ok in load_ratios(load)}
+    assert got == {"proxy to an upstream of two targets: CPU vs one origin": (1.075, "<= 1.05x", False)}
+
+
 def test_a_missing_contender_gives_no_row():
     load = {"scenarios": {"proxy": [row("edgecore proxy", 40000, 21.0)]}}
     assert load_ratios(load) == []

@@ -134,6 +134,7 @@ NGINX_FORWARDING = (
 
 
 MIDDLEWARE_EXCLUDED = "edgecore proxy, a path its Next.js middleware matcher excludes"
+UPSTREAM_TWO = "edgecore proxy to an upstream of two targets"
 NGINX_PROXY = "nginx proxy_pass (keep-alive, same forwarding fields)"
 NGINX_PROXY_BARE = "nginx proxy_pass (keep-alive, bare)"
 
@@ -247,6 +248,7 @@ def run(quick: bool = False) -> dict:
             contender("edgecore proxy", "edgecore-proxy", path="/page"),
             # A path the middleware's matcher excludes: no Python (the response would carry x-mw).
             contender(MIDDLEWARE_EXCLUDED, "edgecore-proxy-middleware", path="/api/page", expect={"x-mw": None}),
+            contender(UPSTREAM_TWO, "edgecore-proxy-upstream", path="/page"),
         ],
     }
     granian = shutil.which("granian") or str(Path(py).parent / "granian")

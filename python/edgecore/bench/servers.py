@@ -65,6 +65,16 @@ def edgecore_proxy(port: int, origin: str) -> None:
     ec.Edge(origin=origin).run("127.0.0.1", port)
 
 
+def edgecore_proxy_upstream(port: int, origin: str) -> None:
+    """The proxy with an upstream of two targets (round robin, passive health, retries) in front
+    of the same origin: what balancing adds to a proxied request."""
+    import edgecore as ec
+
+    app = ec.Edge(origin="upstream:api")
+    app.upstream("api", [origin, origin + "/"])
+    app.run("127.0.0.1", port)
+
+
 def edgecore_proxy_middleware(port: int, origin: str) -> None:
     """The proxy behind the usual Next.js middleware matcher; the benchmark requests a path the
     matcher excludes, so the request must cost what a plain proxied one does (no Python)."""
@@ -210,6 +220,8 @@ def main() -> None:
         edgecore_origin(a.port)
     elif a.name == "edgecore-proxy":
         edgecore_proxy(a.port, a.origin)
+    elif a.name == "edgecore-proxy-upstream":
+        edgecore_proxy_upstream(a.port, a.origin)
     elif a.name == "edgecore-proxy-middleware":
         edgecore_proxy_middleware(a.port, a.origin)
     elif a.name == "edgecore-cache":

@@ -56,13 +56,15 @@ pub fn metrics_response(state: &ServerState, plan: &Plan) -> http::Response<Body
 /// Each balanced upstream's targets (in or ejected, ejections) and its retries.
 fn upstream_metrics(state: &ServerState, text: &mut String) {
     let active = state.active.load();
-    let sets: Vec<_> = active.plan.upstreams.iter().filter(|s| s.is_balanced()).collect();
+    let sets: Vec<_> = active.plan.upstreams.iter().filter(|s| s.name.is_some()).collect();
     if sets.is_empty() {
         return;
     }
     let mut up = String::new();
     let mut ejections = String::new();
     let mut retries = String::new();
+    let mut overflows = String::new();
+    let mut in_flight = String::new();
     for set in sets {
         let health = &active.health[set.id];
         let name = set.label();
@@ -71,7 +73,7 @@ fn upstream_metrics(state: &ServerState, text: &mut String) {
             let _ = writeln!(
                 up,
                 "edgecore_upstream_target_up{{{labels}}} {}",
-                u8::from(!h.is_ejected())
+                u8::from(h.is_usable())
             );
             let total = h.ejected_total.load(Ordering::Relaxed);
             let _ = writeln!(ejections, "edgecore_upstream_ejections_total{{{labels}}} {total}");
@@ -81,8 +83,20 @@ fn upstream_metrics(state: &ServerState, text: &mut String) {
             "edgecore_upstream_retries_total{{upstream=\"{name}\"}} {}",
             health.retries()
         );
+        let _ = writeln!(
+            overflows,
+            "edgecore_upstream_overflows_total{{upstream=\"{name}\"}} {}",
+            health.overflows.load(Ordering::Relaxed)
+        );
+        if set.counts() {
+            let _ = writeln!(
+                in_flight,
+                "edgecore_upstream_requests_in_flight{{upstream=\"{name}\"}} {}",
+                health.in_flight()
+            );
+        }
     }
-    text.push_str("# HELP edgecore_upstream_target_up Whether an upstream target takes requests (0: ejected).\n");
+    text.push_str("# HELP edgecore_upstream_target_up Whether an upstream target takes requests (0: ejected or failing its health check).\n");
     text.push_str("# TYPE edgecore_upstream_target_up gauge\n");
     text.push_str(&up);
     text.push_str("# HELP edgecore_upstream_ejections_total Times a target was taken out after failing.\n");
@@ -91,6 +105,14 @@ fn upstream_metrics(state: &ServerState, text: &mut String) {
     text.push_str("# HELP edgecore_upstream_retries_total Requests tried again on another target.\n");
     text.push_str("# TYPE edgecore_upstream_retries_total counter\n");
     text.push_str(&retries);
+    text.push_str("# HELP edgecore_upstream_overflows_total Requests answered 503 by the circuit breaker.\n");
+    text.push_str("# TYPE edgecore_upstream_overflows_total counter\n");
+    text.push_str(&overflows);
+    if !in_flight.is_empty() {
+        text.push_str("# HELP edgecore_upstream_requests_in_flight Requests sent and not yet answered in full.\n");
+        text.push_str("# TYPE edgecore_upstream_requests_in_flight gauge\n");
+        text.push_str(&in_flight);
+    }
 }
 
 /// What the admin listener answers: the metrics at `metrics_path` (`/metrics` when unset), 404

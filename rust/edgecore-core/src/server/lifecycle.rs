@@ -74,9 +74,13 @@ impl ServerHandle {
                 rule.coalescer = old.coalescer.clone();
             }
         }
-        self.shared
-            .active
-            .store(Arc::new(Active::new(plan, &self.shared.upstreams)));
+        let active = Arc::new(Active::new(
+            plan,
+            &self.shared.upstreams,
+            Some(&self.shared.active.load()),
+        ));
+        self.shared.upstreams.retire_others(&active.pools);
+        self.shared.active.store(active);
         Ok(())
     }
 

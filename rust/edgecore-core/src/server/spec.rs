@@ -197,6 +197,45 @@ pub(crate) struct UpstreamSpec {
     pub(crate) retries: u32,
     #[serde(default = "default_retry_budget")]
     pub(crate) retry_budget: f64,
+    /// One per target (all 1 when absent).
+    #[serde(default)]
+    pub(crate) weights: Option<Vec<u32>>,
+    #[serde(default)]
+    pub(crate) health: Option<HealthCheckSpec>,
+    /// Requests in flight at most (0: no limit).
+    #[serde(default)]
+    pub(crate) max_requests: u32,
+    /// Requests waiting for a connection at most (0: no limit).
+    #[serde(default)]
+    pub(crate) max_pending: u32,
+}
+
+/// `app.upstream(..., health={...})`: the active health check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HealthCheckSpec {
+    pub(crate) path: String,
+    #[serde(default = "default_check_interval")]
+    pub(crate) interval: f64,
+    #[serde(default = "default_check_timeout")]
+    pub(crate) timeout: f64,
+    #[serde(default = "default_check_healthy")]
+    pub(crate) healthy: u32,
+    #[serde(default = "default_check_unhealthy")]
+    pub(crate) unhealthy: u32,
+}
+
+fn default_check_interval() -> f64 {
+    5.0
+}
+fn default_check_timeout() -> f64 {
+    1.0
+}
+fn default_check_healthy() -> u32 {
+    2
+}
+fn default_check_unhealthy() -> u32 {
+    3
 }
 
 fn default_balance() -> String {

@@ -24,16 +24,31 @@ pub struct Active {
     pub plan: Plan,
     /// The pool of each of the plan's origins.
     pub pools: Box<[Arc<OriginPool<Body>>]>,
-    /// The health of each origin set's targets, by [`crate::server::upstream::OriginSet::id`]
-    /// (a reload starts every target healthy).
-    pub health: Box<[SetHealth]>,
+    /// The health of each origin set's targets, by [`crate::server::upstream::OriginSet::id`].
+    pub health: Box<[Arc<SetHealth>]>,
 }
 
 impl Active {
-    /// `plan` with the pools of its origins (existing pools are reused: warm connections stay).
-    pub fn new(plan: Plan, upstreams: &Upstreams<Body>) -> Active {
+    /// `plan` with the pools of its origins (existing pools are reused: warm connections stay)
+    /// and their health: a set that `previous` had as it is keeps its health (and its active
+    /// health check); a new or changed one starts with every target up and its check started.
+    pub fn new(plan: Plan, upstreams: &Upstreams<Body>, previous: Option<&Active>) -> Active {
         let pools = plan.each_origin().map(|o| upstreams.pool(o)).collect();
-        let health = plan.upstreams.iter().map(SetHealth::new).collect();
+        let health = plan
+            .upstreams
+            .iter()
+            .map(|set| {
+                let kept = previous.and_then(|p| {
+                    let old = p.plan.upstreams.iter().find(|o| o.name.is_some() && o.same_as(set))?;
+                    Some(p.health[old.id].clone())
+                });
+                kept.unwrap_or_else(|| {
+                    let fresh = Arc::new(SetHealth::new(set));
+                    crate::server::upstream::checks::spawn(set, &fresh);
+                    fresh
+                })
+            })
+            .collect();
         Active { plan, pools, health }
     }
 }
@@ -81,7 +96,7 @@ impl ServerState {
             clock_offset_ns: AtomicU64::new(0),
             metrics: Metrics::default(),
             access_log,
-            active: ArcSwap::from_pointee(Active::new(plan, &upstreams)),
+            active: ArcSwap::from_pointee(Active::new(plan, &upstreams, None)),
             upstreams,
             bridge,
             uid_counter: AtomicU64::new(0),

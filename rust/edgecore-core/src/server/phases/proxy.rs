@@ -17,7 +17,7 @@ use crate::server::plan::Plan;
 use crate::server::respond::status_response;
 use crate::server::state::Active;
 use crate::server::state::ServerState;
-use crate::server::upstream::{OriginSet, SetHealth};
+use crate::server::upstream::{Balance, HashKey, OriginSet, SetHealth};
 
 /// The origin for this client: the first matching `origin_for` rule, else the default.
 pub fn choose_origin<'p>(plan: &'p Plan, request: &Request) -> Option<&'p OriginSet> {
@@ -45,7 +45,7 @@ pub async fn upgrade(
         return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound));
     };
     let health = &active.health[set.id];
-    let (at, origin) = health.pick(set, None);
+    let (at, origin) = health.pick(set, None, hash_key(set, &request));
     let protocol = request
         .headers
         .get(http::header::UPGRADE.as_str())
@@ -99,9 +99,10 @@ fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
 }
 
 /// Forwards the request to its origin (404 when there is none). With several targets, a
-/// request goes to the next healthy one; one that could not connect is tried on another target
-/// (nothing was sent), and an idempotent one whose body is in hand is sent again after a
-/// failed exchange, as the set's retries and retry budget allow. 5xx answers are passed on.
+/// request goes to the target the set's balancing picks among the usable ones; one that could
+/// not connect is tried on another target (nothing was sent), and an idempotent one whose body
+/// is in hand is sent again after a failed exchange, as the set's retries and retry budget
+/// allow. 5xx answers are passed on. Over the set's circuit limits: 503 at once.
 pub async fn forward(
     state: &ServerState,
     active: &Active,
@@ -114,6 +115,11 @@ pub async fn forward(
         return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound));
     };
     let health = &active.health[set.id];
+    let mut busy = match health.admit(set) {
+        Ok(busy) => busy,
+        Err(_) => return Ok(overflow()),
+    };
+    let key = hash_key(set, &request);
     let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
     let scheme = request.edge.scheme();
     // What a resend needs: the body's bytes (read already, or none at all) and an idempotent
@@ -129,13 +135,20 @@ pub async fn forward(
         BodyState::Read(b) => Body::full(b),
         BodyState::Unread(inc) => Body::Upload(Limited::new(inc, plan.limits.max_body_bytes)),
     };
-    let mut avoid = None;
-    let mut tries = 0;
+    let (mut avoid, mut tries) = (None, 0);
     loop {
-        let (at, origin) = health.pick(set, avoid);
+        let (at, origin) = health.pick(set, avoid, key);
+        if let Some(b) = &mut busy {
+            b.assign(at);
+        }
         let pool = &active.pools[origin.index];
         let started = std::time::Instant::now();
-        let conn = match state.upstreams.connect(pool).await {
+        let Ok(waiting) = health.wait(set) else {
+            return Ok(overflow());
+        };
+        let connected = state.upstreams.connect(pool).await;
+        drop(waiting);
+        let conn = match connected {
             Ok(c) => c,
             Err(e) => {
                 state.metrics.origin(started.elapsed(), true);
@@ -149,18 +162,10 @@ pub async fn forward(
             }
         };
         let copy = replay.as_ref().map(|_| copy_parts(&parts));
+        let xff = xff_for_try(set, &mut prior_xff);
         let sent = state
             .upstreams
-            .send(
-                conn,
-                origin,
-                pool,
-                parts,
-                up_body,
-                ip,
-                scheme,
-                xff_for_try(set, &mut prior_xff),
-            )
+            .send(conn, origin, pool, parts, up_body, ip, scheme, xff)
             .await;
         state.metrics.origin(started.elapsed(), sent.is_err());
         health.report(set, at, matches!(&sent, Ok(r) if !r.status().is_server_error()));
@@ -169,7 +174,44 @@ pub async fn forward(
                 (parts, up_body) = (copy, Body::full(bytes.clone()));
                 (avoid, tries) = (Some(at), tries + 1);
             }
-            (sent, _, _) => return Ok((sent?.map(Body::Origin), Outcome::Proxied)),
+            (sent, _, _) => {
+                let resp = sent?.map(|mut b| {
+                    b.busy = busy;
+                    Body::Origin(b)
+                });
+                return Ok((resp, Outcome::Proxied));
+            }
+        }
+    }
+}
+
+/// The answer when a set's circuit limits are reached: 503 at once, with `Retry-After`.
+/// Counted per upstream in `edgecore_upstream_overflows_total` (not logged: an overload would
+/// flood the log).
+fn overflow() -> (http::Response<Body>, Outcome) {
+    let mut resp = status_response(StatusCode::SERVICE_UNAVAILABLE, "Service Unavailable");
+    resp.headers_mut()
+        .insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+    (resp, Outcome::Error)
+}
+
+/// The request's key for a hashing balancer, hashed (None: not hashing, or the request has no
+/// such key, and the set goes round robin).
+fn hash_key(set: &OriginSet, request: &Request) -> Option<u64> {
+    use xxhash_rust::xxh3::xxh3_64;
+    let Balance::Hash(key) = &set.balance else { return None };
+    if !set.is_balanced() {
+        return None;
+    }
+    match key {
+        HashKey::Ip => request.edge.client_ip.map(|ip| match ip {
+            IpAddr::V4(a) => xxh3_64(&a.octets()),
+            IpAddr::V6(a) => xxh3_64(&a.octets()),
+        }),
+        HashKey::Header(name) => request.headers.get(name.as_str()).map(xxh3_64),
+        HashKey::Claim(name) => {
+            let value = request.edge.claims.as_ref()?.get(name)?;
+            Some(xxh3_64(crate::auth::claim_text(value).as_bytes()))
         }
     }
 }

@@ -80,11 +80,35 @@ fn an_upstream_is_one_set_however_many_rules_name_it() {
         ),
         (
             serde_json::json!({"upstreams": [{"name": "a", "targets": []}]}),
-            "upstream \"a\" has no targets",
+            "upstream \"a\" needs 1 to 256 targets, got 0",
         ),
         (
-            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1"], "balance": "least_conn"}]}),
-            "balance \"least_conn\" is not supported",
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1"], "balance": "fastest"}]}),
+            "balance \"fastest\" is not supported",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1", "http://x:1"]}]}),
+            "lists \"http://x:1\" twice",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1", "http://y:1"], "weights": [1]}]}),
+            "1 weights for 2 targets",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1"], "weights": [0]}]}),
+            "weights must be whole numbers from 1 to 100",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1"], "health": {"path": "healthz"}}]}),
+            "health path \"healthz\" must be a path",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1"], "health": {"path": "/h", "interval": 0}}]}),
+            "health interval must be a positive number",
+        ),
+        (
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1"], "health": {"path": "/h", "unhealthy": 0}}]}),
+            "must be at least 1",
         ),
         (
             serde_json::json!({"upstreams": [{"name": "a", "targets": ["http://x:1"]}, {"name": "a", "targets": ["http://y:1"]}]}),
@@ -95,7 +119,7 @@ fn an_upstream_is_one_set_however_many_rules_name_it() {
             "retry_budget",
         ),
         (
-            serde_json::json!({"upstreams": [{"name": "a", "targets": ["ftp://x"]}], "origin": "upstream:a"}),
+            serde_json::json!({"upstreams": [{"name": "a", "targets": ["ftp://x"]}]}),
             "must be http",
         ),
     ] {

@@ -105,12 +105,12 @@ impl Plan {
                     "origin {}://{}",
                     set.targets[0].scheme, set.targets[0].authority
                 )),
-                Some(name) => s.push(format!("origin upstream {name} ({} targets)", set.targets.len())),
+                Some(_) => s.push(format!("origin {}", upstream_summary(set))),
             }
         }
-        for set in self.upstreams.iter().filter(|s| s.is_balanced()) {
+        for set in self.upstreams.iter().filter(|s| s.name.is_some()) {
             if Some(set.id) != self.origin {
-                s.push(format!("upstream {} ({} targets)", set.label(), set.targets.len()));
+                s.push(upstream_summary(set));
             }
         }
         if let Some(url) = &self.server.purge_redis {
@@ -124,4 +124,29 @@ impl Plan {
         }
         s
     }
+}
+
+/// `upstream api (3 targets, least_conn, health /healthz every 5s, at most 100 in flight)`.
+fn upstream_summary(set: &crate::server::upstream::OriginSet) -> String {
+    use crate::server::upstream::{Balance, HashKey};
+    let balance = match &set.balance {
+        Balance::RoundRobin if set.weights.is_some() => "weighted round robin".to_owned(),
+        Balance::RoundRobin => "round robin".to_owned(),
+        Balance::LeastConn => "least_conn".to_owned(),
+        Balance::RandomTwo => "random_two".to_owned(),
+        Balance::Hash(HashKey::Ip) => "hash of the client IP".to_owned(),
+        Balance::Hash(HashKey::Header(h)) => format!("hash of {h}"),
+        Balance::Hash(HashKey::Claim(c)) => format!("hash of claim {c}"),
+    };
+    let mut parts = vec![format!("{} targets", set.targets.len()), balance];
+    if let Some(c) = &set.check {
+        parts.push(format!("health {} every {:?}", c.path, c.interval));
+    }
+    if set.policy.max_requests > 0 {
+        parts.push(format!("at most {} in flight", set.policy.max_requests));
+    }
+    if set.policy.max_pending > 0 {
+        parts.push(format!("at most {} waiting to connect", set.policy.max_pending));
+    }
+    format!("upstream {} ({})", set.label(), parts.join(", "))
 }

@@ -6,8 +6,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::server::spec::UpstreamSpec;
-use crate::server::upstream::{Origin, OriginSet, SetPolicy};
+use crate::server::spec::{HealthCheckSpec, UpstreamSpec};
+use crate::server::upstream::choose::schedule;
+use crate::server::upstream::{Balance, HealthCheck, Origin, OriginSet, SetPolicy};
+
+/// Targets an upstream may have (the weighted schedule is at most this × the largest weight).
+const MAX_TARGETS: usize = 256;
+/// The largest weight.
+const MAX_WEIGHT: u32 = 100;
 
 /// Turns origin strings into set ids, making the sets as it goes.
 pub(crate) struct Resolver {
@@ -23,8 +29,20 @@ impl Resolver {
         let mut by_name = HashMap::new();
         for s in specs {
             policy(&s)?;
-            if s.targets.is_empty() {
-                return Err(Error::config(format!("upstream {:?} has no targets", s.name)));
+            balancing(&s)?;
+            check(&s)?;
+            if s.targets.is_empty() || s.targets.len() > MAX_TARGETS {
+                return Err(Error::config(format!(
+                    "upstream {:?} needs 1 to {MAX_TARGETS} targets, got {}",
+                    s.name,
+                    s.targets.len()
+                )));
+            }
+            for (i, url) in s.targets.iter().enumerate() {
+                Origin::parse(url, 0).map_err(|e| Error::config(format!("upstream {:?}: {e}", s.name)))?;
+                if s.targets[..i].contains(url) {
+                    return Err(Error::config(format!("upstream {:?} lists {url:?} twice", s.name)));
+                }
             }
             if s.name.is_empty() || s.name.contains(char::is_whitespace) {
                 return Err(Error::config(format!("upstream name {:?} must be a word", s.name)));
@@ -64,11 +82,14 @@ impl Resolver {
             self.next_target += 1;
         }
         let id = self.sets.len();
+        let (balance, weights) = balancing(spec)?;
         self.sets.push(OriginSet {
-            name: Some(name.to_owned()),
-            targets: targets.into(),
-            id,
             policy: policy(spec)?,
+            schedule: weights.as_deref().map(schedule).unwrap_or_default(),
+            balance,
+            weights,
+            check: check(spec)?,
+            ..OriginSet::new(Some(name.to_owned()), targets.into(), id)
         });
         self.named.insert(name.to_owned(), id);
         Ok(id)
@@ -91,14 +112,64 @@ fn seconds(v: f64, what: &str, name: &str) -> Result<Duration> {
         })
 }
 
-fn policy(s: &UpstreamSpec) -> Result<SetPolicy> {
+/// The balancing and the weights (None when they are all equal).
+fn balancing(s: &UpstreamSpec) -> Result<(Balance, Option<Box<[u32]>>)> {
     let name = &s.name;
-    if s.balance != "round_robin" {
-        return Err(Error::config(format!(
-            "upstream {name:?}: balance {:?} is not supported (supported: \"round_robin\")",
+    let balance = Balance::parse(&s.balance).ok_or_else(|| {
+        Error::config(format!(
+            "upstream {name:?}: balance {:?} is not supported (supported: \"round_robin\", \"least_conn\", \"random_two\", \"hash:ip\", \"hash:header:NAME\", \"hash:claim:NAME\")",
             s.balance
+        ))
+    })?;
+    let Some(weights) = &s.weights else {
+        return Ok((balance, None));
+    };
+    if weights.len() != s.targets.len() {
+        return Err(Error::config(format!(
+            "upstream {name:?}: {} weights for {} targets (one each)",
+            weights.len(),
+            s.targets.len()
         )));
     }
+    if weights.iter().any(|w| !(1..=MAX_WEIGHT).contains(w)) {
+        return Err(Error::config(format!(
+            "upstream {name:?}: weights must be whole numbers from 1 to {MAX_WEIGHT}, got {weights:?}"
+        )));
+    }
+    let equal = weights.windows(2).all(|w| w[0] == w[1]);
+    Ok((balance, (!equal).then(|| weights.clone().into())))
+}
+
+/// The active health check, if any.
+fn check(s: &UpstreamSpec) -> Result<Option<HealthCheck>> {
+    let Some(h): Option<&HealthCheckSpec> = s.health.as_ref() else {
+        return Ok(None);
+    };
+    let name = &s.name;
+    let path: http::uri::PathAndQuery = h.path.parse().ok().filter(|_| h.path.starts_with('/')).ok_or_else(|| {
+        Error::config(format!(
+            "upstream {name:?}: health path {:?} must be a path starting with /",
+            h.path
+        ))
+    })?;
+    let interval = seconds(h.interval, "health interval", name)?;
+    let timeout = seconds(h.timeout, "health timeout", name)?;
+    if h.healthy == 0 || h.unhealthy == 0 {
+        return Err(Error::config(format!(
+            "upstream {name:?}: health healthy and unhealthy must be at least 1"
+        )));
+    }
+    Ok(Some(HealthCheck {
+        path,
+        interval,
+        timeout,
+        healthy: h.healthy,
+        unhealthy: h.unhealthy,
+    }))
+}
+
+fn policy(s: &UpstreamSpec) -> Result<SetPolicy> {
+    let name = &s.name;
     if s.max_ejected_percent > 100 {
         return Err(Error::config(format!(
             "upstream {name:?}: max_ejected_percent must be 0..100"
@@ -123,5 +194,7 @@ fn policy(s: &UpstreamSpec) -> Result<SetPolicy> {
         max_ejected_percent: s.max_ejected_percent,
         retries: s.retries,
         budget_ratio: s.retry_budget,
+        max_requests: s.max_requests,
+        max_pending: s.max_pending,
     })
 }

@@ -43,20 +43,24 @@ pub struct Upstreams<B: SendBody> {
     workers: usize,
 }
 
+/// What dials origins: TCP (no delay, `connect_timeout`), then TLS for `https://`.
+pub(crate) fn connector(connect_timeout: Duration) -> HttpsConnector<HttpConnector> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http)
+}
+
 impl<B: SendBody> Upstreams<B> {
     /// A client with these timeouts, for `workers` worker threads.
     pub fn new(connect_timeout: Duration, timeout: Duration, workers: usize) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(connect_timeout));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
         Upstreams {
-            connector,
+            connector: connector(connect_timeout),
             pools: Mutex::new(Vec::new()),
             timeout,
             workers: workers.max(1),
@@ -85,6 +89,7 @@ impl<B: SendBody> Upstreams<B> {
             dial,
             host,
             sweeps: AtomicU32::new(0),
+            retired: Default::default(),
         });
         let weak: Weak<OriginPool<B>> = Arc::downgrade(&pool);
         crate::rt::background().spawn(async move {
@@ -98,6 +103,18 @@ impl<B: SendBody> Upstreams<B> {
         });
         pools.push(pool.clone());
         pool
+    }
+
+    /// Drains the pools not in `keep` (a reload removed their origins): see
+    /// [`OriginPool::retire`]. A later plan that names the origin again gets a new pool.
+    pub fn retire_others(&self, keep: &[Arc<OriginPool<B>>]) {
+        self.pools.lock().retain(|p| {
+            let kept = keep.iter().any(|k| Arc::ptr_eq(k, p));
+            if !kept {
+                p.retire();
+            }
+            kept
+        });
     }
 
     /// A ready connection: the most recently used idle one that is still open, else a new one.
@@ -238,6 +255,7 @@ impl<B: SendBody> Upstreams<B> {
                     body,
                     conn,
                     pool: pool.clone(),
+                    busy: None,
                 });
                 prepare_response(resp.headers_mut());
                 Ok(resp)

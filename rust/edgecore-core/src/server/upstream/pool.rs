@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -81,6 +81,8 @@ pub struct OriginPool<B: SendBody> {
     pub(crate) host: HeaderValue,
     /// Sweeps so far.
     pub(crate) sweeps: AtomicU32,
+    /// No plan uses this origin any more: connections are closed instead of kept.
+    pub(crate) retired: AtomicBool,
 }
 
 impl<B: SendBody> OriginPool<B> {
@@ -90,10 +92,22 @@ impl<B: SendBody> OriginPool<B> {
     }
 
     pub(crate) fn put(&self, mut c: Box<OriginConn<B>>) {
+        if self.retired.load(Ordering::Relaxed) {
+            return;
+        }
         c.idle_since = self.sweeps.load(Ordering::Relaxed);
         let mut idle = self.idle().lock();
         if idle.len() < MAX_IDLE {
             idle.push(c);
+        }
+    }
+
+    /// Drains the pool of an origin no plan uses: its idle connections close now, and those in
+    /// use close when their exchange ends.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+        for idle in &self.idle {
+            idle.lock().clear();
         }
     }
 
@@ -114,6 +128,8 @@ pub struct OriginBody<B: SendBody> {
     pub(crate) body: Incoming,
     pub(crate) conn: Option<Box<OriginConn<B>>>,
     pub(crate) pool: Arc<OriginPool<B>>,
+    /// The request's place in its upstream's count of requests in flight, given up with the body.
+    pub(crate) busy: Option<super::balance::Busy>,
 }
 
 impl<B: SendBody> hyper::body::Body for OriginBody<B> {
