@@ -349,7 +349,19 @@ impl SetHealth {
             return (0, &set.targets[0]);
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) as usize;
-        let now = now_ms();
+        // The clock only while some target has an ejection on record (a success clears it).
+        let recorded = self.targets.iter().any(|t| t.until_ms.load(Ordering::Relaxed) != 0);
+        let now = if recorded { now_ms() } else { 0 };
+        let all_in = !recorded && avoid.is_none() && self.targets.iter().all(|t| !t.down.load(Ordering::Relaxed));
+        if all_in && set.balance == Balance::RoundRobin {
+            // The common case: every target in, plain turns.
+            let at = if set.schedule.is_empty() {
+                start % n
+            } else {
+                set.schedule[start % set.schedule.len()] as usize
+            };
+            return (at, &set.targets[at]);
+        }
         let usable = |i: usize| Some(i) != avoid && self.targets[i].usable_at(now);
         let chosen = match (&set.balance, key) {
             (Balance::Hash(_), Some(key)) => rendezvous(key, &set.seeds, set.weights.as_deref(), usable),
@@ -401,8 +413,9 @@ impl SetHealth {
             if t.failures.load(Ordering::Relaxed) != 0 {
                 t.failures.store(0, Ordering::Relaxed);
             }
-            if t.ejections.load(Ordering::Relaxed) != 0 && !t.is_ejected() {
+            if t.until_ms.load(Ordering::Relaxed) != 0 && !t.is_ejected() {
                 t.ejections.store(0, Ordering::Relaxed);
+                t.until_ms.store(0, Ordering::Relaxed);
             }
             return;
         }
