@@ -125,6 +125,8 @@ def test_request_ids_and_trace_context_reach_origin_client_and_log(origin, tmp_p
     app.request_ids()
     app.rate_limit(paths="/limited", limit=1, period=60)
     app.error_response(429, "slow down (request {request_id})")
+    app.headers(paths="/echo", request={"x-seen-id": "{request_id}"}, response={"x-rid-copy": "{request_id}"})
+    app.redirect(to="/echo?rid={request_id}", paths="/go")
     app.configure(access_log=str(log))
     incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
     with app.serve() as srv:
@@ -132,6 +134,10 @@ def test_request_ids_and_trace_context_reach_origin_client_and_log(origin, tmp_p
         rid = r.headers["x-request-id"]
         sent = r.json()["headers"]
         assert re.fullmatch("[0-9a-f]{32}", rid) and sent["x-request-id"] == rid
+        # {request_id} in templates is the ID this request was given, in both directions.
+        assert sent["x-seen-id"] == rid and r.headers["x-rid-copy"] == rid
+        go = call(srv.url, "/go")
+        assert go.headers["location"] == f"/echo?rid={go.headers['x-request-id']}"
         assert sent["traceparent"].startswith("00-4bf92f3577b34da6a3ce929d0e0e4736-")
         assert sent["traceparent"] != incoming and sent["tracestate"] == "v=1"
         # A client's own ID is not trusted (it is not a trusted proxy).

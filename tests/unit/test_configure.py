@@ -68,3 +68,13 @@ def test_a_type_checker_catches_a_misspelled_or_mistyped_setting(tmp_path):
     assert 'Unexpected keyword argument "keep_alive_timout"' in out, out
     assert "escaped_slashes" in out and "sometimes" in out, out
     assert "app.py:4" not in out, out
+
+
+def test_a_request_id_template_without_request_ids_is_refused_when_served():
+    app = ec.Edge(origin="http://127.0.0.1:9")
+    app.headers(response={"x-rid": "{request_id}"})
+    with pytest.raises(ec.ConfigError, match=r"uses \{request_id\}, which needs app.request_ids\(\)"), app.serve():
+        pass
+    app.request_ids()
+    with app.serve():
+        pass

@@ -1,7 +1,8 @@
 //! Header value and redirect templates: `{geo.country}`, `{geo.region}`, `{geo.city}`,
 //! `{geo.continent}`, `{claims.NAME}`, `{variant.NAME}`, `{client_ip}`, `{bot}`, `{device}`,
-//! `{cookie.NAME}`, `{header.NAME}`, `{location}`, `{path}`, `{query}` (the query string, no
-//! `?`) and `{path_and_query}` (the path, then `?query` when there is one). A default follows a
+//! `{cookie.NAME}`, `{header.NAME}`, `{location}`, `{request_id}` (with `app.request_ids()`),
+//! `{path}`, `{query}` (the query string, no `?`) and `{path_and_query}` (the path, then
+//! `?query` when there is one). A default follows a
 //! `|`: `{geo.country|US}`. Parsed once; rendering is a few string pushes.
 //!
 //! A value that is unknown (no geo data, no such claim, cookie or header) takes its default;
@@ -73,9 +74,31 @@ fn source(name: &str) -> Option<Source> {
     })
 }
 
+/// What the plan binds into its templates when it compiles them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bindings<'a> {
+    /// Where this edge runs (`{location}`).
+    pub location: &'a str,
+    /// The request-ID field (`{request_id}` reads it: the request ID phase has set it by the
+    /// time any template renders); None without `app.request_ids()`.
+    pub request_id: Option<&'a str>,
+}
+
 impl Template {
     /// Compiles `s`; `{location}` becomes `location` (where this edge runs).
     pub fn with_location(s: &str, location: &str) -> Result<Template> {
+        Template::bound(
+            s,
+            &Bindings {
+                location,
+                request_id: None,
+            },
+        )
+    }
+
+    /// Compiles `s` with the plan's bindings.
+    pub fn bound(s: &str, bindings: &Bindings<'_>) -> Result<Template> {
+        let location = bindings.location;
         let mut parts = Vec::new();
         let mut rest = s;
         while let Some(open) = rest.find('{') {
@@ -93,6 +116,13 @@ impl Template {
             };
             if name == "location" {
                 parts.push(Part::Lit(location.to_owned()));
+            } else if name == "request_id" {
+                let field = bindings.request_id.ok_or_else(|| {
+                    Error::config(format!(
+                        "template {s:?} uses {{request_id}}, which needs app.request_ids()"
+                    ))
+                })?;
+                parts.push(Part::Var(Source::Header(field.to_ascii_lowercase()), default));
             } else {
                 let src = source(name)
                     .ok_or_else(|| Error::config(format!("unknown template variable {{{name}}} in {s:?}")))?;
@@ -218,6 +248,23 @@ mod tests {
         assert_eq!(t.render(&r), "c=DE v=b p=/p?q=1 x=");
         assert!(Template::new("{nope}").is_err() && Template::new("{geo.country").is_err());
         assert!(Template::new("{request_id}").is_err() && Template::new("{cookie.}").is_err());
+    }
+
+    #[test]
+    fn the_request_id_reads_the_field_the_plan_names() {
+        let mut r = located("/p");
+        let b = Bindings {
+            location: "fra",
+            request_id: Some("X-Request-Id"),
+        };
+        let t = Template::bound("{location}/{request_id|none}", &b).unwrap();
+        assert_eq!(t.render(&r), "fra/none");
+        r.headers
+            .as_map_mut()
+            .insert("x-request-id", http::HeaderValue::from_static("abc123"));
+        assert_eq!(t.render(&r), "fra/abc123");
+        let e = Template::new("{request_id}").unwrap_err();
+        assert!(e.context.contains("needs app.request_ids()"), "{e}");
     }
 
     #[test]

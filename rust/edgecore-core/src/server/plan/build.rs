@@ -24,7 +24,7 @@ use crate::server::spec::{
     AbSpec, AppSpec, BotsSpec, CacheSpec, HeadersSpec, JwtSpec, MiddlewareSpec, Objects, OriginSpec, RateSpec,
     RedirectSpec, RewriteSpec, RouteSpec, ServerSpec,
 };
-use crate::server::template::Template;
+use crate::server::template::{Bindings, Template};
 
 fn header_name(n: &str) -> Result<HeaderName> {
     HeaderName::from_bytes(n.as_bytes()).map_err(|_| Error::config(format!("invalid header name {n:?}")))
@@ -72,6 +72,12 @@ impl Plan {
         let fold = spec.server.case_insensitive_paths;
         let location: std::sync::Arc<str> = spec.location.as_deref().unwrap_or("").into();
         let loc = &*location;
+        let request_id_field = spec.request_ids.as_ref().map(|r| r.header.clone());
+        let bindings = Bindings {
+            location: loc,
+            request_id: request_id_field.as_deref(),
+        };
+        let bind = &bindings;
         let mut error_pages: Vec<ErrorPage> = Vec::new();
         for p in &spec.error_pages {
             let page = ErrorPage::new(p.status, &p.body, &p.content_type, loc)?;
@@ -90,14 +96,14 @@ impl Plan {
             trusted: TrustedProxies::new(&spec.trusted_proxies)?,
             geo: objects.geo.clone(),
             bots: spec.bots.map(|b| build_bots(b, &objects)).transpose()?,
-            redirects: each(spec.redirects, |r| build_redirect(r, loc))?,
-            rewrites: each(spec.rewrites, |r| build_rewrite(r, loc))?,
+            redirects: each(spec.redirects, |r| build_redirect(r, bind))?,
+            rewrites: each(spec.rewrites, |r| build_rewrite(r, bind))?,
             origins: spec
                 .origins
                 .into_iter()
                 .map(|o| build_origin_rule(o, &mut resolver))
                 .collect::<Result<_>>()?,
-            headers: each(spec.headers, |h| build_headers(h, loc))?,
+            headers: each(spec.headers, |h| build_headers(h, bind))?,
             jwt: each(spec.jwt, |j| build_jwt(j, &objects))?,
             rate_limits: spec
                 .rate_limits
@@ -315,18 +321,18 @@ fn build_bots(b: BotsSpec, objects: &Objects) -> Result<BotPolicy> {
     })
 }
 
-fn build_redirect(r: RedirectSpec, loc: &str) -> Result<Redirect> {
+fn build_redirect(r: RedirectSpec, bind: &Bindings<'_>) -> Result<Redirect> {
     // A status that is not a redirect fails here, not per request.
     crate::http::redirect("/", r.status)?;
     Ok(Redirect {
         paths: Matcher::excluding(&r.paths, &r.exclude)?,
         when: Conditions::build(r.when)?,
-        to: Template::with_location(&r.to, loc)?,
+        to: Template::bound(&r.to, bind)?,
         status: r.status,
     })
 }
 
-fn build_rewrite(r: RewriteSpec, loc: &str) -> Result<Rewrite> {
+fn build_rewrite(r: RewriteSpec, bind: &Bindings<'_>) -> Result<Rewrite> {
     if !r.to.starts_with('/') {
         return Err(Error::config(format!(
             "rewrite target {:?} must be a path starting with /",
@@ -336,7 +342,7 @@ fn build_rewrite(r: RewriteSpec, loc: &str) -> Result<Rewrite> {
     Ok(Rewrite {
         paths: Matcher::excluding(&r.paths, &r.exclude)?,
         when: Conditions::build(r.when)?,
-        to: Template::with_location(&r.to, loc)?,
+        to: Template::bound(&r.to, bind)?,
     })
 }
 
@@ -348,18 +354,18 @@ fn build_origin_rule(o: OriginSpec, resolver: &mut super::upstreams::Resolver) -
     })
 }
 
-fn templates(m: BTreeMap<String, String>, loc: &str) -> Result<Vec<(HeaderName, Template)>> {
+fn templates(m: BTreeMap<String, String>, bind: &Bindings<'_>) -> Result<Vec<(HeaderName, Template)>> {
     m.into_iter()
-        .map(|(k, v)| Ok((header_name(&k)?, Template::with_location(&v, loc)?)))
+        .map(|(k, v)| Ok((header_name(&k)?, Template::bound(&v, bind)?)))
         .collect()
 }
 
-fn build_headers(h: HeadersSpec, loc: &str) -> Result<HeaderRule> {
+fn build_headers(h: HeadersSpec, bind: &Bindings<'_>) -> Result<HeaderRule> {
     Ok(HeaderRule {
         paths: Matcher::excluding(&h.paths, &h.exclude)?,
         when: Conditions::build(h.when)?,
-        request: templates(h.request, loc)?,
-        response: templates(h.response, loc)?,
+        request: templates(h.request, bind)?,
+        response: templates(h.response, bind)?,
     })
 }
 
