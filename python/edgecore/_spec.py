@@ -44,6 +44,8 @@ class ServerSettings(TypedDict, total=False):
     trust_proxy_headers: bool
     case_insensitive_paths: bool
     metrics_allow: list[str]
+    explain_allow: list[str]
+    dry_run: bool
 
 
 class WhenSpec(TypedDict, total=False):
@@ -179,6 +181,15 @@ class CorsSpec(TypedDict):
     max_age: int
 
 
+class CompressSpec(TypedDict):
+    paths: list[str]
+    exclude: list[str]
+    algorithms: list[str]
+    min_bytes: int
+    types: list[str]
+    levels: dict[str, int]
+
+
 class RequestIdSpec(TypedDict):
     header: str
     trace: bool
@@ -234,4 +245,5 @@ class AppSpec(TypedDict, total=False):
     https_only: HttpsSpec
     cors: list[CorsSpec]
     request_ids: RequestIdSpec
+    compress: list[CompressSpec]
     server: ServerSettings

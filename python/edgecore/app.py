@@ -27,6 +27,7 @@ from edgecore import _core
 from edgecore._spec import (
     AccessSpec,
     AppSpec,
+    CompressSpec,
     CorsSpec,
     ErrorPageSpec,
     HttpsSpec,
@@ -160,6 +161,7 @@ class Edge:
             "error_pages": [],
             "access": [],
             "cors": [],
+            "compress": [],
             "server": {},
         }
         self._handlers: list[Handler] = []
@@ -668,6 +670,39 @@ class Edge:
         self._spec["cors"].append(spec)
         return self
 
+    def compress(
+        self,
+        paths: str | Iterable[str] = ("/*",),
+        *,
+        algorithms: str | Iterable[str] = ("zstd", "br", "gzip"),
+        min_bytes: int = 1024,
+        types: str | Iterable[str] | None = None,
+        levels: Mapping[str, int] | None = None,
+        exclude: str | Iterable[str] = (),
+    ) -> Edge:
+        """Compress responses on ``paths`` for clients that accept it: the coding is chosen from
+        ``Accept-Encoding`` (q-values, ``identity``, ``*``; ``algorithms`` is the order of
+        preference among equals), the body is compressed as it streams, and a cached response is
+        stored once per coding (a hit costs no compression). Skipped: responses already encoded,
+        declared smaller than ``min_bytes``, ranges, ``Cache-Control: no-transform``, and media
+        types not in ``types`` (default: text, JSON, JavaScript, XML, SVG, WebAssembly and
+        fonts; ``"text/*"`` and ``"application/*+json"`` are patterns). ``levels``: e.g.
+        ``{"br": 5}`` (gzip 1-9, br 0-11, zstd 1-19; defaults gzip 5, br 4, zstd 3)."""
+        names = [algorithms] if isinstance(algorithms, str) else list(algorithms)
+        if isinstance(min_bytes, bool) or not isinstance(min_bytes, int) or min_bytes < 0:
+            raise _core.ConfigError(f"compress min_bytes must be an int >= 0, not {min_bytes!r}")
+        spec: CompressSpec = {
+            "paths": _paths(paths),
+            "exclude": _exclude(exclude),
+            "algorithms": names,
+            "min_bytes": min_bytes,
+            "types": _countries(types) or [],
+            "levels": dict(levels or {}),
+        }
+        self._checked("compress", spec)
+        self._spec["compress"].append(spec)
+        return self
+
     def request_ids(self, *, header: str = "x-request-id", trace: bool = True) -> Edge:
         """Give every request an ID (``header``; kept when a trusted proxy sent one), sent to the
         origin and handlers, returned to the client, written to the access log and available as
@@ -680,7 +715,7 @@ class Edge:
 
     def _checked(self, key: str, spec: Any) -> None:
         """Builds ``spec`` as the plan would, alone, so a bad value is reported by this call."""
-        _core.check_app(json.dumps({key: [spec] if key in ("access", "cors") else spec}))
+        _core.check_app(json.dumps({key: [spec] if key in ("access", "cors", "compress") else spec}))
 
     def purge_broadcast(self, url: str, *, channel: str = "edgecore:purge") -> Edge:
         """Share cache purges between nodes through Redis pub/sub: every node subscribes to
@@ -722,7 +757,8 @@ class Edge:
         never on the public port), escaped_slashes, path_params, allowed_hosts, ipv6_prefix (see
         the README's security model), tls_cert and tls_key (PEM files: TLS termination with
         ALPN h2/http1.1; a reload re-reads them, so renewed certificates apply to new connections
-        without a restart)."""
+        without a restart), explain_allow (CIDRs that may ask ``X-Edge-Explain: 1``; anyone in
+        dev mode), dry_run (the origin is never contacted: ``edgecore explain`` uses it)."""
         merged: ServerSettings = {**self._spec["server"], **settings}
         try:
             text = json.dumps(merged, allow_nan=False)

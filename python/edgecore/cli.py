@@ -1,5 +1,5 @@
 """The `edgecore` command line: `edgecore demo`, `edgecore serve MODULE:ATTR`, `edgecore check MODULE:ATTR`,
-`edgecore purge PREFIX --redis URL`."""
+`edgecore explain MODULE:ATTR "GET /path"`, `edgecore purge PREFIX --redis URL`."""
 
 from __future__ import annotations
 
@@ -185,6 +185,66 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if warnings and args.strict else 0
 
 
+def _explain(args: argparse.Namespace) -> int:
+    """Runs one request through the app's pipeline on a private loopback listener in dry-run
+    mode (the origin is never contacted) and prints each phase's decision."""
+    import http.client
+    import json
+
+    from edgecore import ConfigError, Edge
+
+    app = _load(args.app, app_dir=args.app_dir)
+    if not isinstance(app, Edge):
+        print(f"error: {args.app} is a {type(app).__name__}, not an edgecore.Edge", file=sys.stderr)
+        return 1
+    method, _, target = args.request.strip().partition(" ")
+    if not method.isalpha() or not target.startswith("/"):
+        print(f'error: the request must be "METHOD /path", like "GET /api/x", not {args.request!r}', file=sys.stderr)
+        return 1
+    headers: dict[str, str] = {}
+    for h in args.header or []:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip():
+            print(f'error: -H takes "Name: value", not {h!r}', file=sys.stderr)
+            return 1
+        headers[name.strip()] = value.strip()
+    dev = {"client_ip": args.client_ip, "country": args.country, "bot": "1" if args.bot else None}
+    headers.update({f"x-edge-dev-{k.replace('_', '-')}": v for k, v in dev.items() if v})
+    try:
+        app.configure(
+            dry_run=True,
+            dev_mode=True,
+            access_log=None,
+            metrics_path=None,
+            admin_addr=None,
+            tls_cert=None,
+            tls_key=None,
+        )
+        app._spec["server"].pop("purge_redis", None)
+        with app.serve("127.0.0.1", 0, workers=1) as srv:
+            conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+            sep = "&" if "?" in target else "?"
+            conn.request(method.upper(), f"{target}{sep}__explain", body=args.data, headers=headers)
+            reply = conn.getresponse()
+            doc = json.loads(reply.read())
+            conn.close()
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"{method.upper()} {target}")
+    for step in doc["phases"]:
+        rule = f"rule #{step['rule']}" if step["rule"] is not None else ""
+        print(f"  {step['phase']:<11} {step['decision']:<44} {rule:<8} {step['micros']:>6} µs")
+    resp = doc["response"]
+    print(f"=> {resp['status']}")
+    for name, value in resp["headers"].items():
+        print(f"   {name}: {value}")
+    return 0
+
+
 class _DefaultsFormatter(argparse.HelpFormatter):
     """Shows an option's default when it has one worth showing (not None, False or a list)."""
 
@@ -250,6 +310,24 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--debug", action="store_true", help="print the traceback of an error")
     check.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     check.set_defaults(func=_check)
+    explain = sub.add_parser(
+        "explain",
+        help='why a request is answered as it is: edgecore explain app:app "GET /path" (the origin is not contacted)',
+        formatter_class=defaults,
+    )
+    explain.add_argument("app", help="MODULE:ATTR of an ec.Edge")
+    explain.add_argument("request", help='"METHOD /path?query"')
+    explain.add_argument(
+        "-H", "--header", action="append", metavar="'NAME: VALUE'", help="a request field (repeatable)"
+    )
+    explain.add_argument("-d", "--data", help="the request body")
+    explain.add_argument("--client-ip", help="the client's IP (as if it connected from there)")
+    explain.add_argument("--country", help="the client's country (two letters)")
+    explain.add_argument("--bot", action="store_true", help="the client is a bot")
+    explain.add_argument("--json", action="store_true", help="print the trace as JSON")
+    explain.add_argument("--app-dir", metavar="DIR", help="import the app from DIR (default: the working directory)")
+    explain.add_argument("--debug", action="store_true", help="print the traceback of an error")
+    explain.set_defaults(func=_explain)
     return ap
 
 

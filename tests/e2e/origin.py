@@ -3,6 +3,7 @@ answers according to the path."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import threading
@@ -17,6 +18,10 @@ class Origin:
         self.version = 1
         # What /healthz answers: 200 while True, 503 after.
         self.healthy = True
+        # /events waits for this between its first and second event (set by a test that has
+        # read the first); `gate_timed_out` records a wait that ran out instead.
+        self.gate = threading.Event()
+        self.gate_timed_out = False
         self.open: set[socket.socket] = set()
         outer = self
 
@@ -188,6 +193,36 @@ class Origin:
                         f"targeted #{len(outer.requests)}".encode(),
                         {"Cache-Control": "no-store", "CDN-Cache-Control": "max-age=60"},
                     )
+                elif path.startswith("/page"):
+                    # 24 kB of HTML, cacheable, numbered (how many times the origin made it).
+                    n = sum(1 for r in outer.requests if r["path"].startswith("/page"))
+                    row = f"<tr><td>{path}</td><td>answer {n}</td></tr>\n".encode()
+                    page = b"<html><body><table>\n" + row * (24_000 // len(row)) + b"</table></body></html>"
+                    cc = self.headers.get("X-Cache-Control", "max-age=60")
+                    self._send(
+                        200, page, {"Content-Type": "text/html; charset=utf-8", "ETag": f'"p{n}"', "Cache-Control": cc}
+                    )
+                elif path.startswith("/events"):
+                    # Server-sent events: a stream that pauses after its first event.
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for i in range(3):
+                        part = f"data: event {i} {'.' * 2000}\n\n".encode()
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+                        self.wfile.flush()
+                        if i == 0 and not outer.gate.wait(5):
+                            outer.gate_timed_out = True
+                    self.wfile.write(b"0\r\n\r\n")
+                elif path.startswith("/gz"):
+                    self._send(
+                        200,
+                        gzip.compress(b"already " * 1000),
+                        {"Content-Type": "text/html", "Content-Encoding": "gzip"},
+                    )
+                elif path.startswith("/png"):
+                    self._send(200, bytes(range(256)) * 40, {"Content-Type": "image/png"})
                 elif path.startswith("/private"):
                     self._send(200, b"mine", {"Cache-Control": "private, max-age=60"})
                 else:

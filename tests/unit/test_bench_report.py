@@ -114,3 +114,48 @@ def test_the_phase_breakdown_and_the_jwt_target_come_from_the_step_contenders():
     # Each step adds exactly one thing to the step before.
     steps = [set(s.split(",")) for _, s in L.PHASE_STEPS]
     assert all(len(b - a) == 1 and a < b for a, b in itertools.pairwise(steps))
+
+
+def test_each_feature_is_costed_over_the_cache_hit_and_unused_ones_must_cost_nothing():
+    from edgecore.bench.report import feature_costs
+
+    names = [n for n, _, _ in L.FEATURE_STEPS]
+    cpus = (10.0, 10.4, 10.2, 10.9, 11.5, 10.3)
+    load = {"scenarios": {"features": [row(n, 1, c) for n, c in zip(names, cpus, strict=True)]}}
+    assert [round(a, 2) for _, _, a in feature_costs(load)] == [0.0, 0.4, 0.2, 0.9, 1.5, 0.3]
+    got = {label: (round(x, 2), ok) for label, x, _, ok in load_ratios(load)}
+    assert got["cache hit with unused CORS, access and compression: CPU vs none"] == (1.03, True)
+    load["scenarios"]["features"][-1]["cpu_us"] = 11.0
+    assert {lbl: ok for lbl, _, _, ok in load_ratios(load)}[
+        "cache hit with unused CORS, access and compression: CPU vs none"
+    ] is False
+    # Every feature row is the cache hit plus exactly one thing, each step a real server step.
+    steps = [set(s.split(",")) for _, s, _ in L.FEATURE_STEPS]
+    assert all(s - steps[0] and len(s - steps[0]) == 1 for s in steps[1:])
+
+
+def test_the_feature_servers_start_and_answer_cache_hits():
+    import sys
+    import time
+    import urllib.request
+
+    from tests.e2e.origin import Origin
+
+    origin = Origin()
+    for _name, steps, headers in L.FEATURE_STEPS[1:]:
+        port = L.free_port()
+        cmd = [sys.executable, "-m", "edgecore.bench.servers", "edgecore-steps", "--steps", steps]
+        p = subprocess.Popen([*cmd, "--port", str(port), "--origin", origin.url])
+        try:
+            L.wait_port(port)
+            statuses = []
+            for _ in range(2):
+                req = urllib.request.Request(f"http://127.0.0.1:{port}/cached/x", headers=headers)
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    statuses.append(r.headers["x-cache"])
+                time.sleep(0.05)
+            assert statuses == ["MISS", "HIT"], (steps, statuses)
+        finally:
+            p.terminate()
+            p.wait(10)
+    origin.stop()

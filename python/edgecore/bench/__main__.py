@@ -14,7 +14,7 @@ from pathlib import Path
 from . import _harness
 from ._harness import print_result
 
-SUITES = ["parse", "jwt", "limit", "cache", "client"]
+SUITES = ["parse", "jwt", "limit", "cache", "client", "compress"]
 
 
 def main(argv: list[str] | None = None) -> int:

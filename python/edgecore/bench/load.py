@@ -46,6 +46,17 @@ PHASE_STEPS = [
 ]
 
 
+# The features scenario: a cache hit alone, then with one feature each (its request headers).
+FEATURE_STEPS = [
+    ("cache hit", "cache", {}),
+    ("+ CORS (an allowed Origin)", "cache,cors", {"Origin": "https://app.example"}),
+    ("+ access list (allow_ips)", "cache,access", {}),
+    ("+ request IDs and trace context", "cache,reqid", {}),
+    ("+ compression (a stored br variant)", "cache,compress", {"Accept-Encoding": "gzip, br"}),
+    ("+ CORS, access, compression on other paths", "cache,elsewhere", {"Origin": "https://app.example"}),
+]
+
+
 def _token() -> str:
     def b64(b: bytes) -> str:
         return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
@@ -232,6 +243,11 @@ def run(quick: bool = False) -> dict:
         cmd = [*srv, "edgecore-steps", "--steps", steps, "--port", str(port), "--origin", origin_url]
         return Contender(name, cmd, port, path="/page", headers=auth, expect={"x-cache": "HIT"})
 
+    def feature(name: str, steps: str, headers: dict[str, str]) -> Contender:
+        port = free_port()
+        cmd = [*srv, "edgecore-steps", "--steps", steps, "--port", str(port), "--origin", origin_url]
+        return Contender(name, cmd, port, path="/page", headers=headers, expect={"x-cache": "HIT"})
+
     scenarios: dict[str, list[Contender]] = {
         "pipeline": [
             contender("edgecore", "edgecore-pipeline", path="/page", headers=auth, expect={"x-cache": "HIT"}),
@@ -240,6 +256,8 @@ def run(quick: bool = False) -> dict:
         # The pipeline a step at a time (each adds one to the one before); the report turns the
         # differences into CPU per phase.
         "phases": [step(name, steps) for name, steps in PHASE_STEPS],
+        # Each feature alone over the same cache hit; the report turns them into CPU per feature.
+        "features": [feature(name, steps, headers) for name, steps, headers in FEATURE_STEPS],
         "hello": [
             contender("edgecore def handler", "edgecore-hello"),
             contender("uvicorn raw ASGI", "uvicorn-hello"),

@@ -166,12 +166,28 @@ def load_ratios(load: dict) -> list[tuple[str, float, str, bool | None]]:
     if ours and excluded and ours["cpu_us"] > 0:
         x = excluded["cpu_us"] / ours["cpu_us"]
         out.append(("proxy with middleware, excluded path: CPU vs plain proxy", x, "<= 1.05x (no Python)", x <= 1.05))
+    # Features configured on other paths cost a request that uses none of them nothing.
+    feats = {r["name"]: r for r in sc.get("features", [])}
+    alone, unused = feats.get("cache hit"), feats.get("+ CORS, access, compression on other paths")
+    if alone and unused and alone["cpu_us"] > 0:
+        x = unused["cpu_us"] / alone["cpu_us"]
+        out.append(("cache hit with unused CORS, access and compression: CPU vs none", x, "<= 1.05x", x <= 1.05))
     # Balancing over several targets costs next to nothing per request.
     upstream = by.get(("proxy", UPSTREAM_TWO))
     if ours and upstream and ours["cpu_us"] > 0:
         x = upstream["cpu_us"] / ours["cpu_us"]
         out.append(("proxy to an upstream of two targets: CPU vs one origin", x, "<= 1.05x", x <= 1.05))
     return out
+
+
+def feature_costs(load: dict) -> list[tuple[str, float, float]]:
+    """(feature, CPU µs per request with it, µs it adds to a cache hit alone) from the
+    "features" scenario."""
+    rows = load["scenarios"].get("features", [])
+    if not rows:
+        return []
+    base = rows[0]["cpu_us"]
+    return [(r["name"], r["cpu_us"], r["cpu_us"] - base) for r in rows]
 
 
 def phase_breakdown(load: dict) -> list[tuple[str, float, float]]:
@@ -257,6 +273,20 @@ def write(results: list[SuiteResult], load: dict | None, folder: Path, quick: bo
             "|---|---|---|",
         ]
         for name, cpu, adds in phase_breakdown(load):
+            lines.append(f"| {name} | {cpu:.1f} | {adds:+.1f} |")
+    if load and feature_costs(load):
+        lines += [
+            "",
+            "## What each edge feature costs (over a cache hit)",
+            "",
+            "Each row is a cache hit with one feature configured on every path, side by side in the "
+            "same run; the last has the features on paths the benchmark does not request. Compression "
+            "per MB of body is in the Compression suite above (a hit serves a stored variant).",
+            "",
+            "| Feature | CPU µs/request | Adds |",
+            "|---|---|---|",
+        ]
+        for name, cpu, adds in feature_costs(load):
             lines.append(f"| {name} | {cpu:.1f} | {adds:+.1f} |")
     if load:
         lines += ["", "## Servers (wrk on loopback, 32 connections)", "", *[f"- {v}" for v in load["versions"]]]

@@ -22,6 +22,8 @@ MODULES = {
     "uvicorn": "uvicorn[standard]",
     "starlette": "starlette",
     "granian": "granian",
+    "brotli": "brotli",
+    "zstandard": "zstandard",
 }
 
 # what each component suite and the load benchmark import (the report always needs matplotlib)
@@ -30,6 +32,7 @@ SUITE_MODULES = {
     "jwt": ["jwt"],
     "limit": ["limits"],
     "cache": ["cachetools"],
+    "compress": ["brotli", "zstandard"],
     "client": ["maxminddb", "_maxminddb_geolite2", "fake_useragent", "crawlerdetect"],
     "load": ["uvicorn", "starlette", "granian", "_maxminddb_geolite2", "jwt"],
 }

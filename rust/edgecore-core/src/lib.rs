@@ -7,6 +7,7 @@ pub mod cache;
 pub mod classify;
 pub mod client;
 pub mod clock;
+pub mod compress;
 pub mod error;
 pub mod geo;
 pub mod http;

@@ -5,6 +5,7 @@ mod auth;
 mod cache;
 mod classify;
 mod client_ip;
+mod codec;
 mod convert;
 mod errors;
 mod flow;
@@ -54,6 +55,10 @@ mod _core {
         check_app, check_error_page, check_paths, check_settings, default_settings, publish_purge, PyPendingJob,
         PyServer,
     };
+
+    // compression
+    #[pymodule_export]
+    use crate::codec::compress;
 
     // geo
     #[pymodule_export]

@@ -110,8 +110,32 @@ impl CacheControl {
                     _ => {}
                 }
             }
+            if s.contains('"') {
+                cc.restrict_unquoted(s);
+            }
         }
         cc
+    }
+
+    /// Fails closed on quotes: a restrictive directive that a comma split finds counts even
+    /// when the quote-aware split put it inside a quoted string, so a malformed value
+    /// (`privAt", x, private="y`) can never hide `private`, `no-store` or `no-cache` from the
+    /// cache (found by fuzzing: such a value was stored).
+    fn restrict_unquoted(&mut self, s: &str) {
+        for part in s.split(',') {
+            let (name, bare) = match part.split_once('=') {
+                Some((n, _)) => (n.trim(), false),
+                None => (part.trim(), true),
+            };
+            let name = name.trim_matches('"');
+            if name.eq_ignore_ascii_case("private") {
+                self.private = true;
+            } else if name.eq_ignore_ascii_case("no-store") {
+                self.no_store = true;
+            } else if bare && name.eq_ignore_ascii_case("no-cache") {
+                self.no_cache = true;
+            }
+        }
     }
 }
 
@@ -398,6 +422,19 @@ pub fn invalidates(method: &Method, status: StatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stray_quote_never_hides_a_restrictive_directive() {
+        let cc = |v: &'static str| CacheControl::from_values([v.as_bytes()].into_iter());
+        // The fuzzer's value: the quote-aware split sees `private` inside a quoted string.
+        let found = cc("privAt\", che-contr*.priv,private=\"marol-cooxmage=47");
+        assert!(found.private);
+        assert!(cc("x=\"a, no-store").no_store);
+        assert!(cc("max-age=60, x=\"y, no-cache").no_cache);
+        // Well-formed quoted arguments keep their meaning.
+        let fine = cc("public, max-age=60, community=\"UCI\"");
+        assert!(fine.public && !fine.private && !fine.no_store && fine.max_age == Some(60));
+    }
 
     #[test]
     fn http_dates() {

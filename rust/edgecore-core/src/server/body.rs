@@ -8,6 +8,7 @@ use http_body_util::Limited;
 use hyper::body::{Frame, Incoming, SizeHint};
 
 use super::upstream::OriginBody;
+use crate::compress::Encoder;
 
 /// Errors inside bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -24,6 +25,73 @@ pub enum Body {
     /// Bytes already read (a cache fill that found the response too large to store), then the
     /// rest of the body as it streams.
     Prefixed(Option<Bytes>, Box<Body>),
+    /// Another body, compressed as it streams.
+    Compressed(Box<Compressing>),
+}
+
+/// A body compressed as it streams: each piece is fed to the encoder and what it produces is
+/// sent; when the inner body pauses (nothing ready), what was written is flushed so a slow
+/// stream (server-sent events, a long poll) reaches the client without waiting for the next
+/// block.
+pub struct Compressing {
+    inner: Body,
+    encoder: Encoder,
+    /// Written since the last output.
+    dirty: bool,
+    /// The stream is finished (and its trailers, if any, wait in `trailers`).
+    done: bool,
+    trailers: Option<http::HeaderMap>,
+}
+
+impl Compressing {
+    /// `inner`, compressed by `encoder`.
+    pub fn new(inner: Body, encoder: Encoder) -> Compressing {
+        Compressing {
+            inner,
+            encoder,
+            dirty: false,
+            done: false,
+            trailers: None,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            if self.done {
+                return Poll::Ready(self.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let out = match hyper::body::Body::poll_frame(Pin::new(&mut self.inner), cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        self.dirty = true;
+                        self.encoder.write(&data)
+                    }
+                    Err(frame) => {
+                        self.trailers = frame.into_trailers().ok();
+                        continue;
+                    }
+                },
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(None) => {
+                    self.done = true;
+                    self.encoder.finish()
+                }
+                Poll::Pending if self.dirty => {
+                    self.dirty = false;
+                    match self.encoder.flush() {
+                        Ok(out) if out.is_empty() => return Poll::Pending,
+                        other => other,
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            };
+            match out {
+                Ok(out) if out.is_empty() => continue,
+                Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
+                Err(e) => return Poll::Ready(Some(Err(Box::new(e)))),
+            }
+        }
+    }
 }
 
 impl Body {
@@ -49,6 +117,7 @@ impl hyper::body::Body for Body {
                 Some(h) => Poll::Ready(Some(Ok(Frame::data(h)))),
                 None => Pin::new(&mut **rest).poll_frame(cx),
             },
+            Body::Compressed(c) => c.poll(cx),
         }
     }
 
@@ -58,6 +127,7 @@ impl hyper::body::Body for Body {
             Body::Origin(o) => o.is_end_stream(),
             Body::Upload(l) => l.is_end_stream(),
             Body::Prefixed(head, rest) => head.is_none() && rest.is_end_stream(),
+            Body::Compressed(c) => c.done && c.trailers.is_none(),
         }
     }
 
@@ -76,6 +146,7 @@ impl hyper::body::Body for Body {
                 }
                 hint
             }
+            Body::Compressed(_) => SizeHint::new(),
         }
     }
 }

@@ -116,6 +116,20 @@ pub struct Notes {
     /// The request carries a credential other than `Authorization` (a JWT cookie): like
     /// `Authorization` (RFC 9111 §3.5), it keeps the request away from the shared cache.
     pub credentialed: bool,
+    /// The compression rule on the request's path and the coding chosen for the client.
+    pub compress: Option<CompressChoice>,
+    /// The explain trace, when the request asked for one and may have it.
+    pub trace: Option<Box<super::trace::Trace>>,
+}
+
+/// A compression rule ([`crate::server::plan::Plan::compress`]) applies: the coding the client's
+/// `Accept-Encoding` settled on (None: the response goes as it is, with `Vary`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompressChoice {
+    /// The rule's index.
+    pub rule: usize,
+    /// The coding, if any.
+    pub coding: Option<crate::compress::Coding>,
 }
 
 /// Dev-mode overrides read from `x-edge-dev-*` headers (only in dev mode; the headers are never

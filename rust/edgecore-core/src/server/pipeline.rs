@@ -16,12 +16,15 @@
 //! 9. [`headers::render`]: request templates, and response templates for later;
 //! 10. [`python::middleware_phase`]: Python middleware on the paths it matches (before the
 //!     cache: a cached page is never served past the middleware that guards it);
-//! 11. [`cache::serve`] on a cache rule's paths, else [`produce`]: a Python route, or the
+//! 11. [`compress::negotiate`]: the coding for the client, stated as its `Accept-Encoding`;
+//! 12. [`cache::serve`] on a cache rule's paths, else [`produce`]: a Python route, or the
 //!     origin;
-//! 12. the response templates, on what the cache, a handler or the origin answered.
+//! 13. [`compress::apply`] (a cache fill compressed before it was stored), then the response
+//!     templates, on what the cache, a handler or the origin answered.
 //!
-//! What applies to every response (cookies, `RateLimit-*`, `X-Cache`, metrics, the access log)
-//! is done by [`super::service`] from the context's notes, whatever answered.
+//! What applies to every response (cookies, `RateLimit-*`, `X-Cache`, metrics, the access log,
+//! an explain trace) is done by [`super::service`] from the context's notes, whatever answered.
+//! A request that asked for a trace ([`explain`]) leaves a step in it after each phase.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,10 +34,11 @@ use hyper::body::Incoming;
 
 use super::body::Body;
 use super::ctx::{BodyState, Flow, Notes, RequestCtx};
+use super::explain;
 use super::phases::produce::produce;
 use super::phases::{
-    ab, access, bots, cache, canonical, client, cors, front, headers, jwt, owned, python, rate_limit, request_id,
-    routing,
+    ab, access, bots, cache, canonical, client, compress, cors, front, headers, jwt, owned, python, rate_limit,
+    request_id, routing,
 };
 use super::state::{Active, ServerState};
 use crate::error::Error;
@@ -76,72 +80,115 @@ pub async fn run(
     (result, ctx.notes)
 }
 
-/// The phases after the front door, in the order of this module's documentation.
+/// A step for the explain trace, after phase `$phase` (one `is_some` when there is none).
+macro_rules! step {
+    ($plan:expr, $ctx:expr, $phase:literal, $decision:expr) => {
+        if let Some(t) = $ctx.notes.trace.as_deref_mut() {
+            let rule = explain::rule($plan, $phase, &$ctx.request);
+            t.mark($phase, explain::decided($phase, $decision, rule), rule);
+        }
+    };
+}
+
+/// A phase that may answer: its step, then an answer ends the pipeline.
+macro_rules! answer {
+    ($plan:expr, $ctx:expr, $phase:literal, $flow:expr) => {
+        let flow = $flow;
+        step!($plan, $ctx, $phase, explain::flow(&flow));
+        if let Flow::Answer(r) = flow {
+            return Ok(r);
+        }
+    };
+}
+
+/// The phases after the front door, in the order of this module's documentation. While the
+/// request carries an explain trace ([`explain`]), each phase leaves a step in it.
 pub(crate) async fn run_phases(
     state: &Arc<ServerState>,
     active: &Arc<Active>,
     ctx: &mut RequestCtx,
 ) -> Result<http::Response<Body>, Error> {
-    macro_rules! answer {
-        ($flow:expr) => {
-            if let Flow::Answer(r) = $flow {
-                return Ok(r);
-            }
-        };
-    }
     let plan = &active.plan;
+    let since = plan.request.explain.is_some().then(std::time::Instant::now);
     canonical::request(plan, ctx)?;
     client::identify(plan, ctx);
+    if let Some(since) = since {
+        explain::start(plan, ctx, since);
+    }
     // A phase whose policy is not configured is not called (nor its future made).
     if plan.request_ids.is_some() {
         request_id::assign(state, plan, ctx);
+        step!(plan, ctx, "request_id", "assigned");
     }
     if !plan.access.is_empty() {
-        answer!(access::check(plan, ctx));
+        answer!(plan, ctx, "access", access::check(plan, ctx));
     }
     if plan.https_only.is_some() {
-        answer!(access::https(plan, ctx));
+        answer!(plan, ctx, "https_only", access::https(plan, ctx));
     }
     owned::strip(plan, ctx)?;
     if plan.bots.is_some() {
-        answer!(bots::check(plan, ctx));
+        answer!(plan, ctx, "bots", bots::check(plan, ctx));
     }
     if !plan.cors.is_empty() {
-        answer!(cors::apply(plan, ctx));
+        answer!(plan, ctx, "cors", cors::apply(plan, ctx));
     }
     if !plan.redirects.is_empty() {
-        answer!(routing::redirect(plan, ctx)?);
+        answer!(plan, ctx, "redirect", routing::redirect(plan, ctx)?);
     }
     if !plan.rewrites.is_empty() {
+        step!(plan, ctx, "rewrite", "checked");
         routing::rewrite(plan, ctx)?;
     }
     if !plan.jwt.is_empty() {
-        answer!(jwt::verify(state, plan, ctx).await);
+        answer!(plan, ctx, "jwt", jwt::verify(state, plan, ctx).await);
     }
     if !plan.rate_limits.is_empty() {
-        answer!(rate_limit::check(state, plan, ctx).await?);
+        answer!(plan, ctx, "rate_limit", rate_limit::check(state, plan, ctx).await?);
     }
     if !plan.ab_tests.is_empty() {
         ab::assign(state, plan, ctx)?;
+        step!(plan, ctx, "ab", explain::variants(&ctx.request));
     }
     if !plan.headers.is_empty() {
         headers::render(plan, ctx);
+        step!(plan, ctx, "headers", "rendered");
     }
     if !plan.middleware.is_empty() {
         // Boxed: the Python path's future stays off the proxied request's.
-        answer!(Box::pin(python::middleware_phase(state, plan, ctx)).await?);
+        let flow = Box::pin(python::middleware_phase(state, plan, ctx)).await?;
+        answer!(plan, ctx, "middleware", flow);
     }
+    if !plan.compress.is_empty() {
+        compress::negotiate(plan, ctx);
+        step!(plan, ctx, "compress", explain::coding(ctx.notes.compress));
+    }
+    respond(state, active, ctx).await
+}
+
+/// The answering phases, once every policy let the request through: a WebSocket upgrade, the
+/// cache or what produces the response, then compression and the response templates.
+async fn respond(
+    state: &Arc<ServerState>,
+    active: &Arc<Active>,
+    ctx: &mut RequestCtx,
+) -> Result<http::Response<Body>, Error> {
+    let plan = &active.plan;
     if ctx.upgrade.is_some() && !python::wanted(plan, ctx.request.path()) {
         // Boxed: the rare path's future stays off every request's.
         let (resp, outcome) = Box::pin(upgrade(state, active, ctx)).await?;
         ctx.notes.outcome = Some(outcome);
         return Ok(resp);
     }
+    let compressing = ctx.notes.compress.map(|c| (c, ctx.request.method.clone()));
     // An upgrade request is never served from or stored in the cache.
     let cache_rule = match plan.cache.is_empty() || ctx.upgrade.is_some() {
         true => None,
         false => cache::rule_for(plan, &ctx.request),
     };
+    if let Some(t) = ctx.notes.trace.as_deref_mut() {
+        t.mark("ready", "answering", None);
+    }
     let mut resp = match cache_rule {
         // Boxed: rustc lays this future and `produce`'s out side by side, not overlapped, so
         // inline both would make every request's future (moved on each request) carry both.
@@ -154,6 +201,17 @@ pub(crate) async fn run_phases(
             resp
         }
     };
+    if ctx.notes.trace.is_some() {
+        // The request was handed on: the cache rule is the one found above.
+        let by = explain::answered_by(cache_rule, &ctx.notes);
+        let phase = if cache_rule.is_some() { "cache" } else { "produce" };
+        if let Some(t) = ctx.notes.trace.as_deref_mut() {
+            t.mark(phase, by, cache_rule);
+        }
+    }
+    if let Some((choice, method)) = compressing {
+        resp = compress::apply(plan, choice, &method, resp);
+    }
     for (name, v) in ctx.notes.response_headers.drain(..) {
         resp.headers_mut().insert(name, v);
     }

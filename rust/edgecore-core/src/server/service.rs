@@ -89,6 +89,9 @@ pub(crate) async fn serve(
             page.apply(&mut resp, notes.request_id.as_ref().and_then(|v| v.to_str().ok()), rate);
         }
     }
+    if let Some(trace) = notes.trace.take() {
+        resp = super::explain::finish(*trace, outcome, resp);
+    }
     let elapsed = t0.elapsed();
     state.metrics.request(outcome, resp.status().as_u16(), elapsed);
     if let (Some(log), Some(logged)) = (&state.access_log, logged) {

@@ -84,6 +84,12 @@ pub struct ServerSpec {
     /// Who may read `metrics_path` on the public port (CIDRs; loopback by default). Anyone else
     /// gets that path like any other: through every policy, to the origin.
     pub metrics_allow: Vec<String>,
+    /// Who may ask why a request was answered as it was (`X-Edge-Explain: 1`, `?__explain`):
+    /// CIDRs (none by default; anyone in dev mode).
+    pub explain_allow: Vec<String>,
+    /// The origin is never contacted: a request that would be proxied is answered 200 with
+    /// where it would have gone (for `edgecore explain`).
+    pub dry_run: bool,
 }
 
 impl Default for ServerSpec {
@@ -117,6 +123,8 @@ impl Default for ServerSpec {
             case_insensitive_paths: false,
             trust_proxy_headers: false,
             metrics_allow: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+            explain_allow: Vec::new(),
+            dry_run: false,
         }
     }
 }
@@ -426,6 +434,7 @@ pub struct AppSpec {
     pub(crate) https_only: Option<HttpsSpec>,
     pub(crate) cors: Vec<CorsSpec>,
     pub(crate) request_ids: Option<RequestIdSpec>,
+    pub(crate) compress: Vec<CompressSpec>,
     /// Server limits and timeouts.
     pub server: ServerSpec,
 }
@@ -513,4 +522,24 @@ pub(crate) struct CorsSpec {
 pub(crate) struct RequestIdSpec {
     pub(crate) header: String,
     pub(crate) trace: bool,
+}
+
+/// `app.compress(...)`: responses compressed at the edge.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CompressSpec {
+    #[serde(default = "all_paths")]
+    pub(crate) paths: Vec<String>,
+    #[serde(default)]
+    pub(crate) exclude: Vec<String>,
+    /// Codings in order of preference (`zstd`, `br`, `gzip`).
+    pub(crate) algorithms: Vec<String>,
+    /// Responses declared smaller than this are sent as they are.
+    pub(crate) min_bytes: u64,
+    /// Media types to compress (`text/*`, `application/*+json`); empty: the default list.
+    #[serde(default)]
+    pub(crate) types: Vec<String>,
+    /// A level per coding (`{"br": 5}`); the others keep their default.
+    #[serde(default)]
+    pub(crate) levels: std::collections::BTreeMap<String, i32>,
 }

@@ -32,7 +32,7 @@ use crate::cache::{ranges, url_key, Entry, Lookup};
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::Request;
 use crate::server::body::Body;
-use crate::server::ctx::{BodyState, CacheStatus, RequestCtx};
+use crate::server::ctx::{BodyState, CacheStatus, CompressChoice, RequestCtx};
 use crate::server::plan::{CacheRule, Plan};
 use crate::server::respond::from_core;
 use crate::server::state::{Active, ServerState};
@@ -70,6 +70,7 @@ pub async fn serve(
 ) -> Result<http::Response<Body>> {
     let rule = &active.plan.cache[index];
     let bypass = ctx.notes.credentialed || has_body(&ctx.request);
+    let compress = ctx.notes.compress;
     let (request, body, prior_xff) = ctx.take_exchange();
     if request.method != Method::GET && request.method != Method::HEAD {
         // An unsafe method on a cached path: a success invalidates the URL.
@@ -94,10 +95,10 @@ pub async fn serve(
         Lookup::Stale(r, _entry) => {
             ctx.notes.cache_status = Some(CacheStatus::Stale);
             let r = ranges::answer(&exchange.0, r);
-            refresh_in_background(state, active, index, key, exchange.0, exchange.2);
+            refresh_in_background(state, active, (index, compress), key, exchange.0, exchange.2);
             Ok(from_core(r))
         }
-        Lookup::Revalidate(entry, cond) => revalidate(state, active, rule, key, exchange, entry, cond, ctx)
+        Lookup::Revalidate(entry, cond) => revalidate(state, active, rule, key, exchange, (entry, cond), ctx)
             .await
             .map(|r| untag(rule, r)),
         Lookup::Miss(entry) => {
@@ -165,7 +166,7 @@ fn fill_request(request: &Request) -> Request {
 fn refresh_in_background(
     state: &Arc<ServerState>,
     active: &Arc<Active>,
-    index: usize,
+    (index, compress): (usize, Option<CompressChoice>),
     key: String,
     request: Request,
     prior_xff: Option<String>,
@@ -178,7 +179,7 @@ fn refresh_in_background(
             .run(&key, || async {
                 let (fetch, limit) = (fill_request(&request), rule.cache.max_body_bytes());
                 let empty = BodyState::Read(Bytes::new());
-                match fetch_for_cache(&state, &active, fetch, empty, prior_xff, limit).await {
+                match fetch_for_cache(&state, &active, fetch, empty, prior_xff, limit, compress).await {
                     Ok(Fill::Whole(resp)) => {
                         rule.cache.store(&request, &key, &resp, state.now());
                         Ok(Some(resp))
@@ -195,23 +196,32 @@ fn refresh_in_background(
 /// Asks the origin whether a stored entry is still good (the conditional headers given), and
 /// serves it again on a 304, the new response otherwise, or the stale one if the origin fails
 /// within `stale-if-error`.
-#[allow(clippy::too_many_arguments)]
 async fn revalidate(
     state: &ServerState,
     active: &Active,
     rule: &CacheRule,
     key: String,
     (request, body, prior_xff): (Request, BodyState, Option<String>),
-    entry: Arc<Entry>,
-    cond: Vec<(http::HeaderName, http::HeaderValue)>,
+    (entry, cond): (Arc<Entry>, Vec<(http::HeaderName, http::HeaderValue)>),
     ctx: &mut RequestCtx,
 ) -> Result<http::Response<Body>> {
+    let compress = ctx.notes.compress;
     let mut conditional = fill_request(&request);
     for (n, v) in cond {
         conditional.headers.as_map_mut().insert(n, v);
     }
     let limit = rule.cache.max_body_bytes();
-    match Box::pin(fetch_for_cache(state, active, conditional, body, prior_xff, limit)).await {
+    match Box::pin(fetch_for_cache(
+        state,
+        active,
+        conditional,
+        body,
+        prior_xff,
+        limit,
+        compress,
+    ))
+    .await
+    {
         Ok(Fill::Streaming(r)) => {
             ctx.notes.cache_status = Some(CacheStatus::Miss);
             Ok(r)
@@ -261,11 +271,11 @@ async fn fill(
     // A response too large to store streams through: it is kept here, not shared (each waiter
     // then fetches for itself, streaming too), so a fill holds at most the cache's entry limit.
     let streaming: Mutex<Option<http::Response<Body>>> = Mutex::new(None);
-    let limit = rule.cache.max_body_bytes();
+    let (limit, compress) = (rule.cache.max_body_bytes(), ctx.notes.compress);
     let fetch = |body, prior_xff| {
         let (request, key, streaming) = (&request, &key, &streaming);
         async move {
-            match fetch_for_cache(state, active, fill_request(request), body, prior_xff, limit).await {
+            match fetch_for_cache(state, active, fill_request(request), body, prior_xff, limit, compress).await {
                 Ok(Fill::Whole(r)) => {
                     rule.cache.store(request, key, &r, state.now());
                     Ok(Some(r))

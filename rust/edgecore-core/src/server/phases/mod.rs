@@ -19,6 +19,7 @@
 //! | rate limits | [`rate_limit`] | 429 |
 //! | A/B assignment | [`ab`] | never |
 //! | request headers, response templates | [`headers`] | never |
+//! | Accept-Encoding negotiated (then the response compressed) | [`compress`] | never |
 //! | cache lookup (and fill) | [`cache`] | a stored response |
 //! | Python middleware, then a Python route | [`python`] | the handler's response, 405 |
 //! | proxy to the origin | [`proxy`] | the origin's response, 404 without one |
@@ -31,6 +32,7 @@ pub mod bots;
 pub mod cache;
 pub mod canonical;
 pub mod client;
+pub mod compress;
 pub mod cors;
 pub mod front;
 pub mod headers;

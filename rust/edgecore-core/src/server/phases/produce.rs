@@ -9,7 +9,7 @@ use super::{proxy, python};
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::{Request, Response};
 use crate::server::body::Body;
-use crate::server::ctx::BodyState;
+use crate::server::ctx::{BodyState, CompressChoice};
 use crate::server::metrics::Outcome;
 use crate::server::state::{Active, ServerState};
 
@@ -53,8 +53,31 @@ pub enum Fill {
 
 /// [`produce`] for the cache: the body is read into memory up to `limit` bytes (the most the
 /// cache could store); a larger one streams through instead, so a fill holds at most `limit`
-/// bytes however large the response.
+/// bytes however large the response. With `compress`, the response is compressed as the rule
+/// says: a whole one before it is stored, so each coding is stored once.
 pub async fn fetch_for_cache(
+    state: &ServerState,
+    active: &Active,
+    request: Request,
+    body: BodyState,
+    prior_xff: Option<String>,
+    limit: usize,
+    compress: Option<CompressChoice>,
+) -> Result<Fill> {
+    let method = compress.map(|_| request.method.clone());
+    let fill = fetch_whole(state, active, request, body, prior_xff, limit).await?;
+    let (Some(choice), Some(method)) = (compress, method) else {
+        return Ok(fill);
+    };
+    let plan = &active.plan;
+    Ok(match fill {
+        Fill::Whole(r) => Fill::Whole(super::compress::apply_whole(plan, choice, &method, r).await?),
+        Fill::Streaming(r) => Fill::Streaming(super::compress::apply(plan, choice, &method, r)),
+    })
+}
+
+/// [`fetch_for_cache`] before compression.
+async fn fetch_whole(
     state: &ServerState,
     active: &Active,
     request: Request,

@@ -44,6 +44,9 @@ pub async fn upgrade(
     let Some(set) = choose_origin(plan, &request) else {
         return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound));
     };
+    if plan.server.dry_run {
+        return Ok((dry_run(set, &request), Outcome::Proxied));
+    }
     let health = &active.health[set.id];
     let (at, origin) = health.pick(set, None, hash_key(set, &request));
     let protocol = request
@@ -98,6 +101,21 @@ fn copy_parts(parts: &http::request::Parts) -> http::request::Parts {
     copy
 }
 
+/// What a dry run answers instead of proxying: where the request would have gone.
+fn dry_run(set: &OriginSet, request: &Request) -> http::Response<Body> {
+    let to = match &set.name {
+        Some(name) => format!("upstream {name} {:?}", set.targets),
+        None => format!("{:?}", set.targets[0]),
+    };
+    let mut r = status_response(
+        StatusCode::OK,
+        &format!("dry run: {} {} would go to {to}", request.method, request.uri),
+    );
+    r.headers_mut()
+        .insert("x-edge-dry-run", http::HeaderValue::from_static("1"));
+    r
+}
+
 /// Forwards the request to its origin (404 when there is none). With several targets, a
 /// request goes to the target the set's balancing picks among the usable ones; one that could
 /// not connect is tried on another target (nothing was sent), and an idempotent one whose body
@@ -114,6 +132,9 @@ pub async fn forward(
     let Some(set) = choose_origin(plan, &request) else {
         return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound));
     };
+    if plan.server.dry_run {
+        return Ok((dry_run(set, &request), Outcome::Proxied));
+    }
     let health = &active.health[set.id];
     let mut busy = match health.admit(set) {
         Ok(busy) => busy,

@@ -46,18 +46,13 @@ impl Plan {
     /// Compiles `spec` with `objects`.
     pub fn build(spec: AppSpec, objects: Objects) -> Result<Plan> {
         // What cached content depends on upstream of the cache rules (see `CacheRule::identity`).
+        // Compression too: a stored entry is one coding of the response.
         let upstream = format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}",
-            spec.origin, spec.upstreams, spec.origins, spec.rewrites, spec.headers
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}",
+            spec.origin, spec.upstreams, spec.origins, spec.rewrites, spec.headers, spec.compress
         );
         let timeouts = build_timeouts(&spec.server)?;
-        let limits = crate::http::Limits {
-            max_headers: 100,
-            max_header_bytes: spec.server.max_header_bytes,
-            max_uri_bytes: spec.server.max_uri_bytes,
-            max_body_bytes: spec.server.max_body_bytes,
-        };
-        limits.validate()?;
+        let limits = build_limits(&spec.server)?;
         let tls = match (&spec.server.tls_cert, &spec.server.tls_key) {
             (Some(cert), Some(key)) => Some(crate::server::tls::server_config(cert, key)?),
             (None, None) => None,
@@ -91,6 +86,7 @@ impl Plan {
             https_only: spec.https_only.map(edge::build_https).transpose()?,
             cors: each(spec.cors, edge::build_cors)?,
             request_ids: spec.request_ids.map(edge::build_request_ids).transpose()?,
+            compress: each(spec.compress, edge::build_compress)?,
             origin: default_origin,
             upstreams: Vec::new(),
             trusted: TrustedProxies::new(&spec.trusted_proxies)?,
@@ -140,12 +136,25 @@ impl Plan {
             .chain(self.cache.iter_mut().map(|r| &mut r.paths))
             .chain(self.middleware.iter_mut().map(|r| &mut r.matcher))
             .chain(self.access.iter_mut().map(|r| &mut r.paths))
-            .chain(self.cors.iter_mut().map(|r| &mut r.paths));
+            .chain(self.cors.iter_mut().map(|r| &mut r.paths))
+            .chain(self.compress.iter_mut().map(|r| &mut r.paths));
         for m in matchers {
             m.fold_case()?;
         }
         self.routes.iter_mut().try_for_each(|r| r.path.fold_case())
     }
+}
+
+/// The parser limits the server settings give.
+fn build_limits(server: &ServerSpec) -> Result<crate::http::Limits> {
+    let limits = crate::http::Limits {
+        max_headers: 100,
+        max_header_bytes: server.max_header_bytes,
+        max_uri_bytes: server.max_uri_bytes,
+        max_body_bytes: server.max_body_bytes,
+    };
+    limits.validate()?;
+    Ok(limits)
 }
 
 /// The edit distance between two names (for "did you mean").
@@ -279,6 +288,14 @@ fn build_request_policy(spec: &AppSpec) -> Result<RequestPolicy> {
         ipv6_prefix: s.ipv6_prefix,
         metrics_allow: TrustedProxies::new(&s.metrics_allow)
             .map_err(|e| Error::config(format!("metrics_allow: {}", e.context)))?,
+        explain: match (s.dev_mode, s.explain_allow.is_empty()) {
+            (true, _) => Some(TrustedProxies::new(&["0.0.0.0/0", "::/0"])?),
+            (false, true) => None,
+            (false, false) => Some(
+                TrustedProxies::new(&s.explain_allow)
+                    .map_err(|e| Error::config(format!("explain_allow: {}", e.context)))?,
+            ),
+        },
         owned_headers,
     })
 }

@@ -5,10 +5,11 @@
 use http::header::{HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
+use crate::compress::Coding;
 use crate::error::{Error, Result};
 use crate::geo::TrustedProxies;
 use crate::server::matcher::Matcher;
-use crate::server::spec::{AccessSpec, CorsSpec, HttpsSpec, RequestIdSpec};
+use crate::server::spec::{AccessSpec, CompressSpec, CorsSpec, HttpsSpec, RequestIdSpec};
 
 /// An access list on some paths (`app.access`).
 pub struct AccessRule {
@@ -84,6 +85,105 @@ impl CorsOrigins {
                     })
             }
         }
+    }
+}
+
+/// Compression on some paths (`app.compress`).
+pub struct CompressRule {
+    /// Where.
+    pub paths: Matcher,
+    /// The codings offered, in order of preference.
+    pub codings: Vec<Coding>,
+    /// The level of each coding, by its place in [`Coding::ALL`].
+    pub levels: [i32; 3],
+    /// A response declared smaller than this is sent as it is.
+    pub min_bytes: u64,
+    /// The media types compressed.
+    pub types: MediaTypes,
+}
+
+impl CompressRule {
+    /// The level `coding` is compressed at.
+    pub fn level(&self, coding: Coding) -> i32 {
+        self.levels[Coding::ALL
+            .iter()
+            .position(|c| *c == coding)
+            .expect("every coding is listed")]
+    }
+}
+
+/// The media types compressed by default: text, and the structured and font types that are
+/// text underneath (images, audio, video and archives are compressed already).
+pub const DEFAULT_TYPES: &[&str] = &[
+    "text/*",
+    "application/json",
+    "application/*+json",
+    "application/x-ndjson",
+    "application/javascript",
+    "application/x-javascript",
+    "application/xml",
+    "application/*+xml",
+    "application/wasm",
+    "application/vnd.ms-fontobject",
+    "font/ttf",
+    "font/otf",
+    "image/svg+xml",
+    "image/x-icon",
+    "image/vnd.microsoft.icon",
+    "image/bmp",
+];
+
+/// A set of media types: exact (`application/json`) or with one `*` (`text/*`,
+/// `application/*+json`), matched without regard to case or parameters.
+#[derive(Debug, Clone)]
+pub struct MediaTypes {
+    /// (before the `*`, after it), lower case; an exact type has no `*` and an empty suffix.
+    patterns: Vec<(String, Option<String>)>,
+}
+
+impl MediaTypes {
+    /// The set of `types` (each `type/subtype`, at most one `*`, in the subtype).
+    pub fn new(types: &[impl AsRef<str>]) -> Result<MediaTypes> {
+        let mut patterns = Vec::new();
+        for t in types {
+            let t = t.as_ref().trim().to_ascii_lowercase();
+            let ok = t.split_once('/').is_some_and(|(ty, sub)| {
+                !ty.is_empty()
+                    && !sub.is_empty()
+                    && !ty.contains('*')
+                    && sub.matches('*').count() <= 1
+                    && t.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
+            });
+            if !ok {
+                return Err(Error::config(format!(
+                    "compress: {t:?} is not a media type (type/subtype, with at most one * in the subtype)"
+                )));
+            }
+            patterns.push(match t.split_once('*') {
+                Some((before, after)) => (before.to_owned(), Some(after.to_owned())),
+                None => (t, None),
+            });
+        }
+        Ok(MediaTypes { patterns })
+    }
+
+    /// Whether `content_type` (a `Content-Type` value) is in the set.
+    pub fn contains(&self, content_type: &[u8]) -> bool {
+        let end = memchr::memchr(b';', content_type).unwrap_or(content_type.len());
+        let Ok(t) = std::str::from_utf8(&content_type[..end]) else {
+            return false;
+        };
+        let t = t.trim();
+        self.patterns.iter().any(|(p, suffix)| match suffix {
+            None => t.eq_ignore_ascii_case(p),
+            Some(s) => {
+                t.len() >= p.len() + s.len()
+                    && t.is_char_boundary(p.len())
+                    && t[..p.len()].eq_ignore_ascii_case(p)
+                    && t.is_char_boundary(t.len() - s.len())
+                    && t[t.len() - s.len()..].eq_ignore_ascii_case(s)
+            }
+        })
     }
 }
 
@@ -260,4 +360,49 @@ pub(crate) fn build_request_ids(r: RequestIdSpec) -> Result<RequestIds> {
     let header = HeaderName::from_bytes(r.header.as_bytes())
         .map_err(|_| Error::config(format!("request_ids header {:?} is not a header name", r.header)))?;
     Ok(RequestIds { header, trace: r.trace })
+}
+
+pub(crate) fn build_compress(c: CompressSpec) -> Result<CompressRule> {
+    let mut codings = Vec::new();
+    for name in &c.algorithms {
+        let coding = Coding::parse(name)
+            .ok_or_else(|| Error::config(format!("compress: unknown algorithm {name:?} (zstd, br or gzip)")))?;
+        if codings.contains(&coding) {
+            return Err(Error::config(format!("compress: {name:?} is listed twice")));
+        }
+        codings.push(coding);
+    }
+    if codings.is_empty() {
+        return Err(Error::config(
+            "compress needs at least one algorithm (zstd, br or gzip)",
+        ));
+    }
+    let mut levels = Coding::ALL.map(Coding::default_level);
+    for (name, level) in &c.levels {
+        let coding = Coding::parse(name).ok_or_else(|| {
+            Error::config(format!(
+                "compress levels: unknown algorithm {name:?} (zstd, br or gzip)"
+            ))
+        })?;
+        if !coding.levels().contains(level) {
+            let r = coding.levels();
+            return Err(Error::config(format!(
+                "compress levels: {name} takes {}..={}, not {level}",
+                r.start(),
+                r.end()
+            )));
+        }
+        levels[Coding::ALL.iter().position(|x| *x == coding).expect("listed")] = *level;
+    }
+    let types = match c.types.is_empty() {
+        true => MediaTypes::new(DEFAULT_TYPES)?,
+        false => MediaTypes::new(&c.types)?,
+    };
+    Ok(CompressRule {
+        paths: Matcher::excluding(&c.paths, &c.exclude)?,
+        codings,
+        levels,
+        min_bytes: c.min_bytes,
+        types,
+    })
 }

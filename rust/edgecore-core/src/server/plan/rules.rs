@@ -219,6 +219,8 @@ pub struct Plan {
     pub cors: Vec<super::edge::CorsRule>,
     /// Request IDs and trace context.
     pub request_ids: Option<super::edge::RequestIds>,
+    /// Compression rules.
+    pub compress: Vec<super::edge::CompressRule>,
     /// The default origin: an index into `upstreams`.
     pub origin: Option<usize>,
     /// Every origin of the plan as a set of targets (a plain URL is a set of one), by
@@ -274,6 +276,8 @@ pub struct RequestPolicy {
     pub ipv6_prefix: u8,
     /// Who may read the metrics on the public port.
     pub metrics_allow: crate::geo::TrustedProxies,
+    /// Who may ask for an explain trace (None: nobody; dev mode: anyone).
+    pub explain: Option<crate::geo::TrustedProxies>,
     /// Header names the edge sets from configuration (claims to headers, request templates):
     /// removed from every client request, like the fixed ones (see `phases::owned`).
     pub owned_headers: Vec<HeaderName>,
