@@ -188,6 +188,7 @@ class CompressSpec(TypedDict):
     min_bytes: int
     types: list[str]
     levels: dict[str, int]
+    max_streams: int
 
 
 class RequestIdSpec(TypedDict):

@@ -678,6 +678,7 @@ class Edge:
         min_bytes: int = 1024,
         types: str | Iterable[str] | None = None,
         levels: Mapping[str, int] | None = None,
+        max_streams: int = 256,
         exclude: str | Iterable[str] = (),
     ) -> Edge:
         """Compress responses on ``paths`` for clients that accept it: the coding is chosen from
@@ -687,10 +688,15 @@ class Edge:
         declared smaller than ``min_bytes``, ranges, ``Cache-Control: no-transform``, and media
         types not in ``types`` (default: text, JSON, JavaScript, XML, SVG, WebAssembly and
         fonts; ``"text/*"`` and ``"application/*+json"`` are patterns). ``levels``: e.g.
-        ``{"br": 5}`` (gzip 1-9, br 0-11, zstd 1-19; defaults gzip 5, br 4, zstd 3)."""
+        ``{"br": 5}`` (gzip 1-9, br 0-11, zstd 1-19; defaults gzip 5, br 4, zstd 3).
+        ``max_streams``: at most this many responses are compressed as they stream at once
+        (each holds about 1 MB of codec state while its client reads); beyond it a response
+        goes uncompressed."""
         names = [algorithms] if isinstance(algorithms, str) else list(algorithms)
         if isinstance(min_bytes, bool) or not isinstance(min_bytes, int) or min_bytes < 0:
             raise _core.ConfigError(f"compress min_bytes must be an int >= 0, not {min_bytes!r}")
+        if isinstance(max_streams, bool) or not isinstance(max_streams, int) or max_streams < 1:
+            raise _core.ConfigError(f"compress max_streams must be an int >= 1, not {max_streams!r}")
         spec: CompressSpec = {
             "paths": _paths(paths),
             "exclude": _exclude(exclude),
@@ -698,6 +704,7 @@ class Edge:
             "min_bytes": min_bytes,
             "types": _countries(types) or [],
             "levels": dict(levels or {}),
+            "max_streams": max_streams,
         }
         self._checked("compress", spec)
         self._spec["compress"].append(spec)

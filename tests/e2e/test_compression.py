@@ -181,6 +181,7 @@ def test_bad_compress_settings_fail_at_the_call():
         ({"min_bytes": -1}, "min_bytes must be an int >= 0"),
         ({"types": ["html"]}, '"html" is not a media type'),
         ({"algorithms": []}, "at least one algorithm"),
+        ({"max_streams": 0}, "max_streams must be an int >= 1"),
     ]:
         with pytest.raises(ec.ConfigError, match=match):
             app.compress(**kwargs)

@@ -242,6 +242,28 @@ pub fn compress(coding: Coding, level: i32, data: &[u8]) -> io::Result<Vec<u8>> 
     Ok(out)
 }
 
+/// One of a bounded number of concurrent compression streams (each holds about a megabyte of
+/// codec state while its client reads): taken before a stream starts, given back when it ends.
+#[derive(Debug)]
+pub struct Slot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Slot {
+    /// A slot of `taken` (whose limit is `max`), or None when all are in use.
+    pub fn take(taken: &std::sync::Arc<std::sync::atomic::AtomicUsize>, max: usize) -> Option<Slot> {
+        use std::sync::atomic::Ordering;
+        taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1))
+            .ok()
+            .map(|_| Slot(taken.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 #[cfg(test)]
 #[path = "compress_tests.rs"]
 mod tests;

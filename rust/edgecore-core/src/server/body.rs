@@ -8,7 +8,7 @@ use http_body_util::Limited;
 use hyper::body::{Frame, Incoming, SizeHint};
 
 use super::upstream::OriginBody;
-use crate::compress::Encoder;
+use crate::compress::{Encoder, Slot};
 
 /// Errors inside bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -36,6 +36,8 @@ pub enum Body {
 pub struct Compressing {
     inner: Body,
     encoder: Encoder,
+    /// The stream's place among its rule's concurrent streams.
+    _slot: Slot,
     /// Written since the last output.
     dirty: bool,
     /// The stream is finished (and its trailers, if any, wait in `trailers`).
@@ -44,11 +46,12 @@ pub struct Compressing {
 }
 
 impl Compressing {
-    /// `inner`, compressed by `encoder`.
-    pub fn new(inner: Body, encoder: Encoder) -> Compressing {
+    /// `inner`, compressed by `encoder`, holding `slot` until the body is dropped.
+    pub fn new(inner: Body, encoder: Encoder, slot: Slot) -> Compressing {
         Compressing {
             inner,
             encoder,
+            _slot: slot,
             dirty: false,
             done: false,
             trailers: None,

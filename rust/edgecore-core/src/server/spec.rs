@@ -542,4 +542,11 @@ pub(crate) struct CompressSpec {
     /// A level per coding (`{"br": 5}`); the others keep their default.
     #[serde(default)]
     pub(crate) levels: std::collections::BTreeMap<String, i32>,
+    /// Responses compressed as they stream at once, at most.
+    #[serde(default = "default_max_streams")]
+    pub(crate) max_streams: usize,
+}
+
+fn default_max_streams() -> usize {
+    256
 }

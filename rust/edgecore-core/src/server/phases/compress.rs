@@ -5,7 +5,9 @@
 //! streams, and [`apply_whole`] a body the cache is about to store (so a hit costs no
 //! compression: each coding is a variant of the entry).
 //!
-//! A response is compressed only when all of these hold: a body is allowed (not 1xx, 204, 304
+//! At most the rule's `max_streams` responses are compressed as they stream at once (each holds
+//! about a megabyte of codec state while its client reads); beyond that a response goes
+//! uncompressed. A response is compressed only when all of these hold: a body is allowed (not 1xx, 204, 304
 //! or a HEAD's), it is not a range (206, `Content-Range`), not encoded already, not marked
 //! `no-transform`, its media type is one of the rule's and it is not declared smaller than
 //! `min_bytes`. Such a response always gets `Vary: Accept-Encoding`, compressed or not (another
@@ -16,7 +18,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
-use crate::compress::{negotiate as choose, Coding, Encoder};
+use crate::compress::{negotiate as choose, Coding, Encoder, Slot};
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::Response;
 use crate::server::body::{Body, Compressing};
@@ -134,12 +136,16 @@ pub fn apply(
         encoded(resp.headers_mut(), coding);
         return resp;
     }
-    // The codec's set-up failing (memory) leaves the response as it is: correct, uncompressed.
+    // Over the rule's concurrent streams, or the codec's set-up failing (memory): the response
+    // goes as it is, correct and uncompressed, so codec memory stays bounded.
+    let Some(slot) = Slot::take(&rule.streams, rule.max_streams) else {
+        return resp;
+    };
     let Ok(encoder) = Encoder::new(coding, rule.level(coding), len) else {
         return resp;
     };
     encoded(resp.headers_mut(), coding);
-    resp.map(|body| Body::Compressed(Box::new(Compressing::new(body, encoder))))
+    resp.map(|body| Body::Compressed(Box::new(Compressing::new(body, encoder, slot))))
 }
 
 /// `resp` (whole, about to be stored by the cache) compressed when `choice`'s rule compresses

@@ -208,3 +208,27 @@ fn bad_rules_are_refused_with_what_is_wrong() {
         assert!(err.context.contains(want), "{} (wanted {want})", err.context);
     }
 }
+
+#[test]
+fn past_the_rules_concurrent_streams_a_response_goes_uncompressed_until_one_ends() {
+    let p = plan(serde_json::json!({"compress": [
+        {"paths": ["/*"], "algorithms": ["br"], "min_bytes": 0, "max_streams": 1},
+    ]}));
+    let html = [("content-type", "text/html")];
+    let first = apply(&p, br(), &Method::GET, response(200, &html, PAGE));
+    assert_eq!(first.headers()["content-encoding"], "br");
+    let second = apply(&p, br(), &Method::GET, response(200, &html, PAGE));
+    assert!(second.headers().get("content-encoding").is_none());
+    assert_eq!(second.headers()["vary"], "Accept-Encoding");
+    assert_eq!(block_on(second.into_body().collect()).unwrap().to_bytes(), PAGE);
+    drop(first);
+    let third = apply(&p, br(), &Method::GET, response(200, &html, PAGE));
+    assert_eq!(third.headers()["content-encoding"], "br");
+    // A cache fill's whole body takes no stream.
+    let mut r = Response::new(200, Bytes::from_static(PAGE)).unwrap();
+    r.headers.insert("content-type", HeaderValue::from_static("text/html"));
+    assert_eq!(
+        block_on(apply_whole(&p, br(), &Method::GET, r)).unwrap().headers["content-encoding"],
+        "br"
+    );
+}

@@ -100,6 +100,10 @@ pub struct CompressRule {
     pub min_bytes: u64,
     /// The media types compressed.
     pub types: MediaTypes,
+    /// At most this many responses are compressed as they stream at once.
+    pub max_streams: usize,
+    /// How many are.
+    pub streams: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl CompressRule {
@@ -404,5 +408,7 @@ pub(crate) fn build_compress(c: CompressSpec) -> Result<CompressRule> {
         levels,
         min_bytes: c.min_bytes,
         types,
+        max_streams: c.max_streams,
+        streams: Default::default(),
     })
 }
