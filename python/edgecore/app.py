@@ -170,6 +170,7 @@ class Edge:
         self._geo: list[_core.GeoDB] = []
         self._bots: _core.BotDetector | None = None
         self._kv: dict[str, _core.KV] = {}
+        self._local_kv: set[str] = set()
         self._vars: dict[str, str] = {}
         if vars is not None:
             self.vars(vars)
@@ -734,7 +735,23 @@ class Edge:
     def kv(self, name: str, url: str | None = None) -> Edge:
         """A KV store handlers reach as ``env.kv[name]`` (in process, or Redis with ``url``)."""
         self._kv[name] = _core.KV(url)
+        if url is None:
+            self._local_kv.add(name)
+        else:
+            self._local_kv.discard(name)
         return self
+
+    def per_process_state(self) -> tuple[list[str], list[str]]:
+        """What each server process would hold a copy of, were the app served by several
+        (``edgecore serve --workers N``): (state whose copies change behaviour: in-process
+        rate limits and KV stores; state whose copies only cost memory and hit rate: caches)."""
+        wrong = []
+        for rule in self._spec["rate_limits"]:
+            if not self._limiters[rule["limiter"]].shared:
+                wrong.append(f"rate limit on {', '.join(rule['paths'])} (in process)")
+        wrong += [f"KV store {name!r} (in process)" for name in sorted(self._local_kv)]
+        copies = [f"response cache on {', '.join(c['paths'])}" for c in self._spec["cache"]]
+        return wrong, copies
 
     def vars(
         self, values: Mapping[str, str] | None = None, /, *, from_env: str | Iterable[str] = (), **more: str

@@ -79,6 +79,26 @@ def _supervise(args: argparse.Namespace) -> int:
 
     if args.port == 0:
         raise SystemExit("edgecore: --workers needs a fixed --port")
+    from edgecore import Edge
+
+    app = _load(args.app, app_dir=args.app_dir)
+    if not isinstance(app, Edge):
+        raise SystemExit(f"edgecore: {args.app} is a {type(app).__name__}, not an edgecore.Edge")
+    wrong, copies = app.per_process_state()
+    if wrong and not args.per_worker_state:
+        raise SystemExit(
+            f"edgecore: --workers {args.workers} would give each server process its own copy of:\n"
+            + "".join(f"  - {w}\n" for w in wrong)
+            + f"  so {args.workers} processes would allow {args.workers}x each limit and disagree on KV values.\n"
+            'Share them through Redis (rate_limit(..., store="redis://..."), app.kv(name, "redis://...")),\n'
+            "or serve with one process (its server already runs on every core; --python-workers N adds\n"
+            "handler threads), or pass --per-worker-state to accept a copy per process."
+        )
+    for line in [
+        *(f"{w}: one per process (--per-worker-state)" for w in wrong),
+        *(f"{c}: one per process" for c in copies),
+    ]:
+        print(f"edgecore: {args.workers} workers: {line}", file=sys.stderr, flush=True)
     child = [*_child_command(args), "--reuse-port"]
     procs = [subprocess.Popen(child) for _ in range(args.workers)]
 
@@ -273,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="server processes sharing the port (SO_REUSEPORT)")
     serve.add_argument("--python-workers", type=int, default=4, help="threads running Python handlers, per process")
     serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument(
+        "--per-worker-state",
+        action="store_true",
+        help="with --workers: accept a copy of in-process limits and KV per process (each allows the full limit)",
+    )
     serve.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="how much to log"
     )

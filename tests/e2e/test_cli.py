@@ -339,3 +339,80 @@ def test_a_start_up_error_is_one_line_unless_debug(tmp_path):
     assert "--debug" in r.stderr
     r = edgecore(tmp_path, "serve", "myapp:app", "--port", str(free_port()), "--debug")
     assert r.returncode != 0 and "Traceback" in r.stderr and "{geo.nope}" in r.stderr
+
+
+def test_workers_refuse_in_process_limits_and_kv_unless_shared_or_accepted(tmp_path, redis_url):
+    import signal
+    import urllib.error
+
+    write_app(
+        tmp_path,
+        """
+        app = ec.Edge()
+        app.rate_limit(paths="/limited", limit=3, period=60)
+        app.kv("sessions")
+        app.cache(paths="/c/*", ttl=60)
+
+        @app.route("/limited")
+        def limited(request, env):
+            return "ok"
+        """,
+    )
+    port = free_port()
+    refused = edgecore(tmp_path, "serve", "myapp:app", "--port", str(port), "--workers", "2")
+    assert refused.returncode == 1
+    assert "rate limit on /limited (in process)" in refused.stderr and "KV store 'sessions'" in refused.stderr
+    assert "allow 2x each limit" in refused.stderr and "redis://" in refused.stderr
+    # Shared through Redis: the limit holds across both processes.
+    write_app(
+        tmp_path,
+        f"""
+        app = ec.Edge()
+        app.rate_limit(paths="/limited", limit=3, period=60, store={redis_url!r})
+        app.kv("sessions", {redis_url!r})
+        app.cache(paths="/c/*", ttl=60)
+
+        @app.route("/limited")
+        def limited(request, env):
+            return "ok"
+        """,
+    )
+    proc = start_serve(tmp_path, port, "--workers", "2")
+    try:
+        fetch(proc, f"http://127.0.0.1:{port}/limited")
+        statuses = []
+        for _ in range(12):  # a new connection each: spread over both processes
+            try:
+                statuses.append(urllib.request.urlopen(f"http://127.0.0.1:{port}/limited", timeout=5).status)
+            except urllib.error.HTTPError as e:
+                statuses.append(e.code)
+        assert statuses.count(200) == 2 and statuses.count(429) == 10, statuses
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "2 workers: response cache on /c/*: one per process" in err
+    assert "(in process)" not in err
+
+
+def test_per_worker_state_accepts_a_copy_per_process_and_says_so(tmp_path):
+    import signal
+
+    write_app(
+        tmp_path,
+        """
+        app = ec.Edge()
+        app.rate_limit(paths="/limited", limit=3, period=60)
+
+        @app.route("/limited")
+        def limited(request, env):
+            return "ok"
+        """,
+    )
+    port = free_port()
+    proc = start_serve(tmp_path, port, "--workers", "2", "--per-worker-state")
+    try:
+        assert fetch(proc, f"http://127.0.0.1:{port}/limited") == b"ok"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert "rate limit on /limited (in process): one per process (--per-worker-state)" in err
