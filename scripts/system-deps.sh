@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite and demo need (Debian): redis-server.
+# Installs the system packages the test suite and demo need (Debian): redis-server, and
+# redis-tools for redis-cli (the Redis Cluster tests create their cluster with it).
 # `system-deps.sh bench` also installs what the load benchmark drives: wrk and nginx.
 # Idempotent; a no-op when everything is present.
 set -euo pipefail
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 if [ "${1:-}" = "bench" ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
   command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)

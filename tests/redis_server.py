@@ -29,7 +29,7 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> RedisServer:
+    def start(self, *extra: str) -> RedisServer:
         self.proc = subprocess.Popen(
             [
                 self.exe,
@@ -43,6 +43,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 self.dir,
+                *extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -467,8 +467,12 @@ class Edge:
         exclude: str | Iterable[str] = (),
         shadow: bool = False,
         headers: str = "draft",
+        sync: float | None = None,
     ) -> Edge:
         """Limit matching requests per key ("ip", "header:NAME" or "claim:NAME"); 429 beyond.
+        With ``store`` and ``sync`` (seconds), the limit is local-first: each node decides in
+        process (a check never waits on Redis) and reconciles with the store every ``sync``
+        seconds in the background; the README states how far N nodes can overshoot.
         With a Redis ``store`` the limit is shared by every node; a check that gets no answer
         within ``store_timeout`` seconds follows ``on_store_error`` ("open": allow, "closed":
         reject, "local": this node's own limiter). With ``shadow``, requests are counted and
@@ -483,7 +487,13 @@ class Edge:
             raise _core.ConfigError(f'rate limit key must be "ip", "header:NAME" or "claim:NAME", not {key!r}')
         self._limiters.append(
             _core.RateLimiter(
-                limit, period, burst=burst, store=store, timeout=store_timeout, on_store_error=on_store_error
+                limit,
+                period,
+                burst=burst,
+                store=store,
+                timeout=store_timeout,
+                on_store_error=on_store_error,
+                sync=sync,
             )
         )
         self._spec["rate_limits"].append(

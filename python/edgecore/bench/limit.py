@@ -1,5 +1,7 @@
 """RateLimiter.check (in process) vs the `limits` library (memory storage, moving and fixed
-window) and a hand-written pure-Python token bucket; two threads vs one; memory per key."""
+window) and a hand-written pure-Python token bucket; a local-first shared limiter (`sync=`,
+when `redis-server` is installed: a private one is started) vs in process; two threads vs one;
+memory per key."""
 
 from __future__ import annotations
 
@@ -40,6 +42,44 @@ print(after, after - base, base)
 """
 
 
+LOCAL_FIRST = "edgecore RateLimiter.check, local-first shared (sync=0.05)"
+
+
+class _PrivateRedis:
+    """A redis-server on a free loopback port for the local-first contender (None without one)."""
+
+    def __enter__(self) -> str | None:
+        import shutil
+        import socket
+        import subprocess
+
+        exe = shutil.which("redis-server")
+        if exe is None:
+            self.proc = None
+            return None
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.proc = subprocess.Popen(
+            [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return f"redis://127.0.0.1:{port}/0"
+            except OSError:
+                time.sleep(0.02)
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
 def run(quick: bool = False) -> SuiteResult:
     import limits
     from limits import storage, strategies
@@ -52,15 +92,17 @@ def run(quick: bool = False) -> SuiteResult:
     fixed = strategies.FixedWindowRateLimiter(storage.MemoryStorage())
     item = limits.parse("1000000/second")
     bucket = PyTokenBucket(1_000_000, 1.0)
-    stats = compare(
-        {
-            "edgecore RateLimiter.check": lambda: rl.check("client-42"),
-            "limits moving window": lambda: moving.hit(item, "client-42"),
-            "limits fixed window": lambda: fixed.hit(item, "client-42"),
-            "pure-Python token bucket": lambda: bucket.check("client-42"),
-        },
-        rounds=7 if quick else 11,
-    )
+    contenders = {
+        "edgecore RateLimiter.check": lambda: rl.check("client-42"),
+        "limits moving window": lambda: moving.hit(item, "client-42"),
+        "limits fixed window": lambda: fixed.hit(item, "client-42"),
+        "pure-Python token bucket": lambda: bucket.check("client-42"),
+    }
+    with _PrivateRedis() as redis_url:
+        if redis_url:
+            synced = ec.RateLimiter(1_000_000, 1.0, store=redis_url, sync=0.05)
+            contenders[LOCAL_FIRST] = lambda: synced.check("client-42")
+        stats = compare(contenders, rounds=7 if quick else 11)
     n = 50_000 if quick else 200_000
     per_thread_check = lambda i: functools.partial(rl.check, f"client-{i}")  # noqa: E731
     one = [thread_cpu_cost(per_thread_check, 1, n) for _ in range(3)]
@@ -75,6 +117,7 @@ def run(quick: bool = False) -> SuiteResult:
             Ratio("edgecore RateLimiter.check", "limits moving window", 10.0),
             Ratio("edgecore RateLimiter.check", "limits fixed window", 10.0),
             Ratio("edgecore RateLimiter.check", "pure-Python token bucket", 1.0),
+            *([Ratio(LOCAL_FIRST, "edgecore RateLimiter.check", 0.9)] if LOCAL_FIRST in stats else []),
         ],
         notes=[version("limits"), "limits: MemoryStorage, its documented setup; checks on one hot key"],
     )

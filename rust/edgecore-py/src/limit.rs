@@ -101,7 +101,8 @@ pub struct PyRateLimiter {
 #[pymethods]
 impl PyRateLimiter {
     #[new]
-    #[pyo3(signature = (limit, period, *, burst=None, store=None, timeout=0.05, on_store_error="open", max_keys=2_000_000))]
+    #[pyo3(signature = (limit, period, *, burst=None, store=None, timeout=0.05, on_store_error="open", max_keys=2_000_000, sync=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         limit: u64,
         period: f64,
@@ -110,7 +111,15 @@ impl PyRateLimiter {
         timeout: f64,
         on_store_error: &str,
         max_keys: usize,
+        sync: Option<f64>,
     ) -> PyResult<Self> {
+        let sync = sync
+            .map(|s| {
+                Duration::try_from_secs_f64(s)
+                    .ok()
+                    .ok_or_else(|| config_error("sync must be between 0.001 and 60 seconds"))
+            })
+            .transpose()?;
         let timeout = Duration::try_from_secs_f64(timeout)
             .ok()
             .filter(|t| !t.is_zero())
@@ -123,15 +132,17 @@ impl PyRateLimiter {
             store: store.clone(),
             timeout,
             on_store_error: FailurePolicy::parse(on_store_error).map_err(CoreError)?,
+            sync,
         };
         let inner = RateLimiter::new(&config).map_err(CoreError)?;
         let repr = format!(
-            "RateLimiter(limit={limit}, period={period}, burst={}, store={}, on_store_error={on_store_error:?})",
+            "RateLimiter(limit={limit}, period={period}, burst={}, store={}, on_store_error={on_store_error:?}{})",
             inner.gcra().burst,
             store
                 .as_deref()
                 .map(|s| format!("{s:?}"))
                 .unwrap_or_else(|| "None".into()),
+            sync.map(|s| format!(", sync={}", s.as_secs_f64())).unwrap_or_default(),
         );
         Ok(PyRateLimiter {
             inner: std::sync::Arc::new(inner),
@@ -143,6 +154,12 @@ impl PyRateLimiter {
     /// limiters only) replaces the clock, for tests.
     #[pyo3(signature = (key, cost=1, *, now=None))]
     fn check(&self, py: Python<'_>, key: &str, cost: u64, now: Option<f64>) -> PyResult<PyDecision> {
+        if let (Some(d), None) = (self.inner.check_synced(key, cost), now) {
+            // Local-first: decided in process, no runtime hop.
+            return Ok(PyDecision {
+                inner: d.map_err(CoreError)?,
+            });
+        }
         let inner = if self.inner.is_shared() {
             if now.is_some() {
                 return Err(config_error(
@@ -167,6 +184,12 @@ impl PyRateLimiter {
     #[getter]
     fn shared(&self) -> bool {
         self.inner.is_shared()
+    }
+
+    /// Local-first (`sync=`): (reconciliations done, calls in them that failed); None otherwise.
+    #[getter]
+    fn sync_rounds(&self) -> Option<(u64, u64)> {
+        self.inner.synced().map(|s| s.rounds())
     }
 
     /// Checks decided by the failure policy because Redis could not answer.

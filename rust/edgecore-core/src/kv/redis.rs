@@ -74,36 +74,16 @@ impl RedisKv {
         Ok(n > 0)
     }
 
-    /// Keys starting with `prefix`, sorted.
+    /// Keys starting with `prefix`, sorted (every master of a cluster is scanned).
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let pattern = format!("{}*", glob_escape(&self.key(prefix)));
-        let mut cursor: u64 = 0;
-        let mut keys = Vec::new();
-        loop {
-            let p = pattern.clone();
-            let (next, batch): (u64, Vec<String>) = self
-                .conn
-                .run(|mut c| async move {
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(p)
-                        .arg("COUNT")
-                        .arg(1000)
-                        .query_async(&mut c)
-                        .await
-                })
-                .await?;
-            keys.extend(
-                batch
-                    .into_iter()
-                    .filter_map(|k| k.strip_prefix(&self.namespace).map(str::to_owned)),
-            );
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
+        let mut keys: Vec<String> = self
+            .conn
+            .scan(&pattern)
+            .await?
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&self.namespace).map(str::to_owned))
+            .collect();
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)

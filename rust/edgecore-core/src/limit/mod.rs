@@ -3,6 +3,8 @@
 //! - [`gcra`]: the algorithm, one timestamp of state per key, integer nanoseconds.
 //! - [`local`]: the sharded in-process table (exact under concurrency, bounded in memory).
 //! - [`redis`]: the same algorithm as one atomic Lua script on Redis's clock.
+//! - [`synced`]: local-first shared limits: decided in process, reconciled through Redis every
+//!   `sync` seconds in the background.
 //!
 //! [`RateLimiter`] puts them together with the failure policy for a shared limiter whose Redis is
 //! down or slow: fail open (default), fail closed, or fall back to a local limiter. Which path
@@ -11,6 +13,7 @@
 pub mod gcra;
 pub mod local;
 pub mod redis;
+pub mod synced;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -60,6 +63,8 @@ pub enum DecisionSource {
     FailClosed,
     /// Redis failed; decided by the local fallback limiter.
     LocalFallback,
+    /// Decided in process by a local-first shared limiter (`sync`).
+    LocalFirst,
 }
 
 impl DecisionSource {
@@ -71,6 +76,7 @@ impl DecisionSource {
             DecisionSource::FailOpen => "fail_open",
             DecisionSource::FailClosed => "fail_closed",
             DecisionSource::LocalFallback => "local_fallback",
+            DecisionSource::LocalFirst => "local_first",
         }
     }
 }
@@ -113,6 +119,9 @@ pub struct LimiterConfig {
     pub timeout: Duration,
     /// What to do when Redis fails.
     pub on_store_error: FailurePolicy,
+    /// Local-first: decide in process and reconcile with `store` this often (None: every check
+    /// goes to Redis).
+    pub sync: Option<Duration>,
 }
 
 impl Default for LimiterConfig {
@@ -125,12 +134,15 @@ impl Default for LimiterConfig {
             store: None,
             timeout: Duration::from_millis(50),
             on_store_error: FailurePolicy::Open,
+            sync: None,
         }
     }
 }
 
 /// A rate limiter: in process, or shared through Redis with a failure policy.
 pub struct RateLimiter {
+    /// Local-first decisions (`sync`), reconciled through `redis`'s store in the background.
+    synced: Option<Arc<synced::SyncedLimiter>>,
     gcra: Gcra,
     /// The period in seconds (for the `RateLimit-Policy` field).
     period: f64,
@@ -161,6 +173,23 @@ impl RateLimiter {
             ));
         }
         let gcra = Gcra::new(config.limit, period_ns, burst);
+        let synced = match (config.sync, &config.store) {
+            (None, _) => None,
+            (Some(_), None) => return Err(Error::config("sync needs a store (redis://...) to reconcile with")),
+            (Some(s), Some(url)) => {
+                if s < Duration::from_millis(1) || s > Duration::from_secs(60) {
+                    return Err(Error::config("sync must be between 0.001 and 60 seconds"));
+                }
+                let conn = RedisConn::new(url, config.timeout.max(Duration::from_millis(500)))?;
+                Some(synced::SyncedLimiter::start(
+                    gcra,
+                    period_ns / 1_000_000,
+                    conn,
+                    s,
+                    config.max_keys,
+                ))
+            }
+        };
         let (local, redis) = match &config.store {
             None => (Some(LocalLimiter::new(gcra, config.max_keys)), None),
             Some(url) => {
@@ -172,6 +201,7 @@ impl RateLimiter {
             }
         };
         Ok(RateLimiter {
+            synced,
             gcra,
             period: config.period,
             local,
@@ -244,8 +274,27 @@ impl RateLimiter {
         Ok(self.decision(local.check_at(key, cost, now), DecisionSource::Local))
     }
 
-    /// A check on whichever path the limiter uses (Redis with the failure policy, or in process).
+    /// A local-first limiter's check, decided at once (None for any other limiter).
+    pub fn check_synced(&self, key: &str, cost: u64) -> Option<Result<Decision>> {
+        let s = self.synced.as_ref()?;
+        Some(
+            self.check_cost(cost)
+                .map(|_| self.decision(s.check(key, cost), DecisionSource::LocalFirst)),
+        )
+    }
+
+    /// The local-first limiter, when `sync` is set.
+    pub fn synced(&self) -> Option<&Arc<synced::SyncedLimiter>> {
+        self.synced.as_ref()
+    }
+
+    /// A check on whichever path the limiter uses (in process for a local-first one; Redis with
+    /// the failure policy; or in process).
     pub async fn check(&self, key: &str, cost: u64) -> Result<Decision> {
+        if let Some(s) = &self.synced {
+            self.check_cost(cost)?;
+            return Ok(self.decision(s.check(key, cost), DecisionSource::LocalFirst));
+        }
         let Some(redis) = &self.redis else {
             return self.check_local(key.as_bytes(), cost, None);
         };

@@ -5,7 +5,8 @@
 //! bucket needs to refill (an idle key disappears by itself). Key names are
 //! `edgecore:rl:<limit>/<period_ms>/<burst>:{<key>}`: the hash tag makes the Cluster slot the
 //! client key's, and limiters with different parameters never share state. The `redis` crate's
-//! `Script` calls EVALSHA and reloads the script transparently after NOSCRIPT.
+//! script is called by EVALSHA, and sent whole (EVAL) to a node that answers NOSCRIPT: the
+//! script cache is per node, and a replica promoted by a failover starts without it.
 
 use std::sync::Arc;
 
@@ -68,17 +69,24 @@ impl RedisLimiter {
         let interval_us = (self.gcra.interval / 1000).max(1);
         let tau_us = interval_us * self.gcra.burst;
         let rkey = self.redis_key(key);
-        let script = &self.script;
+        let hash = self.script.get_hash();
         let (allowed, used, retry): (i64, i64, i64) = self
             .conn
             .run(|mut c| async move {
-                script
-                    .key(rkey)
-                    .arg(interval_us)
-                    .arg(tau_us)
-                    .arg(cost)
-                    .invoke_async(&mut c)
-                    .await
+                // EVALSHA on the key's node; a node that does not have the script yet (new, or a
+                // replica promoted by a failover: the script cache is per node) gets it with
+                // EVAL, on the same node (both route by the key).
+                let call = |name: &str, body: &str| {
+                    let mut cmd = redis::cmd(name);
+                    cmd.arg(body).arg(1).arg(&rkey).arg(interval_us).arg(tau_us).arg(cost);
+                    cmd
+                };
+                match call("EVALSHA", hash).query_async(&mut c).await {
+                    Err(e) if e.kind() == redis::ErrorKind::NoScriptError => {
+                        call("EVAL", SCRIPT).query_async(&mut c).await
+                    }
+                    other => other,
+                }
             })
             .await?;
         let used = used.max(0) as u64;

@@ -159,6 +159,7 @@ mod tests {
             store: None,
             timeout: std::time::Duration::from_secs(1),
             on_store_error: crate::limit::FailurePolicy::Open,
+            sync: None,
         })
         .unwrap();
         limiter.check_local(b"k", 1, Some(1)).unwrap();

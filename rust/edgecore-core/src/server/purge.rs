@@ -24,7 +24,9 @@ pub const DEFAULT_CHANNEL: &str = "edgecore:purge";
 
 /// The purge channel of a server: the subscription's state and a connection to publish on.
 pub struct Broadcast {
-    client: redis::Client,
+    /// Where to subscribe: the server, or each seed of a cluster in turn (a message published
+    /// on any node of a cluster reaches subscribers on every node).
+    clients: Vec<redis::Client>,
     publisher: Arc<RedisConn>,
     channel: String,
     /// Subscribed right now.
@@ -33,20 +35,26 @@ pub struct Broadcast {
     pub received: AtomicU64,
 }
 
-/// Checks a purge broadcast's settings: a client for `url` (nothing connects), or the precise
-/// configuration error.
-pub fn client(url: &str, channel: &str) -> Result<redis::Client> {
+/// Checks a purge broadcast's settings: the clients to subscribe through for `url` (nothing
+/// connects), or the precise configuration error.
+pub fn client(url: &str, channel: &str) -> Result<Vec<redis::Client>> {
     if channel.is_empty() {
         return Err(Error::config("the purge channel name must not be empty"));
     }
-    redis::Client::open(url).map_err(|e| Error::config(format!("invalid Redis URL {url:?}: {e}")))
+    let urls = match crate::store::Target::parse(url)? {
+        crate::store::Target::Single(u) => vec![u],
+        crate::store::Target::Cluster(seeds) => seeds,
+    };
+    urls.iter()
+        .map(|u| redis::Client::open(u.as_str()).map_err(|e| Error::config(format!("invalid Redis URL {url:?}: {e}"))))
+        .collect()
 }
 
 impl Broadcast {
     /// A broadcast on `channel` of the Redis at `url` (nothing connects until [`Self::run`]).
     pub fn new(url: &str, channel: &str) -> Result<Arc<Self>> {
         Ok(Arc::new(Broadcast {
-            client: client(url, channel)?,
+            clients: client(url, channel)?,
             publisher: RedisConn::new(url, Duration::from_secs(2))?,
             channel: channel.to_owned(),
             subscribed: AtomicBool::new(false),
@@ -71,9 +79,13 @@ impl Broadcast {
     /// Subscribes and hands each purge prefix received to `apply` until `stop`.
     pub async fn run(self: Arc<Self>, apply: impl Fn(&str) + Send + 'static, mut stop: watch::Receiver<bool>) {
         let mut backoff = Duration::from_millis(50);
+        let mut turn = 0usize;
         while !*stop.borrow() {
+            // A cluster's seeds in turn: a node that went away is not retried forever.
+            let client = &self.clients[turn % self.clients.len()];
+            turn += 1;
             let connected = async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
+                let mut pubsub = client.get_async_pubsub().await?;
                 pubsub.subscribe(&self.channel).await?;
                 redis::RedisResult::Ok(pubsub)
             };

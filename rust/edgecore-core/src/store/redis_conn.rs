@@ -1,4 +1,8 @@
-//! A Redis connection with a timeout per command and a circuit breaker.
+//! A Redis connection with a timeout per command and a circuit breaker: to one server
+//! (`redis://`, `rediss://` over TLS) or to a Redis Cluster (`redis-cluster://h1:p1,h2:p2`,
+//! `rediss-cluster://` over TLS), where the `redis` crate routes each command to the master of
+//! its key's slot, follows MOVED and ASK, and finds the new master after a failover. edgecore's
+//! keys carry hash tags, so a script's keys always share a slot.
 //!
 //! Invariants:
 //! - no command waits longer than `timeout` (default 50 ms for the limiter);
@@ -17,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
-use redis::aio::MultiplexedConnection;
+use redis::aio::{ConnectionLike, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::error::{Error, Result};
 
@@ -29,11 +35,93 @@ struct Breaker {
     backoff: Duration,
 }
 
+/// Where a store URL points: one server, or the seed nodes of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `redis://` or `rediss://`.
+    Single(String),
+    /// `redis-cluster://[auth@]h1:p1,h2:p2[/...]`: each seed as a `redis://` (or `rediss://`)
+    /// URL with the same credentials.
+    Cluster(Vec<String>),
+}
+
+impl Target {
+    /// Parses a store URL (nothing connects); a malformed cluster URL is a `Config` error.
+    pub fn parse(url: &str) -> Result<Target> {
+        let (scheme, rest) = match url.split_once("://") {
+            Some(("redis-cluster", rest)) => ("redis", rest),
+            Some(("rediss-cluster", rest)) => ("rediss", rest),
+            _ => return Ok(Target::Single(url.to_owned())),
+        };
+        let (auth, hosts) = match rest.rsplit_once('@') {
+            Some((auth, hosts)) => (format!("{auth}@"), hosts),
+            None => (String::new(), rest),
+        };
+        let (hosts, tail) = hosts
+            .split_once(['/', '?', '#'])
+            .map_or((hosts, ""), |(h, _)| (h, &hosts[h.len()..]));
+        let seeds: Vec<String> = hosts
+            .split(',')
+            .map(str::trim)
+            .filter(|h| !h.is_empty())
+            .map(|h| format!("{scheme}://{auth}{h}{tail}"))
+            .collect();
+        if seeds.is_empty() {
+            return Err(Error::config(format!(
+                "Redis Cluster URL {url:?} names no node (redis-cluster://host:port,host:port)"
+            )));
+        }
+        Ok(Target::Cluster(seeds))
+    }
+}
+
+enum Client {
+    Single(redis::Client),
+    Cluster(redis::cluster::ClusterClient),
+}
+
+/// A connection to one server or to a cluster; commands go where their keys live.
+#[derive(Clone)]
+pub enum Conn {
+    /// One server.
+    Single(MultiplexedConnection),
+    /// A cluster.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 /// A shared, self-healing Redis connection.
 pub struct RedisConn {
     url: String,
-    client: redis::Client,
-    conn: ArcSwapOption<MultiplexedConnection>,
+    client: Client,
+    conn: ArcSwapOption<Conn>,
     breaker: Mutex<Breaker>,
     connecting: tokio::sync::Mutex<()>,
     timeout: Duration,
@@ -42,9 +130,20 @@ pub struct RedisConn {
 }
 
 impl RedisConn {
-    /// A connection to `url` (`redis://host:port/db`); connects lazily.
+    /// A connection to `url` (`redis://host:port/db`, or a cluster: see [`Target`]); connects
+    /// lazily.
     pub fn new(url: &str, timeout: Duration) -> Result<Arc<Self>> {
-        let client = redis::Client::open(url).map_err(|e| Error::config(format!("invalid Redis URL {url:?}: {e}")))?;
+        let invalid = |e: redis::RedisError| Error::config(format!("invalid Redis URL {url:?}: {e}"));
+        let client = match Target::parse(url)? {
+            Target::Single(u) => Client::Single(redis::Client::open(u).map_err(invalid)?),
+            Target::Cluster(seeds) => Client::Cluster(
+                redis::cluster::ClusterClient::builder(seeds)
+                    .connection_timeout(timeout.max(Duration::from_millis(200)))
+                    .response_timeout(timeout)
+                    .build()
+                    .map_err(invalid)?,
+            ),
+        };
         Ok(Arc::new(RedisConn {
             url: url.to_owned(),
             client,
@@ -76,7 +175,11 @@ impl RedisConn {
 
     fn trip(&self, why: &str) -> Error {
         self.failures.fetch_add(1, Ordering::Relaxed);
-        self.conn.store(None);
+        // A cluster connection heals itself (it refreshes the slot map and reconnects to the
+        // nodes it needs); made anew, it would first wait on every seed, a dead one included.
+        if !matches!(self.client, Client::Cluster(_)) {
+            self.conn.store(None);
+        }
         let mut b = self.breaker.lock();
         b.down_until = Some(Instant::now() + b.backoff);
         b.backoff = (b.backoff * 2).min(MAX_BACKOFF);
@@ -91,7 +194,7 @@ impl RedisConn {
 
     /// The connection when there is one, or the fast failure while the breaker is open; None
     /// when a connect is needed.
-    fn ready(&self) -> Option<Result<MultiplexedConnection>> {
+    fn ready(&self) -> Option<Result<Conn>> {
         if let Some(c) = self.conn.load_full() {
             return Some(Ok((*c).clone()));
         }
@@ -103,7 +206,14 @@ impl RedisConn {
         })
     }
 
-    async fn connection(&self) -> Result<MultiplexedConnection> {
+    async fn connect(&self) -> redis::RedisResult<Conn> {
+        match &self.client {
+            Client::Single(c) => c.get_multiplexed_async_connection().await.map(Conn::Single),
+            Client::Cluster(c) => c.get_async_connection().await.map(Conn::Cluster),
+        }
+    }
+
+    async fn connection(&self) -> Result<Conn> {
         if let Some(r) = self.ready() {
             return r;
         }
@@ -114,11 +224,12 @@ impl RedisConn {
         if let Some(r) = self.ready() {
             return r;
         }
-        let result = tokio::time::timeout(
-            self.timeout.max(Duration::from_millis(200)),
-            self.client.get_multiplexed_async_connection(),
-        )
-        .await;
+        // A cluster's first connection reads the topology from the seeds: give it longer.
+        let limit = match self.client {
+            Client::Single(_) => self.timeout.max(Duration::from_millis(200)),
+            Client::Cluster(_) => self.timeout.max(Duration::from_secs(2)),
+        };
+        let result = tokio::time::timeout(limit, self.connect()).await;
         match result {
             Ok(Ok(c)) => {
                 self.conn.store(Some(Arc::new(c.clone())));
@@ -133,7 +244,7 @@ impl RedisConn {
     /// Runs one command (or script) with the timeout and the breaker.
     pub async fn run<T, F, Fut>(&self, f: F) -> Result<T>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let conn = self.connection().await?;
@@ -149,5 +260,124 @@ impl RedisConn {
             ))),
             Err(_) => Err(self.trip(&format!("no reply within {} ms", self.timeout.as_millis()))),
         }
+    }
+}
+
+impl RedisConn {
+    /// Every key matching `pattern` (a `SCAN MATCH` glob), on every master of a cluster.
+    pub async fn scan(&self, pattern: &str) -> Result<Vec<String>> {
+        let nodes: Vec<Option<(String, u16)>> = match self.connection().await? {
+            Conn::Single(_) => vec![None],
+            Conn::Cluster(_) => self.masters().await?.into_iter().map(Some).collect(),
+        };
+        let mut keys = Vec::new();
+        for node in nodes {
+            let mut cursor: u64 = 0;
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+                let node = node.clone();
+                let (next, batch): (u64, Vec<String>) = self
+                    .run(|c| async move {
+                        match (c, node) {
+                            (Conn::Cluster(mut c), Some((host, port))) => {
+                                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                                let at = SingleNodeRoutingInfo::ByAddress { host, port };
+                                let v = c.route_command(&cmd, RoutingInfo::SingleNode(at)).await?;
+                                redis::from_owned_redis_value(v)
+                            }
+                            (mut c, _) => cmd.query_async(&mut c).await,
+                        }
+                    })
+                    .await?;
+                keys.extend(batch);
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The cluster's masters that are up, as (host, port), from `CLUSTER NODES`.
+    async fn masters(&self) -> Result<Vec<(String, u16)>> {
+        let text: String = self
+            .run(|c| async move {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                let Conn::Cluster(mut c) = c else {
+                    return Ok(String::new());
+                };
+                let cmd = redis::cmd("CLUSTER").arg("NODES").to_owned();
+                let at = RoutingInfo::SingleNode(SingleNodeRoutingInfo::RandomPrimary);
+                redis::from_owned_redis_value(c.route_command(&cmd, at).await?)
+            })
+            .await?;
+        Ok(masters_of(&text))
+    }
+}
+
+/// The masters that are up in a `CLUSTER NODES` listing
+/// (`<id> <host:port@cport> <flags> <master> ...`).
+fn masters_of(nodes: &str) -> Vec<(String, u16)> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut f = line.split_whitespace();
+            let (addr, flags) = (f.nth(1)?, f.next()?);
+            let flags: Vec<&str> = flags.split(',').collect();
+            if !flags.contains(&"master") || flags.iter().any(|x| x.starts_with("fail") || *x == "noaddr") {
+                return None;
+            }
+            let hostport = addr.split('@').next()?;
+            let (host, port) = hostport.rsplit_once(':')?;
+            Some((host.to_owned(), port.parse().ok()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_become_seed_urls_with_their_credentials_and_scheme() {
+        assert_eq!(
+            Target::parse("redis-cluster://a:7000,b:7001").unwrap(),
+            Target::Cluster(vec!["redis://a:7000".into(), "redis://b:7001".into()])
+        );
+        assert_eq!(
+            Target::parse("rediss-cluster://user:pw@a:7000,b:7001/?x=1").unwrap(),
+            Target::Cluster(vec![
+                "rediss://user:pw@a:7000/?x=1".into(),
+                "rediss://user:pw@b:7001/?x=1".into()
+            ])
+        );
+        assert_eq!(
+            Target::parse("redis://a:1/0").unwrap(),
+            Target::Single("redis://a:1/0".into())
+        );
+        let e = Target::parse("redis-cluster://").unwrap_err();
+        assert!(e.context.contains("names no node"), "{e}");
+        assert!(RedisConn::new("redis-cluster://127.0.0.1:1,127.0.0.1:2", Duration::from_millis(50)).is_ok());
+    }
+
+    #[test]
+    fn the_masters_that_are_up_are_scanned() {
+        let nodes = "\
+a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460
+a2 127.0.0.1:7001@17001 master - 0 0 2 connected 5461-10922
+a3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected
+a4 127.0.0.1:7003@17003 slave a1 0 0 1 connected
+a5 ::1:7004@17004 master - 0 0 5 connected 10923-16383
+";
+        assert_eq!(
+            masters_of(nodes),
+            vec![
+                ("127.0.0.1".into(), 7000),
+                ("127.0.0.1".into(), 7001),
+                ("::1".into(), 7004)
+            ]
+        );
     }
 }
