@@ -742,9 +742,12 @@ class Edge:
         self._spec["server"].update({"purge_redis": url, "purge_channel": channel})
         return self
 
-    def kv(self, name: str, url: str | None = None) -> Edge:
-        """A KV store handlers reach as ``env.kv[name]`` (in process, or Redis with ``url``)."""
-        self._kv[name] = _core.KV(url)
+    def kv(self, name: str, url: str | None = None, *, cache_ttl: float | None = None) -> Edge:
+        """A KV store handlers reach as ``env.kv[name]`` (in process, or Redis with ``url``).
+        With ``cache_ttl`` (seconds), a Redis KV serves reads from this node's copy: a write
+        through any node invalidates every node's copy at once (pub/sub), and ``cache_ttl``
+        bounds how stale a copy can be when an invalidation is lost."""
+        self._kv[name] = _core.KV(url, cache_ttl=cache_ttl)
         if url is None:
             self._local_kv.add(name)
         else:

@@ -48,8 +48,22 @@ where
 #[pymethods]
 impl PyKV {
     #[new]
-    #[pyo3(signature = (url=None, *, max_bytes=None, namespace="edgecore:kv:", timeout=0.5))]
-    fn new(url: Option<String>, max_bytes: Option<usize>, namespace: &str, timeout: f64) -> PyResult<Self> {
+    #[pyo3(signature = (url=None, *, max_bytes=None, namespace="edgecore:kv:", timeout=0.5, cache_ttl=None, cache_entries=100_000))]
+    fn new(
+        url: Option<String>,
+        max_bytes: Option<usize>,
+        namespace: &str,
+        timeout: f64,
+        cache_ttl: Option<f64>,
+        cache_entries: usize,
+    ) -> PyResult<Self> {
+        let cache_ttl =
+            ttl_of(cache_ttl).map_err(|_| config_error("cache_ttl must be a positive number of seconds"))?;
+        if cache_ttl.is_some() && url.is_none() {
+            return Err(config_error(
+                "cache_ttl is for a Redis KV (an in-process one is read from memory already)",
+            ));
+        }
         let (backend, repr) = match url {
             None => (
                 Backend::Memory(MemoryKv::new(max_bytes)),
@@ -61,10 +75,14 @@ impl PyKV {
                     .filter(|d| !d.is_zero())
                     .ok_or_else(|| config_error("timeout must be a positive number of seconds"))?;
                 let conn = RedisConn::new(&u, t).map_err(CoreError)?;
-                (
-                    Backend::Redis(RedisKv::new(conn, namespace)),
-                    format!("KV({u:?}, namespace={namespace:?})"),
-                )
+                let mut kv = RedisKv::new(conn, namespace);
+                if let Some(ttl) = cache_ttl {
+                    kv = kv.with_memo(&u, ttl, cache_entries).map_err(CoreError)?;
+                }
+                let memo = cache_ttl
+                    .map(|t| format!(", cache_ttl={}", t.as_secs_f64()))
+                    .unwrap_or_default();
+                (Backend::Redis(kv), format!("KV({u:?}, namespace={namespace:?}{memo})"))
             }
         };
         Ok(PyKV {
@@ -90,6 +108,59 @@ impl PyKV {
         match &*self.backend {
             Backend::Memory(m) => m.put(key, value, ttl).map_err(|e| CoreError(e).into()),
             Backend::Redis(r) => wait(py, r.put(key, value, ttl)),
+        }
+    }
+
+    /// `get` for async handlers: an awaitable that never blocks the event loop (a read served
+    /// from the memo, or from memory, is ready at once).
+    fn get_async<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Bound<'py, PyAny>> {
+        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+        let fut = event_loop.call_method0("create_future")?;
+        let ready = match &*self.backend {
+            Backend::Memory(m) => Some(m.get(key)),
+            Backend::Redis(r) => r.get_memoised(key),
+        };
+        if let Some(v) = ready {
+            fut.call_method1("set_result", (v.map(|b| PyBytes::new(py, &b)),))?;
+            return Ok(fut);
+        }
+        let (backend, key) = (self.backend.clone(), key.to_owned());
+        let (loop_ref, fut_ref) = (event_loop.unbind(), fut.clone().unbind());
+        rt::background().spawn(async move {
+            let Backend::Redis(r) = &*backend else { return };
+            let result = r.get(&key).await;
+            Python::attach(|py| {
+                let (value, error) = match result {
+                    Ok(v) => (v.map(|b| PyBytes::new(py, &b).into_any().unbind()), None),
+                    Err(e) => (None, Some(PyErr::from(CoreError(e)).into_value(py))),
+                };
+                let resolve = py.import("edgecore._aio").and_then(|m| m.getattr("resolve"));
+                if let Ok(resolve) = resolve {
+                    let _ = loop_ref.call_method1(py, "call_soon_threadsafe", (resolve, fut_ref, value, error));
+                }
+            });
+        });
+        Ok(fut)
+    }
+
+    /// Adds `by` to the integer at `key` and returns the sum, atomically across every node
+    /// sharing the store; a new key expires after `ttl` seconds when given, an existing one
+    /// keeps its deadline.
+    #[pyo3(signature = (key, by=1, ttl=None))]
+    fn incr(&self, py: Python<'_>, key: &str, by: i64, ttl: Option<f64>) -> PyResult<i64> {
+        let ttl = ttl_of(ttl)?;
+        match &*self.backend {
+            Backend::Memory(m) => m.incr(key, by, ttl).map_err(|e| CoreError(e).into()),
+            Backend::Redis(r) => wait(py, r.incr(key, by, ttl)),
+        }
+    }
+
+    /// Read-memo statistics: (invalidations heard, subscribed now); None without `cache_ttl`.
+    #[getter]
+    fn cache_stats(&self) -> Option<(u64, bool)> {
+        match &*self.backend {
+            Backend::Redis(r) => r.memo().map(|m| m.stats()),
+            Backend::Memory(_) => None,
         }
     }
 

@@ -38,6 +38,14 @@ pub struct MemoryKv {
     used: AtomicUsize,
 }
 
+/// The integer a KV value holds (ASCII decimal, as Redis stores counters).
+fn parse_int(key: &str, value: &[u8]) -> Result<i64> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.parse::<i64>().ok())
+        .ok_or_else(|| Error::store(format!("KV value of {key:?} is not an integer")))
+}
+
 fn charge(key: &str, value: &[u8]) -> usize {
     key.len() + value.len() + ENTRY_OVERHEAD
 }
@@ -109,6 +117,33 @@ impl MemoryKv {
         }
         self.used.fetch_add(cost, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Adds `by` to the integer stored at `key` (absent or expired: 0) and returns the sum,
+    /// atomically; a new key gets `ttl`, an existing one keeps its deadline (as Redis's
+    /// `INCRBY` does).
+    pub fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64> {
+        let now = Instant::now();
+        let mut map = self.shard(key).lock();
+        let (current, expires, old_cost) = match map.get(key) {
+            Some(e) if e.live(now) => (parse_int(key, &e.value)?, e.expires, charge(key, &e.value)),
+            Some(e) => (0, ttl.map(|t| now + t), charge(key, &e.value)),
+            None => (0, ttl.map(|t| now + t), 0),
+        };
+        let sum = current
+            .checked_add(by)
+            .ok_or_else(|| Error::store(format!("KV incr of {key:?} would overflow")))?;
+        let value = Bytes::from(sum.to_string());
+        let cost = charge(key, &value);
+        if let Some(max) = self.max_bytes {
+            if self.used.load(Ordering::Relaxed) - old_cost + cost > max {
+                return Err(Error::store(format!("KV byte budget of {max} bytes is full")));
+            }
+        }
+        map.insert(key.to_owned(), Entry { value, expires });
+        self.used.fetch_sub(old_cost, Ordering::Relaxed);
+        self.used.fetch_add(cost, Ordering::Relaxed);
+        Ok(sum)
     }
 
     /// Removes `key`; returns whether a live value was there.

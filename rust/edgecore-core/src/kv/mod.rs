@@ -2,8 +2,9 @@
 //!
 //! Both backends have the same semantics: values are bytes; a `ttl` makes a key disappear at
 //! exactly that time (reads past the deadline never see it); `list(prefix)` returns live keys in
-//! sorted order.
+//! sorted order. A Redis store may memoise reads per node ([`memo`]).
 
+pub mod memo;
 mod memory;
 mod redis;
 

@@ -41,13 +41,7 @@ pub fn client(url: &str, channel: &str) -> Result<Vec<redis::Client>> {
     if channel.is_empty() {
         return Err(Error::config("the purge channel name must not be empty"));
     }
-    let urls = match crate::store::Target::parse(url)? {
-        crate::store::Target::Single(u) => vec![u],
-        crate::store::Target::Cluster(seeds) => seeds,
-    };
-    urls.iter()
-        .map(|u| redis::Client::open(u.as_str()).map_err(|e| Error::config(format!("invalid Redis URL {url:?}: {e}"))))
-        .collect()
+    crate::store::pubsub_clients(url)
 }
 
 impl Broadcast {

@@ -4,4 +4,4 @@
 
 mod redis_conn;
 
-pub use redis_conn::{Conn, RedisConn, Target};
+pub use redis_conn::{pubsub_clients, Conn, RedisConn, Target};

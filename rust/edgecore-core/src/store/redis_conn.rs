@@ -75,6 +75,18 @@ impl Target {
     }
 }
 
+/// Plain clients for pub/sub on `url`: the server, or each seed of a cluster (a message
+/// published on any node of a cluster reaches subscribers on every node).
+pub fn pubsub_clients(url: &str) -> Result<Vec<redis::Client>> {
+    let urls = match Target::parse(url)? {
+        Target::Single(u) => vec![u],
+        Target::Cluster(seeds) => seeds,
+    };
+    urls.iter()
+        .map(|u| redis::Client::open(u.as_str()).map_err(|e| Error::config(format!("invalid Redis URL {url:?}: {e}"))))
+        .collect()
+}
+
 enum Client {
     Single(redis::Client),
     Cluster(redis::cluster::ClusterClient),
