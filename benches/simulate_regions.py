@@ -91,9 +91,7 @@ class DelayProxy:
 def run(url: str, nodes: int, seconds: float, sync: float | None, rtt: float, concurrency: int) -> dict:
     key = f"hot-{time.monotonic_ns()}"
     timeout = max(0.05, 4 * rtt)
-    limiters = [
-        ec.RateLimiter(LIMIT, PERIOD, burst=BURST, store=url, timeout=timeout, sync=sync) for _ in range(nodes)
-    ]
+    limiters = [ec.RateLimiter(LIMIT, PERIOD, burst=BURST, store=url, timeout=timeout, sync=sync) for _ in range(nodes)]
     for lim in limiters:  # connect before the clock starts
         lim.check("warm-up")
     admitted = [0] * nodes
