@@ -4,6 +4,7 @@ the origin and a real WebSocket client: the policies run first, then bytes flow 
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import threading
 import time
@@ -159,3 +160,129 @@ def test_a_refused_upgrade_comes_back_as_the_origin_answered(origin):
         r = call(srv.url, "/echo", headers=HANDSHAKE)
         assert r.status == 200 and r.json()["headers"]["upgrade"] == "websocket"
         assert "sec-websocket-accept" not in r.headers
+
+
+def _ws_frame(payload: bytes, opcode: int) -> bytes:
+    """A client's (masked) WebSocket frame."""
+    import os
+
+    n = len(payload)
+    head = bytes([0x80 | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([0x80 | 127]) + n.to_bytes(8, "big")
+    mask = os.urandom(4)
+    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def _ws_messages(data: bytes) -> list[tuple[int, bytes]]:
+    """The complete (unmasked) frames in `data`: (opcode, payload)."""
+    out, i = [], 0
+    while i + 2 <= len(data):
+        opcode, n, i = data[i] & 0x0F, data[i + 1] & 0x7F, i + 2
+        if n == 126:
+            n, i = int.from_bytes(data[i : i + 2], "big"), i + 2
+        elif n == 127:
+            n, i = int.from_bytes(data[i : i + 8], "big"), i + 8
+        if i + n > len(data):
+            break
+        out.append((opcode, data[i : i + n]))
+        i += n
+    return out
+
+
+class H2Client:
+    """HTTP/2 with prior knowledge over a raw socket (the `h2` state machine)."""
+
+    def __init__(self, port: int) -> None:
+        import h2.config
+        import h2.connection
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=True))
+        self.conn.initiate_connection()
+        self.sock.sendall(self.conn.data_to_send())
+        self.port = port
+        self.data: dict[int, bytes] = {}
+        self.headers: dict[int, dict[str, str]] = {}
+        self.ended: set[int] = set()
+        self.settings: dict[int, int] = {}
+
+    def pump(self, until, timeout: float = 10) -> None:
+        import h2.events
+
+        deadline = time.monotonic() + timeout
+        while not until():
+            assert time.monotonic() < deadline, "no answer over HTTP/2"
+            chunk = self.sock.recv(65536)
+            assert chunk, "the server closed the connection"
+            for ev in self.conn.receive_data(chunk):
+                if isinstance(ev, h2.events.RemoteSettingsChanged):
+                    self.settings.update({k: v.new_value for k, v in ev.changed_settings.items()})
+                elif isinstance(ev, h2.events.ResponseReceived):
+                    self.headers[ev.stream_id] = {k.decode(): v.decode() for k, v in ev.headers}
+                elif isinstance(ev, h2.events.DataReceived):
+                    self.data[ev.stream_id] = self.data.get(ev.stream_id, b"") + ev.data
+                    self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded | h2.events.StreamReset):
+                    self.ended.add(ev.stream_id)
+            self.sock.sendall(self.conn.data_to_send())
+
+    def _window_fits(self, sid: int, n: int) -> bool:
+        return self.conn.local_flow_control_window(sid) >= n
+
+    def connect_websocket(self, path: str, protocol: str = "websocket", **fields: str) -> int:
+        self.pump(lambda: 8 in self.settings)  # SETTINGS_ENABLE_CONNECT_PROTOCOL
+        sid = self.conn.get_next_available_stream_id()
+        head = [
+            (":method", "CONNECT"),
+            (":protocol", protocol),
+            (":scheme", "http"),
+            (":path", path),
+            (":authority", f"127.0.0.1:{self.port}"),
+            ("sec-websocket-version", "13"),
+            *fields.items(),
+        ]
+        self.conn.send_headers(sid, head)
+        self.sock.sendall(self.conn.data_to_send())
+        self.pump(lambda: sid in self.headers)
+        return sid
+
+    def send(self, sid: int, data: bytes) -> None:
+        step = self.conn.max_outbound_frame_size
+        for i in range(0, len(data), step):
+            piece = data[i : i + step]
+            self.pump(functools.partial(self._window_fits, sid, len(piece)))
+            self.conn.send_data(sid, piece)
+            self.sock.sendall(self.conn.data_to_send())
+
+
+def test_websockets_over_http2_extended_connect_rfc_8441(ws_origin):
+    app = ec.Edge(origin=ws_origin.url)
+    app.jwt(paths="/ws/*", key=SECRET, algorithms=["HS256"])
+    token = pyjwt.encode({"sub": "u1", "exp": int(time.time()) + 60}, SECRET, algorithm="HS256")
+    with app.serve() as srv:
+        c = H2Client(srv.port)
+        denied = c.connect_websocket("/ws/chat")
+        assert c.headers[denied][":status"] == "401" and ws_origin.handshakes == []
+        sid = c.connect_websocket("/ws/chat?room=2", authorization=f"Bearer {token}")
+        assert c.headers[sid][":status"] == "200"
+        assert c.settings[8] == 1
+        c.send(sid, _ws_frame(b"hello over h2", 1) + _ws_frame(b"\x00\xffbin", 2))
+        c.pump(lambda: len(_ws_messages(c.data.get(sid, b""))) >= 2)
+        assert _ws_messages(c.data[sid]) == [(1, b"hello over h2"), (2, b"\x00\xffbin")]
+        big = bytes(range(256)) * 4096  # 1 MiB through HTTP/2 flow control both ways
+        for i in range(0, len(big), 16384):
+            c.send(sid, _ws_frame(big[i : i + 16384], 2))
+        c.pump(lambda: len(_ws_messages(c.data[sid])) >= 2 + len(big) // 16384, timeout=30)
+        assert b"".join(p for _, p in _ws_messages(c.data[sid])[2:]) == big
+        path, headers = ws_origin.handshakes[0]
+        assert path == "/ws/chat?room=2" and headers["upgrade"].lower() == "websocket"
+        assert headers["sec-websocket-key"] and headers["x-forwarded-for"] == "127.0.0.1"
+        # Another :protocol is a plain CONNECT: not served.
+        other = c.connect_websocket("/ws/chat", protocol="connect-udp", authorization=f"Bearer {token}")
+        assert c.headers[other][":status"] == "405"
+        c.sock.close()

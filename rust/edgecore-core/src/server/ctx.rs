@@ -154,6 +154,9 @@ pub struct RequestCtx {
     pub peer: IpAddr,
     /// The client's connection, for a WebSocket upgrade request (proxied to the origin).
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The upgrade came as an HTTP/2 extended CONNECT (RFC 8441), with the key the edge sent
+    /// the origin: answered 200, not 101, once the origin's accept matches.
+    pub extended_connect: Option<String>,
     /// The `X-Forwarded-For` chain to send: the one received from a trusted peer with the peer
     /// appended (None from anyone else: the origin then gets the client IP alone).
     pub prior_xff: Option<String>,
@@ -171,6 +174,7 @@ impl RequestCtx {
             body,
             peer,
             upgrade: None,
+            extended_connect: None,
             prior_xff: None,
             dev: DevOverrides::default(),
             notes: Notes::default(),

@@ -97,6 +97,9 @@ pub(crate) fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecut
         .pipeline_flush(false);
     builder
         .http2()
+        // RFC 8441: WebSockets over HTTP/2 (extended CONNECT with `:protocol`), proxied to the
+        // origin as HTTP/1.1 upgrades (`tunnel`).
+        .enable_connect_protocol()
         .timer(TokioTimer::new())
         .max_header_list_size(max_header_bytes as u32);
     builder

@@ -56,10 +56,21 @@ pub async fn run(
     // A WebSocket upgrade: the client's connection is claimed now, before the head is taken
     // apart. hyper attaches the upgrade handle only to HTTP/1.1 requests with an `Upgrade`
     // field, so every other request pays one empty-extensions check.
-    let upgrade = (req.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
+    let mut upgrade = (req.extensions().get::<hyper::upgrade::OnUpgrade>().is_some()
         && req.method() == http::Method::GET
         && super::tunnel::wants_websocket(req.headers()))
     .then(|| hyper::upgrade::on(&mut req));
+    // RFC 8441: an HTTP/2 extended CONNECT for `websocket` is, to every policy and to the
+    // origin, the HTTP/1.1 upgrade it stands for (a GET with the upgrade fields).
+    let extended = req.method() == http::Method::CONNECT
+        && req
+            .extensions()
+            .get::<hyper::ext::Protocol>()
+            .is_some_and(|p| p.as_str().eq_ignore_ascii_case("websocket"));
+    let extended = extended.then(|| {
+        upgrade = Some(hyper::upgrade::on(&mut req));
+        super::tunnel::as_http1_upgrade(&mut req)
+    });
     let (parts, incoming) = req.into_parts();
     if let Err(e) = front::check(&active.plan, &parts) {
         return (Err(e), Notes::default());
@@ -76,6 +87,7 @@ pub async fn run(
     let mut ctx = RequestCtx::new(request, BodyState::Unread(incoming), peer);
     ctx.request.edge.secure = secure;
     ctx.upgrade = upgrade;
+    ctx.extended_connect = extended;
     let result = run_phases(state, active, &mut ctx).await;
     (result, ctx.notes)
 }
@@ -176,7 +188,11 @@ async fn respond(
     let plan = &active.plan;
     if ctx.upgrade.is_some() && !python::wanted(plan, ctx.request.path()) {
         // Boxed: the rare path's future stays off every request's.
-        let (resp, outcome) = Box::pin(upgrade(state, active, ctx)).await?;
+        let extended = ctx.extended_connect.take();
+        let (mut resp, outcome) = Box::pin(upgrade(state, active, ctx)).await?;
+        if let Some(key) = extended {
+            super::tunnel::as_http2_answer(&mut resp, &key)?;
+        }
         ctx.notes.outcome = Some(outcome);
         return Ok(resp);
     }

@@ -72,10 +72,14 @@ pub(crate) async fn serve(
         Ok(r) => r,
         Err(e) => error_response(&e),
     };
-    if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(t) = resp.extensions_mut().remove::<super::tunnel::PendingTunnel>() {
-            if let Some(t) = t.0.lock().take() {
+    if let Some(t) = resp.extensions_mut().remove::<super::tunnel::PendingTunnel>() {
+        if let Some(t) = t.0.lock().take() {
+            if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+                // HTTP/1.1: the connection's task runs it once hyper hands the connection over.
                 request.start_tunnel(t);
+            } else {
+                // HTTP/2 (RFC 8441): one stream of a shared connection; a task of its own.
+                tokio::spawn(t.run(active.plan.timeouts.upgrade_idle, || false));
             }
         }
     }

@@ -6,6 +6,10 @@
 //! server stops. The connection's task runs the tunnel, so the connection keeps its place under
 //! `max_connections` and in the open-connection metrics for as long as it lives.
 //!
+//! An HTTP/2 client's WebSocket (RFC 8441: extended CONNECT with `:protocol: websocket`) goes to
+//! the origin as the same HTTP/1.1 upgrade, with a key the edge makes and checks; the client gets
+//! `200` and its stream carries the bytes.
+//!
 //! Only `Upgrade: websocket` is proxied. Any other upgrade (`h2c` among them) is not: the
 //! request goes on as a plain HTTP/1.1 request with the upgrade fields removed.
 
@@ -32,6 +36,65 @@ pub fn wants_websocket(headers: &http::HeaderMap) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case(token))
     };
     token_in(http::header::UPGRADE, "websocket") && token_in(http::header::CONNECTION, "upgrade")
+}
+
+/// The fields `Sec-WebSocket-Accept` must answer for `key` (RFC 6455 §4.2.2).
+fn accept_for(key: &[u8]) -> String {
+    use base64::Engine;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key);
+    ctx.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish().as_ref())
+}
+
+/// Turns an HTTP/2 extended CONNECT for `websocket` (RFC 8441) into the HTTP/1.1 upgrade the
+/// origin gets: GET, `Upgrade: websocket`, `Connection: upgrade`, and a fresh
+/// `Sec-WebSocket-Key` (an HTTP/2 client sends none; the edge checks the origin's answer to it).
+pub fn as_http1_upgrade(req: &mut http::Request<hyper::body::Incoming>) -> String {
+    use base64::Engine;
+    *req.method_mut() = http::Method::GET;
+    let mut nonce = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut nonce);
+    let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+    let h = req.headers_mut();
+    h.insert(http::header::UPGRADE, http::HeaderValue::from_static("websocket"));
+    h.insert(http::header::CONNECTION, http::HeaderValue::from_static("upgrade"));
+    h.insert(
+        http::header::SEC_WEBSOCKET_KEY,
+        http::HeaderValue::from_str(&key).expect("base64"),
+    );
+    h.entry(http::header::SEC_WEBSOCKET_VERSION)
+        .or_insert(http::HeaderValue::from_static("13"));
+    key
+}
+
+/// The origin's `101` for an HTTP/2 client: `200` (RFC 8441 §5), without the HTTP/1.1
+/// upgrade fields, once its `Sec-WebSocket-Accept` matched `key`, the key the edge sent (502 if
+/// not). Any other answer goes back as it is.
+pub fn as_http2_answer(resp: &mut http::Response<super::body::Body>, key: &str) -> crate::error::Result<()> {
+    if resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        return Ok(());
+    }
+    let sent = accept_for(key.as_bytes());
+    let got = resp.headers().get(http::header::SEC_WEBSOCKET_ACCEPT);
+    if got.map(|g| g.as_bytes()) != Some(sent.as_bytes()) {
+        resp.extensions_mut().remove::<PendingTunnel>();
+        return Err(crate::error::Error::new(
+            crate::error::ErrorKind::Upstream,
+            crate::error::ErrorSource::Upstream,
+            "the origin's Sec-WebSocket-Accept does not answer the key the edge sent",
+        ));
+    }
+    *resp.status_mut() = http::StatusCode::OK;
+    let h = resp.headers_mut();
+    for name in [
+        http::header::UPGRADE,
+        http::header::CONNECTION,
+        http::header::SEC_WEBSOCKET_ACCEPT,
+    ] {
+        h.remove(name);
+    }
+    Ok(())
 }
 
 /// A tunnel ready to run: the origin's upgraded connection and the client's, once hyper hands
@@ -154,5 +217,34 @@ mod tests {
         assert!(!h(&[("upgrade", "h2c"), ("connection", "upgrade")]));
         assert!(!h(&[("upgrade", "websocket")]));
         assert!(!h(&[("connection", "upgrade")]));
+    }
+
+    #[test]
+    fn an_http2_client_gets_200_only_when_the_origin_answered_the_edges_key() {
+        // RFC 6455 §1.3's example.
+        assert_eq!(accept_for(b"dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        let answer = |accept: &str| {
+            let mut r = http::Response::new(super::super::body::Body::full(""));
+            *r.status_mut() = http::StatusCode::SWITCHING_PROTOCOLS;
+            let h = r.headers_mut();
+            h.insert("upgrade", "websocket".parse().unwrap());
+            h.insert("connection", "upgrade".parse().unwrap());
+            h.insert("sec-websocket-accept", accept.parse().unwrap());
+            h.insert("sec-websocket-protocol", "chat".parse().unwrap());
+            r
+        };
+        let mut ok = answer("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+        as_http2_answer(&mut ok, "dGhlIHNhbXBsZSBub25jZQ==").unwrap();
+        assert_eq!(ok.status(), 200);
+        let names: Vec<&str> = ok.headers().keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["sec-websocket-protocol"]);
+        let mut wrong = answer("not-the-answer");
+        let e = as_http2_answer(&mut wrong, "dGhlIHNhbXBsZSBub25jZQ==").unwrap_err();
+        assert_eq!(e.http_status(), 502);
+        // Anything but a 101 goes back as it is.
+        let mut refused = http::Response::new(super::super::body::Body::full("no"));
+        *refused.status_mut() = http::StatusCode::FORBIDDEN;
+        as_http2_answer(&mut refused, "k").unwrap();
+        assert_eq!(refused.status(), 403);
     }
 }
