@@ -23,7 +23,10 @@ def test_reads_come_from_the_nodes_copy_and_a_write_anywhere_reaches_every_copy(
     a = ec.KV(redis_url, cache_ttl=30)
     b = ec.KV(redis_url, cache_ttl=30)
     wait_for(lambda: a.cache_stats[1] and b.cache_stats[1], what="both nodes subscribed")
+    heard = a.cache_stats[0]
     b.put("flag", "on")
+    # b's invalidation reaches a asynchronously; once heard, a's copy stays until the next write.
+    wait_for(lambda: a.cache_stats[0] > heard, what="a hears b's write")
     assert a.get("flag") == b"on"
     before = gets(redis_url)
     assert all(a.get("flag") == b"on" for _ in range(50))
@@ -38,7 +41,9 @@ def test_reads_come_from_the_nodes_copy_and_a_write_anywhere_reaches_every_copy(
 def test_a_lost_invalidation_is_bounded_by_cache_ttl(redis_url):
     a = ec.KV(redis_url, cache_ttl=0.5)
     wait_for(lambda: a.cache_stats[1], what="subscribed")
+    heard = a.cache_stats[0]
     a.put("k", "old")
+    wait_for(lambda: a.cache_stats[0] > heard, what="a hears its own write")
     assert a.get("k") == b"old"
     # Written behind edgecore's back: nothing is published.
     redis.Redis.from_url(redis_url).set("edgecore:kv:k", "new")
