@@ -59,9 +59,11 @@ impl CacheControl {
     /// [`Self::parse`], with `targeted` (first found wins) as the targeted fields.
     pub fn parse_targeted<N: http::header::AsHeaderName + Copy>(headers: &HeaderMap, targeted: &[N]) -> CacheControl {
         for &name in targeted {
-            let mut values = headers.get_all(name).iter().map(|v| v.as_bytes()).peekable();
-            if values.peek().is_some_and(|v| !v.trim_ascii().is_empty()) {
-                let mut cc = Self::from_values(values);
+            // Present with any non-empty value (found by fuzzing: an empty first line made the
+            // field's `private` on a later line count for nothing).
+            let values = headers.get_all(name);
+            if values.iter().any(|v| !v.as_bytes().trim_ascii().is_empty()) {
+                let mut cc = Self::from_values(values.iter().map(|v| v.as_bytes()));
                 cc.targeted = true;
                 return cc;
             }
@@ -422,6 +424,16 @@ pub fn invalidates(method: &Method, status: StatusCode) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_first_line_does_not_hide_a_targeted_field() {
+        let mut h = HeaderMap::new();
+        h.append("cdn-cache-control", http::HeaderValue::from_static(""));
+        h.append("cdn-cache-control", http::HeaderValue::from_static("private"));
+        h.append("cache-control", http::HeaderValue::from_static("public, max-age=60"));
+        let cc = CacheControl::parse(&h);
+        assert!(cc.targeted && cc.private && !cc.public);
+    }
 
     #[test]
     fn a_stray_quote_never_hides_a_restrictive_directive() {
