@@ -12,7 +12,7 @@ import time
 import jwt as pyjwt
 import pytest
 from websockets.asyncio.server import serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 import edgecore as ec
@@ -138,6 +138,33 @@ def test_tunnels_count_against_max_connections(ws_origin):
         s.settimeout(10)
         assert s.recv(100).startswith(b"HTTP/1.1 ")
         s.close()
+
+
+def test_open_tunnels_count_against_the_upstream_circuit_breaker(ws_origin):
+    # max_requests=1: while one tunnel is open, a second upgrade is refused 503 at once; once
+    # it closes, the next one is let through (the count was released with the tunnel).
+    app = ec.Edge(origin="upstream:ws")
+    app.upstream("ws", [ws_origin.url], max_requests=1)
+    with app.serve() as srv:
+        with connect(ws_url(srv)) as ws:
+            ws.send("a")
+            assert ws.recv(timeout=5) == "a"
+            refused = call(srv.url, "/ws/second", headers=HANDSHAKE)
+            assert refused.status == 503 and refused.headers.get("retry-after") == "1"
+            assert len(ws_origin.handshakes) == 1
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with connect(ws_url(srv)) as ws:
+                    ws.send("b")
+                    assert ws.recv(timeout=5) == "b"
+                break
+            except InvalidStatus:
+                # The close travels through the tunnel; the count drops when it has ended.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        assert len(ws_origin.handshakes) == 2
 
 
 def test_other_upgrades_are_not_proxied(ws_origin, origin):

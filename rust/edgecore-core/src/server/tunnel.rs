@@ -24,6 +24,8 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::server::upstream::Busy;
+
 /// Whether `headers` (of an HTTP/1.1 GET) ask for a WebSocket upgrade: `Upgrade: websocket` and
 /// `Connection: upgrade`.
 pub fn wants_websocket(headers: &http::HeaderMap) -> bool {
@@ -105,6 +107,8 @@ pub struct Tunnel {
     /// Milliseconds since `start` at the last byte either way.
     last: Arc<AtomicU64>,
     start: Instant,
+    /// The tunnel's place in its upstream's circuit breaker count, released when it closes.
+    _busy: Option<Busy>,
 }
 
 /// The tunnel a 101 response carries to the connection's task (an `http` extension: it must be
@@ -114,12 +118,13 @@ pub struct PendingTunnel(pub Arc<Mutex<Option<Tunnel>>>);
 
 impl Tunnel {
     /// A tunnel between the client's connection (once upgraded) and the origin's.
-    pub fn new(client: OnUpgrade, origin: Upgraded) -> Tunnel {
+    pub fn new(client: OnUpgrade, origin: Upgraded, busy: Option<Busy>) -> Tunnel {
         Tunnel {
             client,
             origin,
             last: Arc::new(AtomicU64::new(0)),
             start: Instant::now(),
+            _busy: busy,
         }
     }
 

@@ -32,7 +32,9 @@ pub fn choose_origin<'p>(plan: &'p Plan, request: &Request) -> Option<&'p Origin
 
 /// Proxies a WebSocket upgrade to the request's origin: the origin's 101 comes back with the
 /// tunnel for the connection's task to run (see [`crate::server::tunnel`]); any other answer
-/// comes back as it is. 404 without an origin.
+/// comes back as it is. 404 without an origin. An open tunnel counts as a request in flight for
+/// the set's circuit breaker until it closes: over `max_requests` (or `max_pending` while the
+/// origin is being reached), 503 at once, as for any request.
 pub async fn upgrade(
     state: &ServerState,
     active: &Active,
@@ -48,7 +50,14 @@ pub async fn upgrade(
         return Ok((dry_run(set, &request), Outcome::Proxied));
     }
     let health = &active.health[set.id];
+    let mut busy = match health.admit(set) {
+        Ok(busy) => busy,
+        Err(_) => return Ok(overflow()),
+    };
     let (at, origin) = health.pick(set, None, hash_key(set, &request));
+    if let Some(b) = &mut busy {
+        b.assign(at);
+    }
     let protocol = request
         .headers
         .get(http::header::UPGRADE.as_str())
@@ -59,10 +68,14 @@ pub async fn upgrade(
     let parts = request_parts(request);
     let pool = &active.pools[origin.index];
     let started = std::time::Instant::now();
+    let Ok(waiting) = health.wait(set) else {
+        return Ok(overflow());
+    };
     let upgraded = state
         .upstreams
         .upgrade(origin, pool, parts, ip, scheme, prior_xff, protocol)
         .await;
+    drop(waiting);
     state.metrics.origin(started.elapsed(), upgraded.is_err());
     health.report(
         set,
@@ -72,7 +85,7 @@ pub async fn upgrade(
     let (resp, origin_io) = upgraded?;
     let mut resp = resp.map(Body::full);
     if let Some(io) = origin_io {
-        let tunnel = crate::server::tunnel::Tunnel::new(client, io);
+        let tunnel = crate::server::tunnel::Tunnel::new(client, io, busy);
         resp.extensions_mut()
             .insert(crate::server::tunnel::PendingTunnel(std::sync::Arc::new(
                 parking_lot::Mutex::new(Some(tunnel)),
