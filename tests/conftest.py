@@ -7,6 +7,9 @@ from hypothesis import HealthCheck, settings
 
 from tests.redis_server import RedisServer
 
+# `pytester`: runs pytest on generated test files (the edge_client fixture's tests).
+pytest_plugins = ["pytester"]
+
 settings.register_profile(
     "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=False
 )

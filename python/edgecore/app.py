@@ -171,6 +171,7 @@ class Edge:
         self._bots: _core.BotDetector | None = None
         self._kv: dict[str, _core.KV] = {}
         self._local_kv: set[str] = set()
+        self._named_limiters: dict[str, _core.RateLimiter] = {}
         self._vars: dict[str, str] = {}
         if vars is not None:
             self.vars(vars)
@@ -754,6 +755,30 @@ class Edge:
             self._local_kv.discard(name)
         return self
 
+    def limiter(
+        self,
+        name: str,
+        limit: int,
+        period: float,
+        *,
+        burst: int | None = None,
+        store: str | None = None,
+        store_timeout: float = 0.05,
+        on_store_error: str = "open",
+        sync: float | None = None,
+    ) -> _core.RateLimiter:
+        """A rate limiter handlers reach as ``env.limiters[name]`` (as a Cloudflare Workers
+        rate-limiting binding): ``env.limiters["api"].check(key)``. Returns the
+        ``ec.RateLimiter`` (same arguments; in process, or Redis with ``store``). Limiters made
+        here belong to the app: ``TestClient.advance`` moves their clock with the app's."""
+        if not name or not isinstance(name, str):
+            raise _core.ConfigError(f"limiter name must be a non-empty string, not {name!r}")
+        limiter = _core.RateLimiter(
+            limit, period, burst=burst, store=store, timeout=store_timeout, on_store_error=on_store_error, sync=sync
+        )
+        self._named_limiters[name] = limiter
+        return limiter
+
     def per_process_state(self) -> tuple[list[str], list[str]]:
         """What each server process would hold a copy of, were the app served by several
         (``edgecore serve --workers N``): (state whose copies change behaviour: in-process
@@ -763,6 +788,7 @@ class Edge:
             if not self._limiters[rule["limiter"]].shared:
                 wrong.append(f"rate limit on {', '.join(rule['paths'])} (in process)")
         wrong += [f"KV store {name!r} (in process)" for name in sorted(self._local_kv)]
+        wrong += [f"limiter {n!r} (in process)" for n, lim in sorted(self._named_limiters.items()) if not lim.shared]
         copies = [f"response cache on {', '.join(c['paths'])}" for c in self._spec["cache"]]
         return wrong, copies
 
@@ -943,7 +969,7 @@ class Running:
         self._handlers: list[Handler] = list(app._handlers)
         self._stopping = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._env = Env(app._kv, app._vars, server=core, loop=self._loop)
+        self._env = Env(app._kv, app._vars, limiters=app._named_limiters, server=core, loop=self._loop)
         self._loop_thread = threading.Thread(target=self._loop.run_forever, name="edgecore-asyncio", daemon=True)
         self._loop_thread.start()
         self._workers = [
@@ -981,7 +1007,7 @@ class Running:
         self._handlers.extend(app._handlers)
         self.core.reload(json.dumps(spec), **app._core_args())
         self.app = app
-        self._env = Env(app._kv, app._vars, server=self.core, loop=self._loop)
+        self._env = Env(app._kv, app._vars, limiters=app._named_limiters, server=self.core, loop=self._loop)
 
     def purge(self, prefix: str = "", *, tag: str | None = None) -> int:
         """Remove cached responses under ``prefix`` (``/products/``: that path on any host;

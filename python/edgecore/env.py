@@ -48,7 +48,8 @@ class Vars(Mapping[str, str]):
 
 
 class Env:
-    """``env.kv[name]`` for each ``app.kv(name, ...)``; ``env.vars`` (``app.vars(...)``);
+    """``env.kv[name]`` for each ``app.kv(name, ...)``; ``env.limiters[name]`` for each
+    ``app.limiter(name, ...)``; ``env.vars`` (``app.vars(...)``);
     ``await env.fetch(request_or_path)``; ``env.wait_until(awaitable)``."""
 
     def __init__(
@@ -56,17 +57,19 @@ class Env:
         kv: Mapping[str, _core.KV],
         vars: Mapping[str, str] | None = None,
         *,
+        limiters: Mapping[str, _core.RateLimiter] | None = None,
         server: _core.Server | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.kv = dict(kv)
+        self.limiters = dict(limiters or {})
         self.vars = Vars(vars or {})
         self._server = server
         self._loop = loop
         self._background: set[Any] = set()
 
     def __repr__(self) -> str:
-        return f"Env(kv={sorted(self.kv)}, vars={self.vars!r})"
+        return f"Env(kv={sorted(self.kv)}, limiters={sorted(self.limiters)}, vars={self.vars!r})"
 
     # ---- fetch ----
 

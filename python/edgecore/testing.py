@@ -5,93 +5,88 @@ Python handlers (a server on an ephemeral loopback port), with a clock tests can
 
     def test_tokens_expire():
         with TestClient(app) as client:
-            assert client.get("/api/x", headers={"Authorization": f"Bearer {token}"}).status == 200
+            assert client.get("/api/x", headers={"Authorization": f"Bearer {token}"}).status_code == 200
             client.advance(3600)                      # token expiry, cache freshness, rate limits
-            assert client.get("/api/x", headers={"Authorization": f"Bearer {token}"}).status == 401
+            assert client.get("/api/x", headers={"Authorization": f"Bearer {token}"}).status_code == 401
 
-The clock moves what the pipeline decides with: JWT ``exp``/``nbf``/``iat``, cache freshness and
-in-process rate limits (a Redis-backed limiter keeps Redis's clock). Responses come back as
-``ec.Response`` objects (status, headers, body).
+``TestClient`` is an ``httpx.Client`` whose base URL is the app's server: responses are
+``httpx.Response`` objects (``status_code``, ``headers``, ``text``, ``content``, ``json()``,
+``cookies``), cookies set by the app are kept and sent back (``client.cookies``), every HTTP
+method is a method (``client.patch(...)``, ``client.request("PURGE", ...)``), and
+``follow_redirects=True`` follows redirects (per client, or per request as in httpx).
+
+``advance(seconds)`` moves every clock the app owns: the pipeline's (JWT ``exp``/``nbf``/``iat``,
+cache freshness, the ``rate_limit`` policies) and the in-process stores and limiters made through
+the app (``app.kv(...)``, ``app.limiter(...)``, reached by handlers as ``env.kv``/``env.limiters``):
+TTLs run out and buckets refill with no sleeping. What lives in Redis keeps Redis's clock.
+
+The pytest plugin (installed with edgecore) gives an ``edge_client`` fixture: define an
+``edge_app`` fixture returning your ``ec.Edge`` and take ``edge_client`` in a test.
+
+httpx is needed: ``pip install 'edgecore[testing]'``.
 """
 
 from __future__ import annotations
 
-import http.client
-from collections.abc import Mapping
 from typing import Any
 
-from edgecore import _core
+try:
+    import httpx
+except ImportError as e:  # pragma: no cover - exercised by hand without httpx
+    raise ImportError("edgecore.testing needs httpx: pip install 'edgecore[testing]'") from e
+
 from edgecore.app import Edge, Running
 
 
-class TestClient:
-    """A client for ``app`` with a controllable clock; a context manager (stops the server)."""
+class TestClient(httpx.Client):
+    """An ``httpx.Client`` for ``app``, served on a loopback port for the client's lifetime, with
+    a controllable clock; a context manager (closing it stops the server).
+
+    ``workers`` are the server's worker threads; every other keyword (``headers``, ``cookies``,
+    ``follow_redirects``, ``timeout``…) is ``httpx.Client``'s."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, app: Edge, *, workers: int = 2, base_headers: Mapping[str, str] | None = None) -> None:
+    def __init__(self, app: Edge, *, workers: int = 2, timeout: float = 30.0, **client: Any) -> None:
         self.app = app
         self._running: Running = app.serve("127.0.0.1", 0, workers=workers)
-        self._base = dict(base_headers or {})
-        self._conn: http.client.HTTPConnection | None = None
+        try:
+            super().__init__(base_url=self._running.url, timeout=timeout, **client)
+        except BaseException:
+            self._running.stop()
+            raise
 
     @property
     def url(self) -> str:
+        """The server's base URL (``http://127.0.0.1:PORT``), for other clients."""
         return self._running.url
 
-    def _connection(self) -> http.client.HTTPConnection:
-        if self._conn is None:
-            self._conn = http.client.HTTPConnection("127.0.0.1", self._running.port, timeout=30)
-        return self._conn
-
-    def request(
-        self, method: str, path: str, *, headers: Mapping[str, str] | None = None, body: bytes | str | None = None
-    ) -> _core.Response:
-        """Sends one request; returns the response as an ``ec.Response``."""
-        all_headers = {**self._base, **(headers or {})}
-        data = body.encode() if isinstance(body, str) else body
-        for attempt in (1, 2):
-            conn = self._connection()
-            try:
-                conn.request(method, path, body=data, headers=all_headers)
-                r = conn.getresponse()
-                payload = r.read()
-                if r.getheader("connection", "").lower() == "close":
-                    self._drop()
-                return _core.Response(payload, status=r.status, headers=r.getheaders())
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                # The server closed a kept-alive connection (after a 4xx, say): reconnect once.
-                self._drop()
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def get(self, path: str, **kw: Any) -> _core.Response:
-        return self.request("GET", path, **kw)
-
-    def post(self, path: str, **kw: Any) -> _core.Response:
-        return self.request("POST", path, **kw)
-
-    def put(self, path: str, **kw: Any) -> _core.Response:
-        return self.request("PUT", path, **kw)
-
-    def delete(self, path: str, **kw: Any) -> _core.Response:
-        return self.request("DELETE", path, **kw)
+    @property
+    def running(self) -> Running:
+        """The running server (``purge``, ``reload``, ``requests``…)."""
+        return self._running
 
     def advance(self, seconds: float) -> None:
-        """Moves the server's clock forward by ``seconds``."""
+        """Moves the app's clocks forward by ``seconds``: the pipeline's (tokens, cache
+        freshness, rate-limit policies) and those of the in-process KV stores and limiters made
+        through the app."""
+        if not seconds >= 0:
+            raise ValueError(f"advance() takes a non-negative number of seconds, not {seconds!r}")
         self._running.core.advance_clock(seconds)
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        for kv in self.app._kv.values():
+            kv.advance_clock(seconds)
+        for limiter in self.app._named_limiters.values():
+            limiter.advance_clock(seconds)
 
     def close(self) -> None:
-        self._drop()
-        self._running.stop()
+        """Closes the client's connections, then stops the server."""
+        try:
+            super().close()
+        finally:
+            self._running.stop()
 
     def __enter__(self) -> TestClient:  # noqa: PYI034 (typing.Self needs Python 3.11)
+        super().__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -432,13 +432,10 @@ impl PyHTTPCache {
             .entry
             .as_ref()
             .ok_or_else(|| config_error("this lookup found no entry to revalidate"))?;
-        let r = self.inner.revalidated(
-            &l.request,
-            &l.key,
-            entry,
-            &not_modified.get().to_core(py),
-            now.unwrap_or_else(wall_now),
-        );
+        let t = now.unwrap_or_else(wall_now);
+        let r = self
+            .inner
+            .revalidated(&l.request, &l.key, entry, &not_modified.get().to_core(py), (t, t));
         PyResponse::from_core(py, r)
     }
 

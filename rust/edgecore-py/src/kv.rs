@@ -91,6 +91,21 @@ impl PyKV {
         })
     }
 
+    /// Moves an in-process store's clock forward by `seconds` (tests: TTLs run out with no
+    /// sleeping; `edgecore.testing.TestClient.advance` does it for the app's stores). Returns
+    /// whether it moved: a Redis store keeps Redis's clock.
+    fn advance_clock(&self, seconds: f64) -> PyResult<bool> {
+        let by =
+            Duration::try_from_secs_f64(seconds).map_err(|_| config_error("seconds must be a non-negative number"))?;
+        match &*self.backend {
+            Backend::Memory(m) => {
+                m.advance_clock(by);
+                Ok(true)
+            }
+            Backend::Redis(_) => Ok(false),
+        }
+    }
+
     /// The value of `key` (bytes), or None when absent or expired.
     fn get<'py>(&self, py: Python<'py>, key: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let v = match &*self.backend {

@@ -180,6 +180,16 @@ impl PyRateLimiter {
         Ok(PyDecision { inner })
     }
 
+    /// Moves an in-process limiter's clock forward by `seconds` (tests: buckets refill with no
+    /// sleeping; `edgecore.testing.TestClient.advance` does it for the app's limiters). Returns
+    /// whether it moved: a Redis-backed limiter keeps Redis's clock.
+    fn advance_clock(&self, seconds: f64) -> PyResult<bool> {
+        let by = std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|_| config_error("seconds must be a non-negative number"))?;
+        self.inner.advance_clock(by);
+        Ok(!self.inner.is_shared())
+    }
+
     /// Whether checks go to Redis.
     #[getter]
     fn shared(&self) -> bool {

@@ -293,7 +293,21 @@ impl HttpCache {
 
     /// Stores `response` to `request` under `key` if the policy allows; returns the decision.
     pub fn store(&self, request: &Request, key: &str, response: &Response, now: f64) -> StoreDecision {
-        self.store_tagged(request, key, response, now, &[])
+        self.store_tagged(request, key, response, (now, now), &[])
+    }
+
+    /// [`Self::store`] on a moved clock (a test's): `now` is the cache's time, `received` the
+    /// real time the origin's `Date` and `Expires` are written in, so that a fresh answer is not
+    /// taken for one as old as the clock was moved.
+    pub fn store_received(
+        &self,
+        request: &Request,
+        key: &str,
+        response: &Response,
+        now: f64,
+        received: f64,
+    ) -> StoreDecision {
+        self.store_tagged(request, key, response, (now, received), &[])
     }
 
     /// [`Self::store`], with `inherited` as the tags when `response` carries none (a 304 merged
@@ -303,10 +317,11 @@ impl HttpCache {
         request: &Request,
         key: &str,
         response: &Response,
-        now: f64,
+        (now, received): (f64, f64),
         inherited: &[String],
     ) -> StoreDecision {
-        let mut decision = storable_targeted(request, response, now, self.default_ttl, &self.targeted.each_ref());
+        let targeted = self.targeted.each_ref();
+        let mut decision = storable_targeted(request, response, received, self.default_ttl, &targeted);
         if !decision.storable {
             return decision;
         }
@@ -372,14 +387,15 @@ impl HttpCache {
     }
 
     /// Applies a 304 from the origin to `entry`: updates its headers, restarts freshness,
-    /// re-stores it, and returns the response to serve (`X-Cache: REVALIDATED`).
+    /// re-stores it, and returns the response to serve (`X-Cache: REVALIDATED`). `now` and
+    /// `received` as for [`Self::store_received`].
     pub fn revalidated(
         &self,
         request: &Request,
         key: &str,
         entry: &Entry,
         not_modified: &Response,
-        now: f64,
+        (now, received): (f64, f64),
     ) -> Response {
         let mut merged = entry.response.clone();
         for (name, value) in not_modified.headers.iter() {
@@ -390,7 +406,7 @@ impl HttpCache {
                 merged.headers.insert(name.clone(), value.clone());
             }
         }
-        self.store_tagged(request, key, &merged, now, &entry.tags);
+        self.store_tagged(request, key, &merged, (now, received), &entry.tags);
         merged.headers.insert(AGE, HeaderValue::from_static("0"));
         merged.headers.insert(X_CACHE, HeaderValue::from_static("REVALIDATED"));
         merged
@@ -488,8 +504,26 @@ mod tests {
         };
         let mut not_modified = resp(&[("cache-control", "max-age=60")]);
         not_modified.status = http::StatusCode::NOT_MODIFIED;
-        c.revalidated(&r, &k, &entry, &not_modified, 100.0);
+        c.revalidated(&r, &k, &entry, &not_modified, (100.0, 100.0));
         assert_eq!(c.purge("tag:t"), 1, "the tags were lost on revalidation");
+    }
+
+    #[test]
+    fn a_moved_clock_reads_the_origins_date_on_the_real_one() {
+        // The cache's clock is an hour ahead of the origin's (a test's virtual time): the
+        // answer, dated now on the real clock, is fresh for its max-age from the cache's now.
+        let c = HttpCache::new(1 << 20, None, 8);
+        let r = req(&[]);
+        let k = cache_key(&r, "http", &KeyOptions::default(), &[]);
+        let dated = resp(&[("cache-control", "max-age=60"), ("date", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        let real = crate::cache::policy::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        let d = c.store_received(&r, &k, &dated, real + 3600.0, real);
+        assert!(d.storable && d.initial_age == 0.0, "{d:?}");
+        assert!(matches!(c.lookup(&r, &k, real + 3659.0), Lookup::Hit(_)));
+        assert!(!matches!(c.lookup(&r, &k, real + 3661.0), Lookup::Hit(_)));
+        // Read on one clock, the same answer is an hour old: stale on arrival.
+        let stale = c.store(&r, &k, &dated, real + 3600.0);
+        assert!(stale.initial_age >= 3600.0);
     }
 
     #[test]
@@ -541,7 +575,7 @@ mod tests {
         match c.lookup(&r, &k, 120.0) {
             Lookup::Revalidate(e, h) => {
                 assert_eq!(h[0].1, "\"v1\"");
-                let fresh = c.revalidated(&r, &k, &e, &resp(&[("cache-control", "max-age=30")]), 120.0);
+                let fresh = c.revalidated(&r, &k, &e, &resp(&[("cache-control", "max-age=30")]), (120.0, 120.0));
                 assert_eq!(fresh.headers["x-cache"], "REVALIDATED");
             }
             other => panic!("{other:?}"),

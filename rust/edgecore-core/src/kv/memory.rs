@@ -5,7 +5,7 @@
 //! with a `StoreError` — a KV store does not silently drop live data to make room (unlike a cache).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -36,6 +36,8 @@ pub struct MemoryKv {
     /// Bytes charged. Relaxed is enough: each update happens under the shard lock of its key,
     /// and the budget check tolerates concurrent puts overshooting by one value each.
     used: AtomicUsize,
+    /// Nanoseconds the store's clock was moved forward ([`MemoryKv::advance_clock`]; tests).
+    skew: AtomicU64,
 }
 
 /// The integer a KV value holds (ASCII decimal, as Redis stores counters).
@@ -58,7 +60,18 @@ impl MemoryKv {
             hasher: Default::default(),
             max_bytes,
             used: AtomicUsize::new(0),
+            skew: AtomicU64::new(0),
         }
+    }
+
+    /// The store's clock: monotonic time, plus what tests moved it by.
+    fn now(&self) -> Instant {
+        Instant::now() + Duration::from_nanos(self.skew.load(Ordering::Relaxed))
+    }
+
+    /// Moves the store's clock forward by `by` (a test's virtual time: TTLs run out).
+    pub fn advance_clock(&self, by: Duration) {
+        self.skew.fetch_add(by.as_nanos() as u64, Ordering::Relaxed);
     }
 
     fn shard(&self, key: &str) -> &Mutex<HashMap<String, Entry>> {
@@ -73,7 +86,7 @@ impl MemoryKv {
 
     /// The value of `key`, unless absent or expired.
     pub fn get(&self, key: &str) -> Option<Bytes> {
-        let now = Instant::now();
+        let now = self.now();
         let mut map = self.shard(key).lock();
         match map.get(key) {
             Some(e) if e.live(now) => Some(e.value.clone()),
@@ -88,7 +101,7 @@ impl MemoryKv {
 
     /// Stores `value` under `key`, expiring after `ttl` when given.
     pub fn put(&self, key: &str, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        let now = Instant::now();
+        let now = self.now();
         let expires = ttl.map(|t| now + t);
         let cost = charge(key, &value);
         if let Some(max) = self.max_bytes {
@@ -123,7 +136,7 @@ impl MemoryKv {
     /// atomically; a new key gets `ttl`, an existing one keeps its deadline (as Redis's
     /// `INCRBY` does).
     pub fn incr(&self, key: &str, by: i64, ttl: Option<Duration>) -> Result<i64> {
-        let now = Instant::now();
+        let now = self.now();
         let mut map = self.shard(key).lock();
         let (current, expires, old_cost) = match map.get(key) {
             Some(e) if e.live(now) => (parse_int(key, &e.value)?, e.expires, charge(key, &e.value)),
@@ -148,7 +161,7 @@ impl MemoryKv {
 
     /// Removes `key`; returns whether a live value was there.
     pub fn delete(&self, key: &str) -> bool {
-        let now = Instant::now();
+        let now = self.now();
         match self.shard(key).lock().remove(key) {
             Some(e) => {
                 self.used.fetch_sub(charge(key, &e.value), Ordering::Relaxed);
@@ -160,7 +173,7 @@ impl MemoryKv {
 
     /// Live keys starting with `prefix`, sorted.
     pub fn list(&self, prefix: &str) -> Vec<String> {
-        let now = Instant::now();
+        let now = self.now();
         let mut keys: Vec<String> = self
             .shards
             .iter()

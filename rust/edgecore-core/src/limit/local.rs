@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -65,6 +66,8 @@ pub struct LocalLimiter {
     seeds: (foldhash::quality::RandomState, foldhash::quality::RandomState),
     cap_per_shard: usize,
     epoch: Instant,
+    /// Nanoseconds the clock was moved forward ([`LocalLimiter::advance_clock`]; tests).
+    skew: AtomicU64,
 }
 
 /// Smallest sweep threshold per shard.
@@ -88,6 +91,7 @@ impl LocalLimiter {
             seeds: Default::default(),
             cap_per_shard,
             epoch: Instant::now(),
+            skew: AtomicU64::new(0),
         }
     }
 
@@ -98,7 +102,12 @@ impl LocalLimiter {
 
     /// Nanoseconds on the limiter's monotonic clock (never 0: 0 means "no state").
     pub fn now(&self) -> u64 {
-        self.epoch.elapsed().as_nanos() as u64 + 1
+        self.epoch.elapsed().as_nanos() as u64 + 1 + self.skew.load(Ordering::Relaxed)
+    }
+
+    /// Moves the limiter's clock forward by `ns` (a test's virtual time: buckets refill).
+    pub fn advance_clock(&self, ns: u64) {
+        self.skew.fetch_add(ns, Ordering::Relaxed);
     }
 
     fn key(&self, key: &[u8]) -> (u64, u64) {

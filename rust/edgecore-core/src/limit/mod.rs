@@ -234,6 +234,16 @@ impl RateLimiter {
         self.local.as_ref().map(LocalLimiter::now)
     }
 
+    /// Moves an in-process limiter's clock forward by `by` (a test's virtual time: buckets
+    /// refill); a shared or local-first limiter keeps Redis's clock and is not moved.
+    pub fn advance_clock(&self, by: std::time::Duration) {
+        if self.redis.is_none() {
+            if let Some(local) = &self.local {
+                local.advance_clock(by.as_nanos() as u64);
+            }
+        }
+    }
+
     /// Checks decided by the failure policy so far.
     pub fn fallbacks(&self) -> u64 {
         self.fallbacks.load(Ordering::Relaxed)

@@ -111,6 +111,13 @@ impl ServerState {
         crate::clock::now() + self.clock_offset_ns.load(Ordering::Relaxed) as f64 / NS
     }
 
+    /// The pipeline's clock and the wall clock, read once: (now, real). An origin writes its
+    /// `Date` on the real one.
+    pub fn now_and_real(&self) -> (f64, f64) {
+        let real = crate::clock::now();
+        (real + self.clock_offset_ns.load(Ordering::Relaxed) as f64 / NS, real)
+    }
+
     /// Purges `prefix` from every response cache of the current plan (see
     /// [`crate::cache::HttpCache::purge`] for what a prefix matches); returns the entries removed.
     pub fn purge_local(&self, prefix: &str) -> usize {

@@ -181,7 +181,7 @@ fn refresh_in_background(
                 let empty = BodyState::Read(Bytes::new());
                 match fetch_for_cache(&state, &active, fetch, empty, prior_xff, limit, compress).await {
                     Ok(Fill::Whole(resp)) => {
-                        rule.cache.store(&request, &key, &resp, state.now());
+                        store(&state, rule, &request, &key, &resp);
                         Ok(Some(resp))
                     }
                     // Too large to store: dropped (its origin connection closes).
@@ -233,7 +233,7 @@ async fn revalidate(
                 &key,
                 &entry,
                 &r,
-                state.now(),
+                state.now_and_real(),
             )))
         }
         Ok(Fill::Whole(r)) if is_origin_error(r.status) => match rule.cache.stale_on_error(&entry, state.now()) {
@@ -247,7 +247,7 @@ async fn revalidate(
             }
         },
         Ok(Fill::Whole(r)) => {
-            rule.cache.store(&request, &key, &r, state.now());
+            store(state, rule, &request, &key, &r);
             ctx.notes.cache_status = Some(CacheStatus::Miss);
             Ok(from_core(r))
         }
@@ -277,7 +277,7 @@ async fn fill(
         async move {
             match fetch_for_cache(state, active, fill_request(request), body, prior_xff, limit, compress).await {
                 Ok(Fill::Whole(r)) => {
-                    rule.cache.store(request, key, &r, state.now());
+                    store(state, rule, request, key, &r);
                     Ok(Some(r))
                 }
                 Ok(Fill::Streaming(r)) => {
@@ -324,4 +324,10 @@ async fn fill(
             }
         },
     }
+}
+
+/// Stores an origin's answer (read on the pipeline's clock, its `Date` on the real one).
+fn store(state: &ServerState, rule: &CacheRule, request: &Request, key: &str, resp: &crate::http::Response) {
+    let (now, real) = state.now_and_real();
+    rule.cache.store_received(request, key, resp, now, real);
 }
