@@ -515,7 +515,10 @@ mod tests {
         let c = HttpCache::new(1 << 20, None, 8);
         let r = req(&[]);
         let k = cache_key(&r, "http", &KeyOptions::default(), &[]);
-        let dated = resp(&[("cache-control", "max-age=60"), ("date", "Sun, 06 Nov 1994 08:49:37 GMT")]);
+        let dated = resp(&[
+            ("cache-control", "max-age=60"),
+            ("date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+        ]);
         let real = crate::cache::policy::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         let d = c.store_received(&r, &k, &dated, real + 3600.0, real);
         assert!(d.storable && d.initial_age == 0.0, "{d:?}");
