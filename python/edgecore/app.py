@@ -422,6 +422,7 @@ class Edge:
         jwks_refresh: float = 300.0,
         jwks_min_interval: float = 10.0,
         jwks_timeout: float = 5.0,
+        jwks_strict: bool = False,
     ) -> Edge:
         """Require a valid JWT (Authorization: Bearer, or ``cookie``); 401 otherwise. With
         ``shadow``, tokens are verified and the verdicts recorded (metrics, access log), but no
@@ -431,12 +432,15 @@ class Edge:
         (its ``exp``/``nbf``/``iat`` are still checked on every request; a JWK Set that changes
         forgets them); 0 verifies every request. ``jwks_refresh`` is how often a ``jwks_url`` is
         fetched again, ``jwks_min_interval`` the least time between fetches for an unknown
-        ``kid``."""
+        ``kid``. A ``jwks_url`` that cannot be fetched now does not stop the app: tokens are
+        refused (401) and the set is fetched again with backoff until it arrives, unless
+        ``jwks_strict`` makes it a ``ConfigError`` here. ``required_claims`` defaults to
+        ``["exp"]``: a token without an expiry is refused."""
         if isinstance(cache_size, bool) or not isinstance(cache_size, int) or cache_size < 0:
             raise _core.ConfigError(f"jwt cache_size must be a whole number >= 0, got {cache_size!r}")
         kwargs: dict[str, Any] = {"algorithms": algorithms, "audience": audience, "issuer": issuer, "leeway": leeway}
         kwargs.update(max_token_bytes=max_token_bytes, jwks_refresh=jwks_refresh)
-        kwargs.update(jwks_min_interval=jwks_min_interval, jwks_timeout=jwks_timeout)
+        kwargs.update(jwks_min_interval=jwks_min_interval, jwks_timeout=jwks_timeout, jwks_strict=jwks_strict)
         if required_claims is not None:
             kwargs["required_claims"] = required_claims
         verifier = _core.JWTVerifier(key, jwks=jwks, jwks_url=jwks_url, **kwargs)

@@ -13,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec as cec
 
 import edgecore as ec
+from tests.e2e.conftest import call
 from tests.waiting import wait_for
 
 NOW = 1_700_000_000
@@ -129,11 +130,30 @@ def test_background_refresh_picks_up_new_keys(server):
         v.verify(token(k1, "k1"), now=NOW)
 
 
-def test_unreachable_url_is_a_config_error():
+def test_an_unreachable_url_is_a_config_error_when_strict():
     with pytest.raises(ec.ConfigError, match=r"127\.0\.0\.1:1"):
-        ec.JWTVerifier(jwks_url="http://127.0.0.1:1/jwks", algorithms=["ES256"], jwks_timeout=1)
+        ec.JWTVerifier(jwks_url="http://127.0.0.1:1/jwks", algorithms=["ES256"], jwks_timeout=1, jwks_strict=True)
     with pytest.raises(ec.ConfigError, match="http"):
         ec.JWTVerifier(jwks_url="ftp://x/jwks", algorithms=["ES256"])
+
+
+def test_the_edge_starts_while_the_identity_provider_is_down(server, origin, capfd):
+    # The JWK Set answers 503 at start: the app starts anyway, refuses every token (401) with a
+    # log line saying why, and verifies tokens once the set can be fetched (retried with backoff).
+    server.fail = True
+    k1, jwk1 = make_key("k1")
+    server.keys = [jwk1]
+    app = ec.Edge(origin=origin.url)
+    app.jwt(paths="/api/*", jwks_url=server.url, algorithms=["ES256"], jwks_refresh=300)
+    assert "cannot be fetched" in capfd.readouterr().err
+    live = pyjwt.encode({"sub": "u", "exp": int(time.time()) + 600}, k1, algorithm="ES256", headers={"kid": "k1"})
+    auth = {"Authorization": f"Bearer {live}"}
+    with app.serve() as srv:
+        assert call(srv.url, "/api/x", headers=auth).status == 401
+        assert origin.requests == []
+        server.fail = False
+        wait_for(lambda: call(srv.url, "/api/x", headers=auth).status == 200, timeout=15, what="the keys to arrive")
+    assert "arrived: tokens are verified" in capfd.readouterr().err
 
 
 def test_the_server_forgets_remembered_tokens_when_the_key_set_changes(server):

@@ -110,7 +110,8 @@ impl PyJWTVerifier {
     #[new]
     #[pyo3(signature = (
         key=None, *, algorithms, audience=None, issuer=None, leeway=0.0, required_claims=vec!["exp".to_owned()],
-        jwks=None, jwks_url=None, max_token_bytes=8192, jwks_refresh=300.0, jwks_min_interval=10.0, jwks_timeout=5.0
+        jwks=None, jwks_url=None, max_token_bytes=8192, jwks_refresh=300.0, jwks_min_interval=10.0, jwks_timeout=5.0,
+        jwks_strict=false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -127,6 +128,7 @@ impl PyJWTVerifier {
         jwks_refresh: f64,
         jwks_min_interval: f64,
         jwks_timeout: f64,
+        jwks_strict: bool,
     ) -> PyResult<Self> {
         let algs = parse_algorithms(algorithms)?;
         let config = VerifierConfig {
@@ -157,7 +159,7 @@ impl PyJWTVerifier {
                 timeout: duration(jwks_timeout, "jwks_timeout")?,
             };
             let url = url.clone();
-            let remote = py.detach(|| RemoteJwks::start(&url, timing)).map_err(CoreError)?;
+            let remote = py.detach(|| RemoteJwks::start(&url, timing, jwks_strict)).map_err(CoreError)?;
             JwtVerifier::remote(config, remote).map_err(CoreError)?
         } else if let Some(set) = jwks {
             let keys = KeySet::from_jwks(&json_object(set, "jwks")?).map_err(CoreError)?;

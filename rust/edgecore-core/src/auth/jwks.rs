@@ -6,9 +6,13 @@
 //! - a failed refresh keeps the last good set;
 //! - refreshes happen on a timer (background task, ended when the verifier is dropped) and when a
 //!   token names an unknown `kid` — at most once per `min_interval`, and only one at a time, so a
-//!   flood of tokens with made-up kids cannot turn into a flood of fetches.
+//!   flood of tokens with made-up kids cannot turn into a flood of fetches;
+//! - a set that cannot be fetched at start is a configuration error only when `strict`; by
+//!   default the verifier starts with no keys (every token is refused: 401), says so in one log
+//!   line, and retries with backoff (1 s doubling up to the refresh interval, at most 60 s) until
+//!   the set arrives — the identity provider being down does not stop the edge from starting.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -56,32 +60,52 @@ pub struct RemoteJwks {
     /// Changes whenever a fetched set differs from the one in use (a hash of the document), so
     /// results cached under the old keys can tell they are stale.
     generation: AtomicU64,
+    /// Whether a set was ever fetched (until then, refreshes back off from 1 s).
+    loaded: AtomicBool,
 }
 
 impl RemoteJwks {
-    /// Fetches the set once (failure is a configuration error naming the URL) and starts the
-    /// background refresh.
-    pub fn start(url: &str, timing: JwksTiming) -> Result<Arc<Self>> {
+    /// Fetches the set once and starts the background refresh. When the fetch fails: with
+    /// `strict`, a configuration error naming the URL; otherwise the verifier starts with no
+    /// keys (tokens are refused), logs it, and retries with backoff until the set arrives.
+    pub fn start(url: &str, timing: JwksTiming, strict: bool) -> Result<Arc<Self>> {
         let uri: http::Uri = url
             .parse()
             .map_err(|_| Error::config(format!("invalid jwks_url {url:?}")))?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(Error::config(format!("jwks_url {url:?} must be http:// or https://")));
         }
-        let (first, generation) = crate::rt::background()
-            .block_on(fetch(&uri, timing.timeout))
-            .map_err(|e| Error::config(format!("fetching the JWK Set from {url}: {e}")))?;
+        let first = crate::rt::background().block_on(fetch(&uri, timing.timeout));
+        let (keys, generation, loaded, failures) = match first {
+            Ok((set, generation)) => (set, generation, true, 0),
+            Err(e) if strict => {
+                return Err(Error::config(format!("fetching the JWK Set from {url}: {e}")));
+            }
+            Err(e) => {
+                eprintln!(
+                    "edgecore: the JWK Set at {url} cannot be fetched ({e}): every token is refused (401) \
+                     until it can; retrying with backoff (jwks_strict=True makes this a start-up error)"
+                );
+                (KeySet::default(), 0, false, 1)
+            }
+        };
         let this = Arc::new(RemoteJwks {
             url: uri,
-            keys: ArcSwap::from_pointee(first),
+            keys: ArcSwap::from_pointee(keys),
             timing,
             last_refresh: Mutex::new(Instant::now()),
             fetches: AtomicU64::new(1),
-            failures: AtomicU64::new(0),
+            failures: AtomicU64::new(failures),
             generation: AtomicU64::new(generation),
+            loaded: AtomicBool::new(loaded),
         });
         crate::rt::background().spawn(refresh_loop(Arc::downgrade(&this), timing.refresh_interval));
         Ok(this)
+    }
+
+    /// Whether a key set has been fetched (false while a non-strict start waits for it).
+    pub fn loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
     }
 
     /// The key set in use.
@@ -136,6 +160,9 @@ impl RemoteJwks {
             Ok((set, generation)) => {
                 self.keys.store(Arc::new(set));
                 self.generation.store(generation, Ordering::Release);
+                if !self.loaded.swap(true, Ordering::AcqRel) {
+                    eprintln!("edgecore: the JWK Set at {} arrived: tokens are verified", self.url);
+                }
                 true
             }
             Err(_) => {
@@ -154,11 +181,17 @@ async fn fetch(url: &http::Uri, timeout: Duration) -> Result<(KeySet, u64)> {
     Ok((KeySet::from_jwks(&doc)?, xxhash_rust::xxh3::xxh3_64(&body)))
 }
 
+/// Refreshes every `every`; until a first set arrives, after 1 s, doubling to `every` (60 s at
+/// most).
 async fn refresh_loop(weak: Weak<RemoteJwks>, every: Duration) {
+    let mut backoff = Duration::from_secs(1);
     loop {
-        tokio::time::sleep(every).await;
+        let waiting = weak.upgrade().is_some_and(|j| !j.loaded());
+        tokio::time::sleep(if waiting { backoff } else { every }).await;
         let Some(jwks) = weak.upgrade() else { return };
         jwks.mark_refreshed();
-        jwks.refresh().await;
+        if !jwks.refresh().await && waiting {
+            backoff = (backoff * 2).min(every).min(Duration::from_secs(60));
+        }
     }
 }
