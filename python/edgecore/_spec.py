@@ -113,11 +113,16 @@ class RateLimitSpec(TypedDict):
     exclude: list[str]
 
 
-class AbTestSpec(TypedDict):
+class _AbTestRequired(TypedDict):
     name: str
     variants: dict[str, float]
     paths: list[str]
     exclude: list[str]
+
+
+class AbTestSpec(_AbTestRequired, total=False):
+    cookie: str | None
+    unit_cookie: str
 
 
 class CacheSpec(TypedDict):

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgecore import _core
 from edgecore._spec import (
+    AbTestSpec,
     AccessSpec,
     AppSpec,
     CompressSpec,
@@ -520,12 +521,24 @@ class Edge:
         *,
         paths: str | Iterable[str] = ("/*",),
         exclude: str | Iterable[str] = (),
+        cookie: str | None = None,
+        unit_cookie: str = "ec-uid",
     ) -> Edge:
-        """Assign each client a sticky variant (cookie ``ec-ab-NAME``), forwarded as ``x-ab-NAME``."""
+        """Assign each client a sticky variant (kept in the cookie ``cookie``, by default
+        ``ec-ab-NAME``), forwarded as ``x-ab-NAME``. A new visitor's variant is drawn from its
+        unit id, kept in ``unit_cookie`` (``ec-uid``; share it between experiments to assign by
+        visitor). Both cookies are ``SameSite=Lax``, the unit id ``HttpOnly``, and both
+        ``Secure`` when the request came over TLS."""
         _core.Experiment(name, variants)
-        self._spec["ab_tests"].append(
-            {"name": name, "variants": dict(variants), "paths": _paths(paths), "exclude": _exclude(exclude)}
-        )
+        spec: AbTestSpec = {
+            "name": name,
+            "variants": dict(variants),
+            "paths": _paths(paths),
+            "exclude": _exclude(exclude),
+        }
+        spec.update(cookie=cookie, unit_cookie=unit_cookie)
+        self._checked("ab_tests", spec)
+        self._spec["ab_tests"].append(spec)
         return self
 
     def cache(
@@ -738,7 +751,7 @@ class Edge:
 
     def _checked(self, key: str, spec: Any) -> None:
         """Builds ``spec`` as the plan would, alone, so a bad value is reported by this call."""
-        _core.check_app(json.dumps({key: [spec] if key in ("access", "cors", "compress") else spec}))
+        _core.check_app(json.dumps({key: [spec] if key in ("access", "cors", "compress", "ab_tests") else spec}))
 
     def purge_broadcast(self, url: str, *, channel: str = "edgecore:purge") -> Edge:
         """Share cache purges between nodes through Redis pub/sub: every node subscribes to

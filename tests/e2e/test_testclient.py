@@ -158,3 +158,23 @@ def test_the_edge_client_fixture_says_what_it_needs(pytester):
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*edge_client fixture needs an edge_app fixture*"])
+
+
+def test_ab_cookie_names_are_configurable_and_checked(origin):
+    app = ec.Edge(origin=origin.url)
+    app.ab_test("hero", {"a": 1, "b": 1}, paths="/echo", cookie="exp_hero", unit_cookie="visitor")
+    with TestClient(app) as client:
+        variant = client.get("/echo").json()["headers"]["x-ab-hero"]
+        assert client.cookies["exp_hero"] == variant and len(client.cookies["visitor"]) == 32
+        assert "ec-uid" not in client.cookies and "ec-ab-hero" not in client.cookies
+    # The assignment hashes the unit cookie it is told to read (what ec.assign_variant says).
+    with TestClient(app) as client:
+        for uid in (f"visitor-{i}" for i in range(8)):
+            client.cookies.clear()
+            client.cookies["visitor"] = uid
+            got = client.get("/echo").json()["headers"]["x-ab-hero"]
+            assert got == ec.assign_variant("hero", uid, {"a": 1, "b": 1})
+    with pytest.raises(ec.ConfigError, match="unit_cookie"):
+        ec.Edge().ab_test("x", {"a": 1}, unit_cookie="bad name")
+    with pytest.raises(ec.ConfigError, match="must differ"):
+        ec.Edge().ab_test("x", {"a": 1}, cookie="same", unit_cookie="same")

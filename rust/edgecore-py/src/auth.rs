@@ -159,7 +159,9 @@ impl PyJWTVerifier {
                 timeout: duration(jwks_timeout, "jwks_timeout")?,
             };
             let url = url.clone();
-            let remote = py.detach(|| RemoteJwks::start(&url, timing, jwks_strict)).map_err(CoreError)?;
+            let remote = py
+                .detach(|| RemoteJwks::start(&url, timing, jwks_strict))
+                .map_err(CoreError)?;
             JwtVerifier::remote(config, remote).map_err(CoreError)?
         } else if let Some(set) = jwks {
             let keys = KeySet::from_jwks(&json_object(set, "jwks")?).map_err(CoreError)?;

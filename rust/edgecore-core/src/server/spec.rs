@@ -344,6 +344,12 @@ pub(crate) struct AbSpec {
     /// Paths taken back out of `paths`.
     #[serde(default)]
     pub(crate) exclude: Vec<String>,
+    /// The sticky variant's cookie (default `ec-ab-NAME`).
+    #[serde(default)]
+    pub(crate) cookie: Option<String>,
+    /// The visitor's unit id cookie the assignment hashes (default `ec-uid`).
+    #[serde(default)]
+    pub(crate) unit_cookie: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,7 +1,8 @@
-//! A/B assignment: on an experiment's paths, the client keeps the variant in its sticky cookie,
-//! or gets one assigned from its unit id (the `ec-uid` cookie, made when missing), with the
-//! cookies set on the response (`Secure` when the request came over TLS). The variant goes to
-//! the origin as `x-ab-NAME` and joins the cache key. Never answers.
+//! A/B assignment: on an experiment's paths, the client keeps the variant in its sticky cookie
+//! (`ec-ab-NAME` by default), or gets one assigned from its unit id (the unit cookie, `ec-uid` by
+//! default, made when missing), with the cookies set on the response (`Secure` when the request
+//! came over TLS). The variant goes to the origin as `x-ab-NAME` and joins the cache key. Never
+//! answers.
 
 use std::hash::BuildHasher;
 use std::sync::atomic::Ordering;
@@ -39,13 +40,14 @@ pub fn assign(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Result<
         let variant = match sticky {
             Some(v) => v,
             None => {
-                let uid = match request.cookie("ec-uid") {
+                let uid = match request.cookie(&rule.unit_cookie) {
                     Some(u) => u.to_owned(),
                     None => {
                         let uid = new_uid(state);
                         ctx.notes.set_cookies.push(
                             HeaderValue::from_str(&format!(
-                                "ec-uid={uid}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly{secure}"
+                                "{}={uid}; Path=/; Max-Age=31536000; SameSite=Lax; HttpOnly{secure}",
+                                rule.unit_cookie
                             ))
                             .expect("ascii"),
                         );

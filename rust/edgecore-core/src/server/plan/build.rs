@@ -439,6 +439,16 @@ fn build_rate_limit(r: RateSpec, i: usize, objects: &Objects) -> Result<RateRule
     })
 }
 
+/// A cookie name as RFC 6265 allows it (an HTTP token), or an error naming the argument.
+fn cookie_name(name: String, what: &str) -> Result<String> {
+    if name.is_empty() || !name.bytes().all(crate::http::token::is_tchar) {
+        return Err(Error::config(format!(
+            "ab_test {what} {name:?} is not a valid cookie name (letters, digits and !#$%&'*+-.^_`|~)"
+        )));
+    }
+    Ok(name)
+}
+
 fn build_ab(a: AbSpec) -> Result<AbRule> {
     let weights: Vec<(String, f64)> = a.variants.into_iter().collect();
     let valid_name = !a.name.is_empty()
@@ -451,9 +461,18 @@ fn build_ab(a: AbSpec) -> Result<AbRule> {
             a.name
         )));
     }
+    let cookie = cookie_name(a.cookie.unwrap_or_else(|| format!("ec-ab-{}", a.name)), "cookie")?;
+    let unit_cookie = cookie_name(a.unit_cookie.unwrap_or_else(|| "ec-uid".to_owned()), "unit_cookie")?;
+    if cookie == unit_cookie {
+        return Err(Error::config(format!(
+            "experiment {:?}: cookie and unit_cookie must differ (both {cookie:?})",
+            a.name
+        )));
+    }
     Ok(AbRule {
         paths: Matcher::excluding(&a.paths, &a.exclude)?,
-        cookie: format!("ec-ab-{}", a.name),
+        cookie,
+        unit_cookie,
         header: header_name(&format!("x-ab-{}", a.name.to_ascii_lowercase()))?,
         experiment: Experiment::new(&a.name, &weights)?,
     })

@@ -157,6 +157,8 @@ pub struct AbRule {
     pub experiment: Experiment,
     /// Cookie holding the sticky variant.
     pub cookie: String,
+    /// Cookie holding the visitor's unit id (what a new assignment hashes).
+    pub unit_cookie: String,
     /// Header toward the origin.
     pub header: HeaderName,
 }
