@@ -535,8 +535,9 @@ class Edge:
             "variants": dict(variants),
             "paths": _paths(paths),
             "exclude": _exclude(exclude),
+            "cookie": cookie,
+            "unit_cookie": unit_cookie,
         }
-        spec.update(cookie=cookie, unit_cookie=unit_cookie)
         self._checked("ab_tests", spec)
         self._spec["ab_tests"].append(spec)
         return self
