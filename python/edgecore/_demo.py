@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import edgecore as ec
+from edgecore.app import DEV_MODE_NOTE
 
 
 def _hs256(secret: bytes, claims: dict[str, Any]) -> str:
@@ -82,7 +83,8 @@ def build(port: int) -> tuple[ec.Edge, ec.Edge, bytes, Path | None]:
     tmp = Path(tempfile.mkdtemp(prefix="edgecore-demo-"))
     geo_db = _geo_database(tmp / "demo-city.mmdb")
     edge = ec.Edge(origin="http://127.0.0.1:0")  # the origin URL is set once it is listening
-    edge.configure(dev_mode=True)
+    # Metrics on a loopback listener of their own (never on the public port).
+    edge.configure(dev_mode=True, metrics_path="/metrics", admin_addr="127.0.0.1:0")
     edge.trust_proxies(["127.0.0.1"])
     if geo_db:
         edge.geo(str(geo_db))
@@ -125,6 +127,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"edgecore {ec.__version__} demo: the edge listens on {url}, the demo origin on {origin.url}")
     for line in server.core.summary:
         print(f"  active: {line}")
+    print(DEV_MODE_NOTE)
     print("\nTry:")
     commands = [
         ("a Python handler (with in-memory KV)", f"curl -s {url}/hello"),
@@ -142,6 +145,7 @@ def main(args: argparse.Namespace) -> int:
             f"curl -s -A 'Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0' {url}/page",
         ),
         ("A/B: a sticky variant cookie", f"curl -s -i {url}/ab"),
+        ("metrics (Prometheus text, on the loopback admin listener)", f"curl -s {server.admin_url}/metrics"),
     ]
     if geo_db:
         commands += [

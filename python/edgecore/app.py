@@ -44,6 +44,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("edgecore")
 
+#: What dev mode (``configure(dev_mode=True)``, ``serve --dev``, the demo) lets any client do.
+DEV_MODE_NOTE = (
+    "dev mode: requests may set their client IP, country and bot status with the\n"
+    "  X-Edge-Dev-Client-Ip, X-Edge-Dev-Country and X-Edge-Dev-Bot headers. Never in production."
+)
+
 # What a handler returns when it is done (no awaiting needed): checked by exact type first, since
 # `inspect.isawaitable` costs ~10x as much and runs on every request.
 _PLAIN = frozenset({str, bytes, dict, list, type(None), _core.Response})

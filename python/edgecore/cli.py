@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Any
 
+from edgecore.app import DEV_MODE_NOTE
+
 
 def _load(path: str, fresh: bool = False, app_dir: str | None = None) -> Any:
     """Imports MODULE and returns ATTR; `fresh` re-executes the module (SIGHUP reload). The
@@ -60,15 +62,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     app = build()
     if args.dev:
-        print(DEV_NOTE, file=sys.stderr, flush=True)
+        print(f"edgecore: {DEV_MODE_NOTE}", file=sys.stderr, flush=True)
     app.run(args.host, args.port, workers=args.python_workers, reload_app=build, reuse_port=args.reuse_port)
     return 0
-
-
-DEV_NOTE = (
-    "edgecore: dev mode: requests may set their client IP, country and bot status with the\n"
-    "  X-Edge-Dev-Client-Ip, X-Edge-Dev-Country and X-Edge-Dev-Bot headers. Never in production."
-)
 
 
 def _supervise(args: argparse.Namespace) -> int:

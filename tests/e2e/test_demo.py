@@ -62,8 +62,11 @@ def test_demo_runs_and_its_curl_commands_work(tmp_path):
             for by_cmd in [k for k in outputs if "/limited" in k] * 3
         ]
         assert "429" in codes
+        metrics = by("/metrics")
+        assert "edgecore_requests_total" in metrics and f":{port}/" not in next(k for k in outputs if "/metrics" in k)
     finally:
         proc.send_signal(2)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     assert "Try:" in out
+    assert "dev mode: requests may set their client IP" in out and "Never in production" in out
