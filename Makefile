@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 PROFILE ?= ci
 
 .DEFAULT_GOAL := help
-.PHONY: help install develop system-deps demo test test-rust test-python test-fuzz fuzz lint fmt stubtest bench clean
+.PHONY: help install develop system-deps demo test test-rust test-python test-fuzz fuzz lint fmt stubtest docs bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ install: system-deps develop ## Everything: system packages, virtualenv, dev dep
 demo: install ## Run the main job (the edgecore demo)
 	$(BIN)/python -m edgecore demo
 
-test: install lint test-rust stubtest test-python test-fuzz ## The whole test suite (what CI runs)
+test: install lint test-rust stubtest docs test-python test-fuzz ## The whole test suite (what CI runs)
 
 test-rust: ## Rust unit tests of the core (no Python)
 	cargo test -p edgecore-core --profile $(PROFILE)
@@ -62,6 +62,13 @@ fmt: $(VENV)/.deps ## Format Rust and Python
 
 stubtest: develop ## Check the hand-written _core.pyi against the extension
 	$(BIN)/python -m mypy.stubtest edgecore._core --allowlist stubtest-allowlist.txt
+
+$(VENV)/.docs-deps: requirements-docs.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements-docs.txt
+	touch $@
+
+docs: develop $(VENV)/.docs-deps ## The documentation site (MkDocs, --strict: a broken link fails) into target/site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 $(VENV)/.bench-deps: requirements-bench.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-bench.txt
