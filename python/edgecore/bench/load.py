@@ -110,10 +110,12 @@ class Contender:
     expect: dict[str, str | None] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
     runs: list[dict] = field(default_factory=list)
+    # The server's environment (None: this process's).
+    env: dict[str, str] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+            self.cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=self.env
         )
         wait_port(self.port)
 
