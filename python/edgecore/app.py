@@ -28,11 +28,19 @@ from edgecore._spec import (
     AbTestSpec,
     AccessSpec,
     AppSpec,
+    BotsSpec,
+    CacheSpec,
     CompressSpec,
     CorsSpec,
     ErrorPageSpec,
+    HeadersSpec,
     HttpsSpec,
+    JwtSpec,
+    OriginRuleSpec,
+    RateLimitSpec,
+    RedirectSpec,
     RequestIdSpec,
+    RewriteSpec,
     ServerSettings,
     UpstreamSpec,
     WhenSpec,
@@ -43,6 +51,12 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
 log = logging.getLogger("edgecore")
+
+#: The spec's keys that hold a list of rules (the others hold one object).
+_RULE_LISTS = frozenset(
+    {"access", "cors", "compress", "ab_tests", "redirects", "rewrites", "origins", "headers", "jwt"}
+    | {"rate_limits", "cache"}
+)
 
 #: What dev mode (``configure(dev_mode=True)``, ``serve --dev``, the demo) lets any client do.
 DEV_MODE_NOTE = (
@@ -297,10 +311,11 @@ class Edge:
         origin. ``allow`` names bots to let through, each matched as a product token
         (``["Googlebot"]`` allows ``Googlebot/2.1``, not ``NotGooglebot``; ``re:`` gives a regex).
         With ``shadow``, "block" only records what it would have blocked (metrics, access log)."""
-        if action not in ("block", "tag"):
-            raise _core.ConfigError(f'bots action must be "block" or "tag", not {action!r}')
-        self._bots = self._bots or _core.BotDetector()
-        self._spec["bots"] = {"action": action, "allow": list(allow), "shadow": shadow}
+        spec: BotsSpec = {"action": action, "allow": list(allow), "shadow": shadow}
+        detector = self._bots or _core.BotDetector()
+        self._checked("bots", spec, bots=detector)
+        self._bots = detector
+        self._spec["bots"] = spec
         return self
 
     def redirect(
@@ -319,15 +334,15 @@ class Edge:
         """Redirect matching requests (``to`` may use ``{path}``, ``{path_and_query}``,
         ``{geo.country}``…), when every condition given holds."""
         _core.redirect("/", status)
-        self._spec["redirects"].append(
-            {
-                "to": to,
-                "status": status,
-                "paths": _paths(paths),
-                "when": _when(country, continent, device, cookie, header),
-                "exclude": _exclude(exclude),
-            }
-        )
+        spec: RedirectSpec = {
+            "to": to,
+            "status": status,
+            "paths": _paths(paths),
+            "when": _when(country, continent, device, cookie, header),
+            "exclude": _exclude(exclude),
+        }
+        self._checked("redirects", spec)
+        self._spec["redirects"].append(spec)
         return self
 
     def rewrite(
@@ -344,14 +359,14 @@ class Edge:
     ) -> Edge:
         """Serve another path, without the client seeing a redirect, when every condition given
         holds."""
-        self._spec["rewrites"].append(
-            {
-                "to": to,
-                "paths": _paths(paths),
-                "when": _when(country, continent, device, cookie, header),
-                "exclude": _exclude(exclude),
-            }
-        )
+        spec: RewriteSpec = {
+            "to": to,
+            "paths": _paths(paths),
+            "when": _when(country, continent, device, cookie, header),
+            "exclude": _exclude(exclude),
+        }
+        self._checked("rewrites", spec)
+        self._spec["rewrites"].append(spec)
         return self
 
     def origin_for(
@@ -369,14 +384,14 @@ class Edge:
         """Send matching clients (by country, continent, device, cookie or header) to this origin
         instead of the default."""
         self._check_origin(url)
-        self._spec["origins"].append(
-            {
-                "url": url,
-                "when": _when(country, continent, device, cookie, header),
-                "paths": _paths(paths),
-                "exclude": _exclude(exclude),
-            }
-        )
+        spec: OriginRuleSpec = {
+            "url": url,
+            "when": _when(country, continent, device, cookie, header),
+            "paths": _paths(paths),
+            "exclude": _exclude(exclude),
+        }
+        self._checked("origins", spec)
+        self._spec["origins"].append(spec)
         return self
 
     def headers(
@@ -397,15 +412,15 @@ class Edge:
         {client_ip} {bot} {device} {cookie.NAME} {header.NAME} {location} {path} {query}
         {path_and_query}``, each with a default after ``|`` (``{geo.country|US}``); a value that
         is unknown with no default sends no header."""
-        self._spec["headers"].append(
-            {
-                "paths": _paths(paths),
-                "request": dict(request or {}),
-                "response": dict(response or {}),
-                "when": _when(country, continent, device, cookie, header),
-                "exclude": _exclude(exclude),
-            }
-        )
+        spec: HeadersSpec = {
+            "paths": _paths(paths),
+            "request": dict(request or {}),
+            "response": dict(response or {}),
+            "when": _when(country, continent, device, cookie, header),
+            "exclude": _exclude(exclude),
+        }
+        self._checked("headers", spec)
+        self._spec["headers"].append(spec)
         return self
 
     def jwt(
@@ -451,18 +466,18 @@ class Edge:
         if required_claims is not None:
             kwargs["required_claims"] = required_claims
         verifier = _core.JWTVerifier(key, jwks=jwks, jwks_url=jwks_url, **kwargs)
+        spec: JwtSpec = {
+            "paths": _paths(paths),
+            "verifier": len(self._verifiers),
+            "cookie": cookie,
+            "claims_to_headers": dict(claims_to_headers or {}),
+            "exclude": _exclude(exclude),
+            "shadow": shadow,
+            "cache_size": cache_size,
+        }
+        self._checked("jwt", spec, verifier=verifier)
         self._verifiers.append(verifier)
-        self._spec["jwt"].append(
-            {
-                "paths": _paths(paths),
-                "verifier": len(self._verifiers) - 1,
-                "cookie": cookie,
-                "claims_to_headers": dict(claims_to_headers or {}),
-                "exclude": _exclude(exclude),
-                "shadow": shadow,
-                "cache_size": cache_size,
-            }
-        )
+        self._spec["jwt"].append(spec)
         return self
 
     def rate_limit(
@@ -493,31 +508,20 @@ class Edge:
         ``RateLimit-Policy: "default";q=LIMIT;w=PERIOD`` and ``RateLimit: "default";r=LEFT;t=RESET``),
         "legacy" (``RateLimit-Limit/Remaining/Reset``, the limit being the bucket's ``burst``),
         "both" or "none"."""
-        if headers not in ("draft", "legacy", "both", "none"):
-            raise _core.ConfigError(f'rate limit headers must be "draft", "legacy", "both" or "none", not {headers!r}')
-        if not (key == "ip" or key.startswith("header:") or key.startswith("claim:")):
-            raise _core.ConfigError(f'rate limit key must be "ip", "header:NAME" or "claim:NAME", not {key!r}')
-        self._limiters.append(
-            _core.RateLimiter(
-                limit,
-                period,
-                burst=burst,
-                store=store,
-                timeout=store_timeout,
-                on_store_error=on_store_error,
-                sync=sync,
-            )
+        limiter = _core.RateLimiter(
+            limit, period, burst=burst, store=store, timeout=store_timeout, on_store_error=on_store_error, sync=sync
         )
-        self._spec["rate_limits"].append(
-            {
-                "paths": _paths(paths),
-                "limiter": len(self._limiters) - 1,
-                "key": key,
-                "exclude": _exclude(exclude),
-                "shadow": shadow,
-                "headers": headers,
-            }
-        )
+        spec: RateLimitSpec = {
+            "paths": _paths(paths),
+            "limiter": len(self._limiters),
+            "key": key,
+            "exclude": _exclude(exclude),
+            "shadow": shadow,
+            "headers": headers,
+        }
+        self._checked("rate_limits", spec, limiter=limiter)
+        self._limiters.append(limiter)
+        self._spec["rate_limits"].append(spec)
         return self
 
     def ab_test(
@@ -575,25 +579,23 @@ class Edge:
         by default) for ``purge(tag=...)``; those fields reach clients only with ``forward_tags``.
         ``targeted_field`` renames the cache-control field only this cache obeys
         (``Edgecore-Cache-Control``; RFC 9213)."""
-        if ttl is not None and ttl <= 0:
-            raise _core.ConfigError("cache ttl must be a positive number of seconds")
         if isinstance(stale_if_error, bool) or not isinstance(stale_if_error, (int, float)) or not stale_if_error >= 0:
             raise _core.ConfigError(f"cache stale_if_error must be a number of seconds >= 0, got {stale_if_error!r}")
-        self._spec["cache"].append(
-            {
-                "paths": _paths(paths),
-                "ttl": ttl,
-                "stale_if_error": float(stale_if_error),
-                "max_bytes": max_bytes,
-                "ignore_query": ignore_query,
-                "ignore_params": list(ignore_params),
-                "tag_fields": None if tag_fields is None else list(tag_fields),
-                "forward_tags": forward_tags,
-                "targeted_field": targeted_field,
-                "when": _when(country, continent, device, cookie, header),
-                "exclude": _exclude(exclude),
-            }
-        )
+        spec: CacheSpec = {
+            "paths": _paths(paths),
+            "ttl": ttl,
+            "stale_if_error": float(stale_if_error),
+            "max_bytes": max_bytes,
+            "ignore_query": ignore_query,
+            "ignore_params": list(ignore_params),
+            "tag_fields": None if tag_fields is None else list(tag_fields),
+            "forward_tags": forward_tags,
+            "targeted_field": targeted_field,
+            "when": _when(country, continent, device, cookie, header),
+            "exclude": _exclude(exclude),
+        }
+        self._checked("cache", spec)
+        self._spec["cache"].append(spec)
         return self
 
     def error_response(
@@ -756,9 +758,37 @@ class Edge:
         self._spec["request_ids"] = spec
         return self
 
-    def _checked(self, key: str, spec: Any) -> None:
-        """Builds ``spec`` as the plan would, alone, so a bad value is reported by this call."""
-        _core.check_app(json.dumps({key: [spec] if key in ("access", "cors", "compress", "ab_tests") else spec}))
+    def _checked(
+        self,
+        key: str,
+        spec: Any,
+        *,
+        verifier: _core.JWTVerifier | None = None,
+        limiter: _core.RateLimiter | None = None,
+        bots: _core.BotDetector | None = None,
+    ) -> None:
+        """Builds ``spec`` as the plan would, alone (with the object it refers to), so that a bad
+        value is reported by the call that wrote it, in the words the plan builder uses — the
+        one place validation messages live. What depends on other calls (``{request_id}``
+        without ``request_ids()``, a rule order that could surprise) is checked with the
+        whole app, by ``check()`` and ``serve()``."""
+        alone: dict[str, Any] = {"request_ids": {"header": "x-request-id", "trace": True}}
+        alone[key] = [spec] if key in _RULE_LISTS else spec
+        # An upstream the rule names may be defined later: a stand-in takes its place here.
+        named = spec.get("url", "") if isinstance(spec, dict) else ""
+        if isinstance(named, str) and named.startswith("upstream:"):
+            alone["upstreams"] = [{"name": named.removeprefix("upstream:"), "targets": ["http://127.0.0.1:9"]}]
+        if verifier is not None:
+            alone[key] = [{**spec, "verifier": 0}]
+        if limiter is not None:
+            alone[key] = [{**spec, "limiter": 0}]
+        try:
+            text = json.dumps(alone, allow_nan=False)
+        except ValueError:
+            raise _core.ConfigError(f"{key}: numbers must be finite") from None
+        _core.check_app(
+            text, verifiers=[verifier] if verifier else [], limiters=[limiter] if limiter else [], bots=bots
+        )
 
     def purge_broadcast(self, url: str, *, channel: str = "edgecore:purge") -> Edge:
         """Share cache purges between nodes through Redis pub/sub: every node subscribes to

@@ -567,10 +567,9 @@ def test_configuration_errors_name_the_problem():
         ec.Edge(origin="ftp://x")
     with pytest.raises(ec.ConfigError, match="key"):
         ec.Edge().rate_limit(paths=["/"], limit=1, period=1, key="cookie:x")
-    app = ec.Edge()
-    app.headers(request={"x": "{nope}"})
+    # Found by the call that wrote it (issue 15), not later by serve().
     with pytest.raises(ec.ConfigError, match="unknown template variable"):
-        app.serve()
+        ec.Edge().headers(request={"x": "{nope}"})
     with pytest.raises(ec.ConfigError, match="path pattern"):
         bad = ec.Edge()
         bad.cache(paths=["no-slash"])
@@ -631,7 +630,7 @@ def test_reload_swaps_handlers_and_policies_without_dropping_connections(origin)
         assert call(s.url, "/v").body == b"two"
         assert call(s.url, "/old").status == 302
         bad = ec.Edge()
-        bad.headers(request={"x": "{nope}"})
+        bad.headers(request={"x": "{request_id}"})  # without app.request_ids(): refused as a whole
         with pytest.raises(ec.ConfigError):
             s.reload(bad)
         assert call(s.url, "/v").body == b"two", "a rejected reload keeps the running app"
