@@ -264,7 +264,7 @@ impl HttpCache {
         let Some(entry) = self.entry_for(request, key) else {
             return Lookup::Miss(None);
         };
-        if request.headers.contains("authorization") && !entry.decision.auth_ok {
+        if request.headers.contains(&http::header::AUTHORIZATION) && !entry.decision.auth_ok {
             return Lookup::Bypass;
         }
         let staleness = entry.staleness(now);

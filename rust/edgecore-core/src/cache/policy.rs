@@ -78,9 +78,12 @@ impl CacheControl {
 
     /// Parses the `Cache-Control` fields of a request.
     pub fn of_request(headers: &crate::http::Headers) -> CacheControl {
-        let mut cc = Self::from_values(headers.get_all("cache-control"));
+        let mut cc = Self::from_values(headers.get_all(&http::header::CACHE_CONTROL));
         // Pragma: no-cache means no-cache when Cache-Control is absent (RFC 9111 §5.4).
-        if !headers.contains("cache-control") && headers.get_all("pragma").any(|p| p.eq_ignore_ascii_case(b"no-cache"))
+        if !headers.contains(&http::header::CACHE_CONTROL)
+            && headers
+                .get_all(&http::header::PRAGMA)
+                .any(|p| p.eq_ignore_ascii_case(b"no-cache"))
         {
             cc.no_cache = true;
         }
@@ -281,7 +284,7 @@ fn refusal(request: &Request, response: &Response, cc: &CacheControl) -> Option<
         return Some("the response varies on *");
     }
     let auth_ok = cc.public || cc.s_maxage.is_some() || cc.must_revalidate;
-    if request.headers.contains("authorization") && !auth_ok {
+    if request.headers.contains(&http::header::AUTHORIZATION) && !auth_ok {
         return Some("the request is authenticated and the response is not public");
     }
     None

@@ -23,7 +23,7 @@ use crate::http::{Request, Response};
 fn field<'r>(request: &'r Request, name: &header::HeaderName) -> Option<&'r str> {
     request
         .headers
-        .get_field(name)
+        .get(name)
         .and_then(|v| std::str::from_utf8(v).ok())
         .filter(|s| crate::http::no_controls(s.as_bytes()))
 }

@@ -39,6 +39,82 @@ pub enum Headers {
 #[derive(Debug, Clone, Copy)]
 pub struct RawFieldRef(RawField);
 
+/// A field name to look up: a `&str` (parsed, in map form, on every lookup) or a known
+/// [`HeaderName`] (`&http::header::HOST`, or a name the plan parsed once), which is not.
+pub trait FieldName: Copy {
+    /// The name as text (any case).
+    fn text(&self) -> &str;
+    /// Its first value in `map`.
+    fn first<'m>(&self, map: &'m HeaderMap) -> Option<&'m HeaderValue>;
+    /// Its values in `map`.
+    fn all<'m>(&self, map: &'m HeaderMap) -> http::header::GetAll<'m, HeaderValue>;
+}
+
+impl FieldName for &str {
+    fn text(&self) -> &str {
+        self
+    }
+    fn first<'m>(&self, map: &'m HeaderMap) -> Option<&'m HeaderValue> {
+        map.get(*self)
+    }
+    fn all<'m>(&self, map: &'m HeaderMap) -> http::header::GetAll<'m, HeaderValue> {
+        map.get_all(*self)
+    }
+}
+
+impl FieldName for &String {
+    fn text(&self) -> &str {
+        self
+    }
+    fn first<'m>(&self, map: &'m HeaderMap) -> Option<&'m HeaderValue> {
+        map.get(self.as_str())
+    }
+    fn all<'m>(&self, map: &'m HeaderMap) -> http::header::GetAll<'m, HeaderValue> {
+        map.get_all(self.as_str())
+    }
+}
+
+impl FieldName for &HeaderName {
+    fn text(&self) -> &str {
+        self.as_str()
+    }
+    fn first<'m>(&self, map: &'m HeaderMap) -> Option<&'m HeaderValue> {
+        map.get(*self)
+    }
+    fn all<'m>(&self, map: &'m HeaderMap) -> http::header::GetAll<'m, HeaderValue> {
+        map.get_all(*self)
+    }
+}
+
+/// The values of one field, in order ([`Headers::get_all`]).
+pub enum Values<'a, N> {
+    /// From the map form.
+    Map(http::header::ValueIter<'a, HeaderValue>),
+    /// From the raw form: the fields left to look at.
+    Raw {
+        /// The message bytes.
+        buf: &'a Bytes,
+        /// The fields not looked at yet.
+        fields: std::slice::Iter<'a, RawFieldRef>,
+        /// The name looked for.
+        name: N,
+    },
+}
+
+impl<'a, N: FieldName> Iterator for Values<'a, N> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        match self {
+            Values::Map(it) => it.next().map(HeaderValue::as_bytes),
+            Values::Raw { buf, fields, name } => fields.find_map(|f| {
+                let (n, v) = slices(buf, f);
+                n.eq_ignore_ascii_case(name.text().as_bytes()).then_some(v)
+            }),
+        }
+    }
+}
+
 impl Default for Headers {
     fn default() -> Self {
         Headers::Map(HeaderMap::new())
@@ -81,46 +157,40 @@ impl Headers {
         }
     }
 
-    /// The first value of `name` (case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&[u8]> {
+    /// The first value of `name` (case-insensitive). A `&HeaderName` (a constant such as
+    /// `http::header::HOST`) is looked up without parsing the name again; a `&str` is parsed on
+    /// each call.
+    pub fn get<N: FieldName>(&self, name: N) -> Option<&[u8]> {
         match self {
-            Headers::Map(m) => m.get(name).map(HeaderValue::as_bytes),
+            Headers::Map(m) => name.first(m).map(HeaderValue::as_bytes),
             Headers::Raw { buf, fields } => fields.iter().find_map(|f| {
                 let (n, v) = slices(buf, f);
-                n.eq_ignore_ascii_case(name.as_bytes()).then_some(v)
+                n.eq_ignore_ascii_case(name.text().as_bytes()).then_some(v)
             }),
         }
     }
 
-    /// The first value of the field `name` (a known name: in map form, looked up without
-    /// parsing the name again).
-    pub fn get_field(&self, name: &http::HeaderName) -> Option<&[u8]> {
-        match self {
-            Headers::Map(m) => m.get(name).map(HeaderValue::as_bytes),
-            Headers::Raw { .. } => self.get(name.as_str()),
-        }
-    }
-
     /// The first value of `name` as a string, if it is visible ASCII.
-    pub fn get_str(&self, name: &str) -> Option<&str> {
+    pub fn get_str<N: FieldName>(&self, name: N) -> Option<&str> {
         self.get(name)
             .and_then(|v| std::str::from_utf8(v).ok())
             .filter(|s| no_controls(s.as_bytes()))
     }
 
-    /// Every value of `name`, in order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> Box<dyn Iterator<Item = &'a [u8]> + 'a> {
+    /// Every value of `name`, in order (no allocation).
+    pub fn get_all<N: FieldName>(&self, name: N) -> Values<'_, N> {
         match self {
-            Headers::Map(m) => Box::new(m.get_all(name).into_iter().map(HeaderValue::as_bytes)),
-            Headers::Raw { buf, fields } => Box::new(fields.iter().filter_map(move |f| {
-                let (n, v) = slices(buf, f);
-                n.eq_ignore_ascii_case(name.as_bytes()).then_some(v)
-            })),
+            Headers::Map(m) => Values::Map(name.all(m).into_iter()),
+            Headers::Raw { buf, fields } => Values::Raw {
+                buf,
+                fields: fields.iter(),
+                name,
+            },
         }
     }
 
     /// Whether `name` is present.
-    pub fn contains(&self, name: &str) -> bool {
+    pub fn contains<N: FieldName>(&self, name: N) -> bool {
         self.get(name).is_some()
     }
 

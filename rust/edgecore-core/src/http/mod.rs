@@ -13,7 +13,7 @@ mod request;
 mod response;
 pub(crate) mod token;
 
-pub use headers::{no_controls, Headers};
+pub use headers::{no_controls, FieldName, Headers, Values};
 pub use parse::{parse_request, Limits, Parsed};
 pub use request::{uri_path, EdgeInfo, GeoInfo, Request, Url};
 pub use response::{redirect, Response};

@@ -15,6 +15,9 @@ use super::headers::Headers;
 
 pub use crate::geo::Geo as GeoInfo;
 
+/// The client hint a browser sends to say whether it is a mobile device.
+static SEC_CH_UA_MOBILE: http::HeaderName = http::HeaderName::from_static("sec-ch-ua-mobile");
+
 /// What the edge pipeline knows about a request beyond its bytes.
 #[derive(Debug, Clone, Default)]
 pub struct EdgeInfo {
@@ -127,15 +130,15 @@ impl Request {
     }
 
     /// The first value of a header as a string, if present and visible ASCII.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub fn header<N: crate::http::headers::FieldName>(&self, name: N) -> Option<&str> {
         self.headers.get_str(name)
     }
 
     /// The client's device class (the bot verdict, `Sec-CH-UA-Mobile`, the User-Agent).
     pub fn device(&self) -> crate::classify::Device {
         crate::classify::device::classify(
-            self.header("user-agent"),
-            self.header("sec-ch-ua-mobile"),
+            self.header(&http::header::USER_AGENT),
+            self.header(&SEC_CH_UA_MOBILE),
             self.edge.is_bot,
         )
     }
@@ -177,7 +180,10 @@ impl Request {
     pub fn host_port(&self) -> (&str, Option<u16>) {
         match self.uri.authority() {
             Some(a) => (a.host(), a.port_u16()),
-            None => self.headers.get_str("host").map_or(("", None), split_host_port),
+            None => self
+                .headers
+                .get_str(&http::header::HOST)
+                .map_or(("", None), split_host_port),
         }
     }
 

@@ -209,7 +209,14 @@ async fn respond(
         // Boxed: rustc lays this future and `produce`'s out side by side, not overlapped, so
         // inline both would make every request's future (moved on each request) carry both.
         Some(i) => Box::pin(cache::serve(state, active, i, ctx)).await?,
-        // Not boxed: a proxied request saves an allocation.
+        // The common path: straight to the origin, the request taken out of the context
+        // field by field (not boxed: a proxied request saves an allocation).
+        None if plan.routes.is_empty() || !python::wanted(plan, ctx.request.path()) => {
+            let (resp, outcome) = super::phases::proxy::forward_ctx(state, active, ctx).await?;
+            ctx.notes.outcome = Some(outcome);
+            resp
+        }
+        // A Python route may answer.
         None => {
             let (request, body, prior_xff) = ctx.take_exchange();
             let (resp, outcome) = produce(state, active, request, body, prior_xff).await?;

@@ -12,7 +12,7 @@ use crate::server::respond::status_response;
 /// Classifies the client; answers 403 when the policy blocks bots and this is one.
 pub fn check(plan: &Plan, ctx: &mut RequestCtx) -> Flow {
     let Some(b) = &plan.bots else { return Flow::Continue };
-    let ua = ctx.request.header("user-agent").unwrap_or("");
+    let ua = ctx.request.header(&http::header::USER_AGENT).unwrap_or("");
     let detected = b.detects(ua);
     let is_bot = ctx.dev.bot.unwrap_or(detected);
     ctx.request.edge.is_bot = is_bot;

@@ -134,10 +134,10 @@ fn is_origin_error(status: http::StatusCode) -> bool {
 
 /// Whether the request carries a body (a GET or HEAD with one is never cached).
 fn has_body(request: &Request) -> bool {
-    request.headers.contains("transfer-encoding")
+    request.headers.contains(&http::header::TRANSFER_ENCODING)
         || request
             .headers
-            .get_str("content-length")
+            .get_str(&http::header::CONTENT_LENGTH)
             .is_some_and(|n| n.trim() != "0")
 }
 

@@ -20,25 +20,25 @@ const DEV_PREFIX: &str = "x-edge-dev-";
 pub fn identify(plan: &Plan, ctx: &mut RequestCtx) {
     let headers = ctx.request.headers.as_map_mut();
     // Read from the map with a prebuilt name: no name parsing, no boxed iterator.
-    let trusted_peer = plan.trusted.contains(ctx.peer);
-    let forwarded_for = headers.get_all(&X_FORWARDED_FOR);
+    let trusted_peer = !plan.trusted.is_empty() && plan.trusted.contains(ctx.peer);
+    let mut ip = ctx.peer;
     // From a trusted proxy, the chain it sent gains the proxy's own address (what it connected
     // from), as every proxy appends its peer: the client's address is in the chain already.
-    ctx.prior_xff = trusted_peer
-        .then(|| {
-            let mut chain = forwarded_for
-                .iter()
-                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-                .collect::<Vec<_>>()
-                .join(", ");
-            if !chain.is_empty() {
-                chain.push_str(", ");
-                crate::geo::client_ip::push_ip(&mut chain, ctx.peer);
-            }
-            chain
-        })
-        .filter(|c| !c.is_empty());
-    let mut ip = crate::geo::client_ip(ctx.peer, forwarded_for.iter().map(HeaderValue::as_bytes), &plan.trusted);
+    // From anyone else the chain is not read at all (not even looked up).
+    if trusted_peer {
+        let forwarded_for = headers.get_all(&X_FORWARDED_FOR);
+        let mut chain = forwarded_for
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect::<Vec<_>>()
+            .join(", ");
+        if !chain.is_empty() {
+            chain.push_str(", ");
+            crate::geo::client_ip::push_ip(&mut chain, ctx.peer);
+        }
+        ctx.prior_xff = Some(chain).filter(|c| !c.is_empty());
+        ip = crate::geo::client_ip(ctx.peer, forwarded_for.iter().map(HeaderValue::as_bytes), &plan.trusted);
+    }
     // Dev headers are never forwarded, and never honoured outside dev mode. One pass over the
     // names finds out whether there are any.
     if headers.keys().any(|k| k.as_str().starts_with(DEV_PREFIX)) {

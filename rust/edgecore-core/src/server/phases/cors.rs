@@ -38,8 +38,11 @@ pub fn apply(plan: &Plan, ctx: &mut RequestCtx) -> Flow {
         return Flow::Continue;
     };
     let allowed = origin.to_str().is_ok_and(|o| rule.origins.allows(o));
-    let preflight =
-        ctx.request.method == Method::OPTIONS && ctx.request.header("access-control-request-method").is_some();
+    let preflight = ctx.request.method == Method::OPTIONS
+        && ctx
+            .request
+            .header(&http::header::ACCESS_CONTROL_REQUEST_METHOD)
+            .is_some();
     if preflight {
         ctx.notes.outcome = Some(Outcome::Cors);
         return Flow::Answer(preflight_response(rule, ctx, origin, allowed));
@@ -76,7 +79,7 @@ fn preflight_response(rule: &CorsRule, ctx: &RequestCtx, origin: HeaderValue, al
     }
     let req = &ctx.request;
     let method_ok = req
-        .header("access-control-request-method")
+        .header(&http::header::ACCESS_CONTROL_REQUEST_METHOD)
         .and_then(|m| Method::from_bytes(m.trim().as_bytes()).ok())
         .is_some_and(|m| rule.methods.contains(&m));
     if !method_ok {

@@ -16,19 +16,28 @@ pub fn check(plan: &Plan, parts: &http::request::Parts) -> Result<()> {
     if uri_len > plan.limits.max_uri_bytes {
         return Err(Error::downstream(ErrorKind::UriTooLong, "request target too long"));
     }
+    // One pass over the fields: their size, and the framing fields (name comparisons, no
+    // hashing as lookups would).
+    let (mut head_bytes, mut te, mut te_fields, mut cl) = (0usize, None, 0, None);
+    for (name, value) in parts.headers.iter() {
+        head_bytes += name.as_str().len() + value.len() + 4;
+        if name == http::header::TRANSFER_ENCODING {
+            te_fields += 1;
+            te = te.or(Some(value));
+        } else if name == http::header::CONTENT_LENGTH {
+            cl = cl.or(Some(value));
+        }
+    }
     // Framing ambiguity is refused outright, as the parser does: never guess between them.
-    if parts.headers.contains_key(http::header::TRANSFER_ENCODING)
-        && (parts.headers.contains_key(http::header::CONTENT_LENGTH) || parts.version == http::Version::HTTP_10)
-    {
+    if te.is_some() && (cl.is_some() || parts.version == http::Version::HTTP_10) {
         return Err(Error::bad_request(
             "both Content-Length and Transfer-Encoding (or Transfer-Encoding in HTTP/1.0)",
         ));
     }
     // One coding only, and only chunked: anything else (an unknown coding, `chunked` twice or
     // with another, two fields) is a framing a proxy behind us might read differently.
-    let mut te = parts.headers.get_all(http::header::TRANSFER_ENCODING).iter();
-    if let Some(v) = te.next() {
-        if te.next().is_some() {
+    if let Some(v) = te {
+        if te_fields > 1 {
             return Err(Error::bad_request("more than one Transfer-Encoding field"));
         }
         if !v.as_bytes().eq_ignore_ascii_case(b"chunked") {
@@ -38,17 +47,13 @@ pub fn check(plan: &Plan, parts: &http::request::Parts) -> Result<()> {
             ));
         }
     }
-    let head_bytes: usize = parts.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum();
     if head_bytes > plan.limits.max_header_bytes {
         return Err(Error::downstream(
             ErrorKind::HeadersTooLarge,
             "request header fields too large",
         ));
     }
-    let declared = parts
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = cl.and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > plan.limits.max_body_bytes as u64) {
         return Err(Error::downstream(ErrorKind::BodyTooLarge, "request body too large"));
     }

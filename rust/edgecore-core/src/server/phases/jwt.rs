@@ -67,7 +67,7 @@ pub async fn verify(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> F
 async fn verify_rule(state: &ServerState, rule: &JwtRule, ctx: &mut RequestCtx) -> Flow {
     let request = &ctx.request;
     let bearer = request
-        .header("authorization")
+        .header(&http::header::AUTHORIZATION)
         .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
         .map(str::trim);
     let from_cookie = rule.cookie.as_deref().and_then(|c| request.cookie(c));

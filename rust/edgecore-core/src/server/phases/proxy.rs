@@ -11,7 +11,7 @@ use http_body_util::Limited;
 use crate::error::Result;
 use crate::http::Request;
 use crate::server::body::Body;
-use crate::server::ctx::BodyState;
+use crate::server::ctx::{BodyState, RequestCtx};
 use crate::server::metrics::Outcome;
 use crate::server::plan::Plan;
 use crate::server::respond::status_response;
@@ -139,32 +139,86 @@ pub async fn forward(
     active: &Active,
     request: Request,
     body: BodyState,
+    prior_xff: Option<String>,
+) -> Result<(http::Response<Body>, Outcome)> {
+    let Some(route) = route(&active.plan, &request) else {
+        return Ok(unrouted(&active.plan, &request));
+    };
+    exchange(state, active, route, request_parts(request), body, prior_xff).await
+}
+
+/// [`forward`] for the request a context holds, taken out of it field by field: the common
+/// path (no cache rule, no Python route) moves no whole request on the way to the origin.
+pub async fn forward_ctx(
+    state: &ServerState,
+    active: &Active,
+    ctx: &mut RequestCtx,
+) -> Result<(http::Response<Body>, Outcome)> {
+    let Some(route) = route(&active.plan, &ctx.request) else {
+        return Ok(unrouted(&active.plan, &ctx.request));
+    };
+    let request = &mut ctx.request;
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = std::mem::replace(&mut request.method, http::Method::GET);
+    parts.uri = std::mem::take(&mut request.uri);
+    parts.version = request.version;
+    parts.headers = std::mem::take(&mut request.headers).into_map();
+    let body = std::mem::replace(&mut ctx.body, BodyState::Read(Bytes::new()));
+    exchange(state, active, route, parts, body, ctx.prior_xff.take()).await
+}
+
+/// Where a request goes and what about it the exchange needs: its origin set, the balancer's
+/// key, the client IP and the scheme it arrived by.
+struct Route<'p> {
+    set: &'p OriginSet,
+    key: Option<u64>,
+    ip: IpAddr,
+    scheme: &'static str,
+}
+
+/// The route for `request`, or None when it has no origin or the server is in a dry run
+/// ([`unrouted`] answers those).
+fn route<'p>(plan: &'p Plan, request: &Request) -> Option<Route<'p>> {
+    let set = choose_origin(plan, request)?;
+    (!plan.server.dry_run).then(|| Route {
+        set,
+        key: hash_key(set, request),
+        ip: request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0])),
+        scheme: request.edge.scheme(),
+    })
+}
+
+/// The answer for a request with no route: 404 without an origin, the dry run's note.
+fn unrouted(plan: &Plan, request: &Request) -> (http::Response<Body>, Outcome) {
+    match choose_origin(plan, request) {
+        Some(set) => (dry_run(set, request), Outcome::Proxied),
+        None => (status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound),
+    }
+}
+
+/// The exchange with the origin set: admission, target choice, connection, sending, retries.
+async fn exchange(
+    state: &ServerState,
+    active: &Active,
+    Route { set, key, ip, scheme }: Route<'_>,
+    mut parts: http::request::Parts,
+    body: BodyState,
     mut prior_xff: Option<String>,
 ) -> Result<(http::Response<Body>, Outcome)> {
     let plan = &active.plan;
-    let Some(set) = choose_origin(plan, &request) else {
-        return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound));
-    };
-    if plan.server.dry_run {
-        return Ok((dry_run(set, &request), Outcome::Proxied));
-    }
     let health = &active.health[set.id];
     let mut busy = match health.admit(set) {
         Ok(busy) => busy,
         Err(_) => return Ok(overflow()),
     };
-    let key = hash_key(set, &request);
-    let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let scheme = request.edge.scheme();
     // What a resend needs: the body's bytes (read already, or none at all) and an idempotent
     // method. Only sets with somewhere else to go keep a copy.
-    let resend = set.is_balanced() && request.method.is_idempotent();
+    let resend = set.is_balanced() && parts.method.is_idempotent();
     let replay = match &body {
         BodyState::Read(b) if resend => Some(b.clone()),
         BodyState::Unread(inc) if resend && hyper::body::Body::is_end_stream(inc) => Some(Bytes::new()),
         _ => None,
     };
-    let mut parts = request_parts(request);
     let mut up_body = match body {
         BodyState::Read(b) => Body::full(b),
         BodyState::Unread(inc) => Body::Upload(Limited::new(inc, plan.limits.max_body_bytes)),

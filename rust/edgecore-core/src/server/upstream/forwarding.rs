@@ -27,9 +27,27 @@ const HOP_BY_HOP: [&str; 8] = [
     "proxy-authenticate",
 ];
 
-/// Whether a (lower-case) field name is hop-by-hop.
-fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.contains(&name)
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The hop-by-hop field `name` is (its constant), if it is one: by length first, so that most
+/// names are passed over with one comparison (this runs for every field of every message, both
+/// ways), and the constant removes the field without parsing its name again.
+fn hop_by_hop(name: &HeaderName) -> Option<&'static HeaderName> {
+    use http::header::{CONNECTION, PROXY_AUTHENTICATE, TE, TRAILER, TRANSFER_ENCODING, UPGRADE};
+    let n = name.as_str();
+    let known: &'static HeaderName = match n.len() {
+        2 if *name == TE => &TE,
+        7 if *name == TRAILER => &TRAILER,
+        7 if *name == UPGRADE => &UPGRADE,
+        10 if *name == CONNECTION => &CONNECTION,
+        10 if n == "keep-alive" => &KEEP_ALIVE,
+        16 if n == "proxy-connection" => &PROXY_CONNECTION,
+        17 if *name == TRANSFER_ENCODING => &TRANSFER_ENCODING,
+        18 if *name == PROXY_AUTHENTICATE => &PROXY_AUTHENTICATE,
+        _ => return None,
+    };
+    Some(known)
 }
 
 /// Removes hop-by-hop fields and the fields `Connection` names.
@@ -37,11 +55,11 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     // One pass over the names finds the few present (each name appears once in `keys`, so
     // there are at most as many as HOP_BY_HOP has); only those are removed. Most messages carry
     // none, or just `Connection`.
-    let mut found: [Option<HeaderName>; HOP_BY_HOP.len()] = Default::default();
+    let mut found: [Option<&'static HeaderName>; HOP_BY_HOP.len()] = [None; HOP_BY_HOP.len()];
     let mut n = 0;
     for k in h.keys() {
-        if is_hop_by_hop(k.as_str()) {
-            found[n] = Some(k.clone());
+        if let Some(known) = hop_by_hop(k) {
+            found[n] = Some(known);
             n += 1;
         }
     }
@@ -56,7 +74,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
             !(v.eq_ignore_ascii_case(b"keep-alive") || v.eq_ignore_ascii_case(b"close"))
         })
     };
-    if found.iter().flatten().any(|k| k == http::header::CONNECTION) && names_others() {
+    if found[..n].contains(&Some(&http::header::CONNECTION)) && names_others() {
         let named: Vec<HeaderName> = h
             .get_all(http::header::CONNECTION)
             .iter()
