@@ -6,6 +6,8 @@ scenario, the builds' wrk runs alternating (A B A B …) so that the machine's d
     (cd /tmp/old && cargo build --profile ci -p edgecore-py)
     cp /tmp/old/target/ci/libedgecore_py.so /tmp/old/python/edgecore/_core.abi3.so
     python benches/compare_builds.py --a /tmp/old/python --b python --scenario proxy
+    # one build, two setups: a single-target origin against an upstream of two targets
+    python benches/compare_builds.py --a python --b python --scenario proxy --b-scenario upstream
 
 ``--a`` and ``--b`` are directories holding an ``edgecore`` package with its built extension
 (put first on ``PYTHONPATH`` for that server); the scenarios use only API that every version
@@ -52,6 +54,9 @@ def main() -> int:
     ap.add_argument("--a", type=Path, required=True, help="the baseline build's python/ directory")
     ap.add_argument("--b", type=Path, required=True, help="the build compared with it")
     ap.add_argument("--scenario", choices=sorted(SCENARIOS), default="proxy")
+    ap.add_argument(
+        "--b-scenario", choices=sorted(SCENARIOS), help="B's scenario, when it differs (one build, two setups)"
+    )
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--connections", type=int, default=64)
@@ -63,7 +68,8 @@ def main() -> int:
         origin = Contender("nginx origin", [nginx, "-c", str(conf)], origin_port)
         origin.start()
         url = f"http://127.0.0.1:{origin_port}"
-        builds = [server("A", args.a, args.scenario, url), server("B", args.b, args.scenario, url)]
+        b_scenario = args.b_scenario or args.scenario
+        builds = [server("A", args.a, args.scenario, url), server("B", args.b, b_scenario, url)]
         try:
             for c in builds:
                 wrk(c, 1, args.connections)  # warm-up: connections, the cache entry
@@ -74,7 +80,8 @@ def main() -> int:
             for c in [*builds, origin]:
                 c.stop()
     med = {c.name: {k: statistics.median(run[k] for run in c.runs) for k in ("cpu_us", "rps")} for c in builds}
-    print(f"scenario {args.scenario}: {args.rounds} rounds of {args.seconds:g} s, {args.connections} connections")
+    scenarios = args.scenario if not args.b_scenario else f"{args.scenario} (A) vs {args.b_scenario} (B)"
+    print(f"scenario {scenarios}: {args.rounds} rounds of {args.seconds:g} s, {args.connections} connections")
     for c in builds:
         cpu = [round(run["cpu_us"], 2) for run in c.runs]
         print(f"  {c.name}: {med[c.name]['cpu_us']:.2f} µs CPU/request, {med[c.name]['rps']:.0f} req/s  (runs: {cpu})")

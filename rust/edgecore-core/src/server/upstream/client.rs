@@ -239,10 +239,7 @@ impl<B: SendBody> Upstreams<B> {
             // Both framings: hyper reads the body by Transfer-Encoding, but the origin's
             // Content-Length would go on to the client with a body of another length. RFC 9112
             // §6.3 says to treat it as an error: 502, and the connection is not reused.
-            Some(Ok(resp))
-                if resp.headers().contains_key(http::header::CONTENT_LENGTH)
-                    && resp.headers().contains_key(http::header::TRANSFER_ENCODING) =>
-            {
+            Some(Ok(resp)) if framed_two_ways(resp.headers()) => {
                 Err(Error::new(
                     ErrorKind::Upstream,
                     ErrorSource::Upstream,
@@ -384,6 +381,20 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     msg
+}
+
+/// Whether a head has both `Content-Length` and `Transfer-Encoding`: one pass over the names
+/// (a few, compared as known names), not two hashed lookups, on every origin response.
+fn framed_two_ways(h: &http::HeaderMap) -> bool {
+    let (mut cl, mut te) = (false, false);
+    for name in h.keys() {
+        if name == http::header::CONTENT_LENGTH {
+            cl = true;
+        } else if name == http::header::TRANSFER_ENCODING {
+            te = true;
+        }
+    }
+    cl && te
 }
 
 #[cfg(test)]
