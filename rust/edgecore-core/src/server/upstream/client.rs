@@ -239,13 +239,11 @@ impl<B: SendBody> Upstreams<B> {
             // Both framings: hyper reads the body by Transfer-Encoding, but the origin's
             // Content-Length would go on to the client with a body of another length. RFC 9112
             // §6.3 says to treat it as an error: 502, and the connection is not reused.
-            Some(Ok(resp)) if framed_two_ways(resp.headers()) => {
-                Err(Error::new(
-                    ErrorKind::Upstream,
-                    ErrorSource::Upstream,
-                    "the origin's response has both Content-Length and Transfer-Encoding",
-                ))
-            }
+            Some(Ok(resp)) if framed_two_ways(resp.headers()) => Err(Error::new(
+                ErrorKind::Upstream,
+                ErrorSource::Upstream,
+                "the origin's response has both Content-Length and Transfer-Encoding",
+            )),
             Some(Ok(resp)) => {
                 let conn = alive.then_some(c);
                 let mut resp = resp.map(|body| OriginBody {
