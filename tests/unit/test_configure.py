@@ -112,7 +112,7 @@ def test_cross_rule_checks_wait_for_the_whole_app():
     # {request_id} needs app.request_ids(), which may come after the rule that uses it.
     app = ec.Edge(origin="http://127.0.0.1:9")
     app.redirect(to="/r/{request_id}", paths="/old")
-    with pytest.raises(ec.ConfigError, match="needs app.request_ids"):
+    with pytest.raises(ec.ConfigError, match=r"needs app\.request_ids"):
         app.check()
     app.request_ids()
     app.check()
