@@ -168,3 +168,37 @@ fn vary_keeps_variants_apart_and_capped() {
     assert_eq!(get("de").as_deref(), Some(&b"de"[..]));
     assert_eq!(get("fr").as_deref(), Some(&b"fr"[..]));
 }
+
+#[test]
+fn stale_if_error_serves_within_its_window_and_never_past_must_revalidate() {
+    // Found missing by breaking `stale_on_error` on purpose: only an end-to-end test noticed.
+    let c = HttpCache::new(1 << 20, None, 8);
+    let r = req(&[]);
+    let k = cache_key(&r, "http", &KeyOptions::default(), &[]);
+    assert!(
+        c.store(
+            &r,
+            &k,
+            &resp(&[("cache-control", "max-age=10, stale-if-error=60")]),
+            0.0
+        )
+        .storable
+    );
+    let Lookup::Miss(Some(entry)) = c.lookup(&r, &k, 30.0) else {
+        panic!("a stale entry without validators is a miss that keeps the entry")
+    };
+    let stale = c
+        .stale_on_error(&entry, 30.0)
+        .expect("20 s stale, within stale-if-error=60");
+    assert_eq!(stale.headers.get("x-cache").unwrap(), "STALE");
+    assert!(c.stale_on_error(&entry, 71.0).is_none(), "61 s stale: past the window");
+    let strict = resp(&[("cache-control", "max-age=10, stale-if-error=60, must-revalidate")]);
+    assert!(c.store(&r, &k, &strict, 0.0).storable);
+    let Lookup::Miss(Some(entry)) = c.lookup(&r, &k, 30.0) else {
+        panic!("a stale entry without validators is a miss that keeps the entry")
+    };
+    assert!(
+        c.stale_on_error(&entry, 30.0).is_none(),
+        "must-revalidate forbids serving stale"
+    );
+}
