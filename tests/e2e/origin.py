@@ -75,9 +75,13 @@ class Origin:
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
                 self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
+                # Head and body in one write: an origin process killed or stopped by a test
+                # never leaves a response cut between them (no proxy could retry that one: the
+                # head has gone on to the client).
+                self._headers_buffer.append(b"\r\n")
                 if self.command != "HEAD":
-                    self.wfile.write(body)
+                    self._headers_buffer.append(body)
+                self.flush_headers()
 
             def handle_any(self) -> None:
                 body = self._read_body()
