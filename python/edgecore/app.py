@@ -333,7 +333,7 @@ class Edge:
     ) -> Edge:
         """Redirect matching requests (``to`` may use ``{path}``, ``{path_and_query}``,
         ``{geo.country}``…), when every condition given holds."""
-        _core.redirect("/", status)
+        _core.redirect("/", status)  # a status that is not an int: a TypeError naming `status`
         spec: RedirectSpec = {
             "to": to,
             "status": status,
@@ -539,7 +539,6 @@ class Edge:
         unit id, kept in ``unit_cookie`` (``ec-uid``; share it between experiments to assign by
         visitor). Both cookies are ``SameSite=Lax``, the unit id ``HttpOnly``, and both
         ``Secure`` when the request came over TLS."""
-        _core.Experiment(name, variants)
         spec: AbTestSpec = {
             "name": name,
             "variants": dict(variants),

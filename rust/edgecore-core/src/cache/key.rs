@@ -113,7 +113,7 @@ pub fn variant_key(primary: &str, request: &Request, vary: &[String]) -> String 
         key.push(':');
         let values: Vec<String> = request
             .headers
-            .get_all(name)
+            .get_all(name.as_str())
             .map(|v| {
                 String::from_utf8_lossy(v)
                     .split(',')

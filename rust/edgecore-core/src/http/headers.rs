@@ -62,18 +62,6 @@ impl FieldName for &str {
     }
 }
 
-impl FieldName for &String {
-    fn text(&self) -> &str {
-        self
-    }
-    fn first<'m>(&self, map: &'m HeaderMap) -> Option<&'m HeaderValue> {
-        map.get(self.as_str())
-    }
-    fn all<'m>(&self, map: &'m HeaderMap) -> http::header::GetAll<'m, HeaderValue> {
-        map.get_all(self.as_str())
-    }
-}
-
 impl FieldName for &HeaderName {
     fn text(&self) -> &str {
         self.as_str()

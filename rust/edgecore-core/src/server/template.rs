@@ -212,7 +212,7 @@ fn value(src: &Source, req: &Request, out: &mut String) -> bool {
         Source::Bot => push(out, Some(if e.is_bot { "1" } else { "0" })),
         Source::Device => push(out, Some(req.device().as_str())),
         Source::Cookie(n) => push(out, req.cookie(n)),
-        Source::Header(n) => push(out, req.header(n)),
+        Source::Header(n) => push(out, req.header(n.as_str())),
         Source::Path => push(out, Some(req.path())),
         Source::Query => push(out, Some(req.query())),
         Source::PathAndQuery => {

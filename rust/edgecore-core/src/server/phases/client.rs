@@ -19,13 +19,13 @@ const DEV_PREFIX: &str = "x-edge-dev-";
 /// and looks the client up in the geo database.
 pub fn identify(plan: &Plan, ctx: &mut RequestCtx) {
     let headers = ctx.request.headers.as_map_mut();
-    // Read from the map with a prebuilt name: no name parsing, no boxed iterator.
     let trusted_peer = !plan.trusted.is_empty() && plan.trusted.contains(ctx.peer);
     let mut ip = ctx.peer;
     // From a trusted proxy, the chain it sent gains the proxy's own address (what it connected
     // from), as every proxy appends its peer: the client's address is in the chain already.
     // From anyone else the chain is not read at all (not even looked up).
     if trusted_peer {
+        // Read from the map with a prebuilt name: no name parsing.
         let forwarded_for = headers.get_all(&X_FORWARDED_FOR);
         let mut chain = forwarded_for
             .iter()

@@ -42,29 +42,23 @@ pub async fn upgrade(
     client: hyper::upgrade::OnUpgrade,
     prior_xff: Option<String>,
 ) -> Result<(http::Response<Body>, Outcome)> {
-    let plan = &active.plan;
-    let Some(set) = choose_origin(plan, &request) else {
-        return Ok((status_response(StatusCode::NOT_FOUND, "Not Found"), Outcome::NotFound));
+    let Some(Route { set, key, ip, scheme }) = route(&active.plan, &request) else {
+        return Ok(unrouted(&active.plan, &request));
     };
-    if plan.server.dry_run {
-        return Ok((dry_run(set, &request), Outcome::Proxied));
-    }
     let health = &active.health[set.id];
     let mut busy = match health.admit(set) {
         Ok(busy) => busy,
         Err(_) => return Ok(overflow()),
     };
-    let (at, origin) = health.pick(set, None, hash_key(set, &request));
+    let (at, origin) = health.pick(set, None, key);
     if let Some(b) = &mut busy {
         b.assign(at);
     }
     let protocol = request
         .headers
-        .get(http::header::UPGRADE.as_str())
+        .get(&http::header::UPGRADE)
         .and_then(|v| http::HeaderValue::from_bytes(v).ok())
         .unwrap_or(http::HeaderValue::from_static("websocket"));
-    let ip = request.edge.client_ip.unwrap_or(IpAddr::from([0, 0, 0, 0]));
-    let scheme = request.edge.scheme();
     let parts = request_parts(request);
     let pool = &active.pools[origin.index];
     let started = std::time::Instant::now();
