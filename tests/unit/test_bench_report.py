@@ -28,7 +28,7 @@ def test_the_proxy_target_is_taken_against_nginx_doing_the_same_work():
         }
     }
     got = {label: (round(x, 3), goal, ok) for label, x, goal, ok in load_ratios(load)}
-    assert got["edgecore proxy CPU vs nginx proxy_pass"] == (1.05, "<= 1.2x (CPU per request)", True)
+    assert got["edgecore proxy CPU vs nginx proxy_pass"] == (1.05, "<= 1.0x (CPU per request)", False)
     # The bare proxy_pass is a reference row: shown, never a miss.
     assert got["edgecore proxy CPU vs bare nginx proxy_pass (reference)"] == (1.2, "", None)
 
@@ -37,6 +37,24 @@ def test_the_upstream_row_compares_with_the_single_origin_proxy():
     load = {"scenarios": {"proxy": [row("edgecore proxy", 40000, 20.0), row(L.UPSTREAM_TWO, 39000, 21.5)]}}
     got = {label: (round(x, 3), goal, ok) for label, x, goal, ok in load_ratios(load)}
     assert got == {"proxy to an upstream of two targets: CPU vs one origin": (1.075, "<= 1.05x", False)}
+
+
+def test_the_pipeline_and_handler_targets_are_taken_in_cpu_and_in_requests():
+    load = {
+        "scenarios": {
+            "pipeline": [row("edgecore", 90000, 15.0), row("nginx return 200", 100000, 8.0)],
+            "hello": [
+                row("edgecore def handler", 70000, 14.0),
+                row("uvicorn raw ASGI", 40000, 25.0),
+                row("Granian RSGI", 60000, 17.0),
+            ],
+        }
+    }
+    got = {label: (round(x, 3), goal, ok) for label, x, goal, ok in load_ratios(load)}
+    assert got["edgecore vs nginx return 200"] == (0.9, ">= 0.8x", True)
+    assert got["edgecore pipeline CPU vs nginx return 200"] == (1.875, "<= 2x (CPU per request)", True)
+    assert got["edgecore def handler CPU vs uvicorn raw ASGI"] == (0.56, "<= 0.6x (CPU per request)", True)
+    assert got["edgecore def handler CPU vs Granian RSGI"] == (0.824, "<= 0.8x (CPU per request)", False)
 
 
 def test_a_missing_contender_gives_no_row():

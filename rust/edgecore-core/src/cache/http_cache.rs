@@ -22,6 +22,7 @@ use std::sync::Arc;
 use http::header::{HeaderName, HeaderValue, AGE};
 use parking_lot::Mutex;
 
+use super::asks::Asks;
 use super::key::{variant_key, SEP};
 use super::policy::{etag_or_last_modified, invalidates, storable_targeted, CacheControl, StoreDecision, TARGETED};
 use super::store::{ShardedLru, Weighted};
@@ -55,22 +56,66 @@ impl Entry {
     }
 
     fn served(&self, now: f64, status: &'static str) -> Response {
-        // Sized for what the edge adds on the way out (Age, X-Cache, RateLimit-*, Via, a
-        // template or two), so those never make the map grow and rehash.
-        let stored = &self.response.headers;
-        let mut headers = http::HeaderMap::with_capacity(stored.len() + 8);
-        for (name, value) in stored {
-            // Every value of a repeated name (several Set-Cookie), in order.
-            headers.append(name.clone(), value.clone());
-        }
+        // A clone of the stored map copies its table as it is (no name is hashed again); it was
+        // stored with room for those fields ([`HttpCache::store`]).
         let mut r = Response {
             status: self.response.status,
-            headers,
+            headers: self.response.headers.clone(),
             body: self.response.body.clone(),
         };
-        r.headers.insert(AGE, HeaderValue::from(self.age(now).floor() as u64));
-        r.headers.insert(X_CACHE, HeaderValue::from_static(status));
+        let (age, status) = (
+            HeaderValue::from(self.age(now).floor() as u64),
+            HeaderValue::from_static(status),
+        );
+        // Both are in place in a stored map: set them in one pass over its few fields, by name
+        // comparison (no hashing, as an insert would).
+        let (mut age, mut status) = (Some(age), Some(status));
+        for (name, value) in r.headers.iter_mut() {
+            let slot = match name {
+                n if n == AGE => &mut age,
+                n if n == X_CACHE => &mut status,
+                _ => continue,
+            };
+            if let Some(v) = slot.take() {
+                *value = v;
+            }
+        }
+        if let Some(age) = age {
+            r.headers.insert(AGE, age);
+        }
+        if let Some(status) = status {
+            r.headers.insert(X_CACHE, status);
+        }
         r
+    }
+}
+
+/// `response` in storage of its own: its field values and body copied into one buffer. What
+/// the origin sent was read into connection buffers that the parsed values and a one-chunk body
+/// are slices of; a stored slice would keep its whole buffer alive (kilobytes behind a small
+/// entry) for as long as the entry lives, past what the cache's byte bound counts.
+fn compact(response: &Response) -> Response {
+    let values: usize = response.headers.values().map(HeaderValue::len).sum();
+    let mut buf = bytes::BytesMut::with_capacity(values + response.body.len());
+    for value in response.headers.values() {
+        buf.extend_from_slice(value.as_bytes());
+    }
+    buf.extend_from_slice(&response.body);
+    let buf = buf.freeze();
+    let mut headers = http::HeaderMap::with_capacity(response.headers.len() + 8);
+    let mut at = 0;
+    for (name, value) in &response.headers {
+        let copy = buf.slice(at..at + value.len());
+        at += value.len();
+        // The bytes are those of a valid value: this cannot fail, and keeps the original if it did.
+        let mut copy = HeaderValue::from_maybe_shared(copy).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        headers.append(name.clone(), copy);
+    }
+    Response {
+        status: response.status,
+        headers,
+        body: buf.slice(at..),
     }
 }
 
@@ -254,17 +299,25 @@ impl HttpCache {
 
     /// Looks `request` up under `key` at `now`.
     pub fn lookup(&self, request: &Request, key: &str, now: f64) -> Lookup {
+        self.lookup_asked(request, key, now, Asks::of(request))
+    }
+
+    /// [`Self::lookup`], with what the request asks already found ([`Asks::of`]).
+    pub fn lookup_asked(&self, request: &Request, key: &str, now: f64, asks: Asks) -> Lookup {
         if request.method != http::Method::GET && request.method != http::Method::HEAD {
             return Lookup::Bypass;
         }
-        let req_cc = CacheControl::of_request(&request.headers);
+        let req_cc = match asks.directives {
+            true => CacheControl::of_request(&request.headers),
+            false => CacheControl::default(),
+        };
         if req_cc.no_store {
             return Lookup::Bypass;
         }
         let Some(entry) = self.entry_for(request, key) else {
             return Lookup::Miss(None);
         };
-        if request.headers.contains(&http::header::AUTHORIZATION) && !entry.decision.auth_ok {
+        if asks.authorization && request.headers.contains(&http::header::AUTHORIZATION) && !entry.decision.auth_ok {
             return Lookup::Bypass;
         }
         let staleness = entry.staleness(now);
@@ -333,7 +386,7 @@ impl HttpCache {
             + decision.stale_while_revalidate.max(decision.stale_if_error)
             + if has_validators { decision.ttl.max(60.0) } else { 0.0 };
         let expires = now - decision.initial_age + keep;
-        let mut stored = response.clone();
+        let mut stored = compact(response);
         stored.headers.remove(AGE);
         stored.headers.remove(X_CACHE);
         let mut tags = self.tags_of(response);
@@ -345,6 +398,13 @@ impl HttpCache {
                 stored.headers.remove(field);
             }
         }
+        // Each served copy is a clone of this map (its table as it is, no name hashed again):
+        // `Age` and `X-Cache` are in place already, so setting them never grows the copy, and
+        // the table has room for what the edge adds on the way out (RateLimit-*, Via, a
+        // template or two).
+        stored.headers.insert(AGE, HeaderValue::from_static("0"));
+        stored.headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
+        stored.headers.reserve(8);
         let entry = Stored::Response(Arc::new(Entry {
             response: stored,
             stored_at: now,

@@ -202,3 +202,27 @@ fn stale_if_error_serves_within_its_window_and_never_past_must_revalidate() {
         "must-revalidate forbids serving stale"
     );
 }
+
+#[test]
+fn a_stored_response_holds_none_of_the_buffers_it_was_read_from() {
+    // What hyper reads from an origin: one buffer, the values and the body slices of it.
+    let read = bytes::Bytes::from(vec![b'x'; 8192]);
+    let mut r = Response::new(200, read.slice(100..200)).unwrap();
+    r.headers.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_maybe_shared(bytes::Bytes::from_static(b"max-age=60")).unwrap(),
+    );
+    r.headers
+        .insert("x-v", HeaderValue::from_maybe_shared(read.slice(0..5)).unwrap());
+    let c = HttpCache::new(1 << 20, None, 8);
+    let q = req(&[]);
+    let k = cache_key(&q, "http", &KeyOptions::default(), &[]);
+    assert!(c.store(&q, &k, &r, 0.0).storable);
+    drop(r);
+    assert!(read.is_unique(), "the entry keeps the read buffer alive");
+    let Lookup::Hit(hit) = c.lookup(&q, &k, 1.0) else {
+        panic!("a hit")
+    };
+    assert_eq!((hit.body.len(), hit.headers["x-v"].as_bytes()), (100, &b"xxxxx"[..]));
+    assert_eq!(hit.headers["age"], "1");
+}

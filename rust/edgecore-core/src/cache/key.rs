@@ -7,7 +7,7 @@
 //! that differ by them never share an entry. A unit separator (0x1F) joins the parts: it cannot
 //! appear in a valid request target or header value, so no two different inputs build one key.
 
-use crate::http::Request;
+use crate::http::{Headers, Request};
 
 /// Separator between key parts; not allowed in request targets or header values.
 pub const SEP: char = '\u{1f}';
@@ -60,20 +60,21 @@ pub fn push_dimension(key: &mut String, prefix: &str, name: &str, value: &str) {
 /// for the method and a few dimensions.
 pub fn url_key(request: &Request, scheme: &str, opts: &KeyOptions) -> String {
     let scheme = request.uri.scheme_str().unwrap_or(scheme);
-    let (host, port) = request.host_port();
+    let authority = match (request.uri.authority(), &request.headers) {
+        (Some(a), _) => a.as_str(),
+        // `to_str` checks for visible ASCII byte by byte, and needs no UTF-8 check after it.
+        (None, Headers::Map(m)) => m
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default(),
+        (None, raw) => raw.get_str(&http::header::HOST).unwrap_or_default(),
+    };
     let path = request.path();
     let query = if opts.ignore_query { "" } else { request.query() };
-    let mut key = String::with_capacity(scheme.len() + host.len() + path.len() + query.len() + 64);
+    let mut key = String::with_capacity(scheme.len() + authority.len() + path.len() + query.len() + 64);
     key.push_str(scheme);
     key.push_str("://");
-    let start = key.len();
-    key.push_str(host);
-    key[start..].make_ascii_lowercase();
-    let default_port = if scheme == "https" { 443 } else { 80 };
-    if let Some(p) = port.filter(|p| *p != default_port) {
-        use std::fmt::Write as _;
-        let _ = write!(key, ":{p}");
-    }
+    push_authority(&mut key, authority, if scheme == "https" { 443 } else { 80 });
     key.push_str(path);
     if query.is_empty() {
         return key;
@@ -97,6 +98,40 @@ pub fn url_key(request: &Request, scheme: &str, opts: &KeyOptions) -> String {
         key.push_str(p);
     }
     key
+}
+
+/// Appends `host[:port]` (visible ASCII) as a key writes it: in lower case, without the
+/// scheme's default port, the port without leading zeros (`h:0080` is `h`, `h:08080` is
+/// `h:8080`); a port that is not a number below 65536 is kept as part of the host. No
+/// formatting: the digits are the request's own.
+fn push_authority(key: &mut String, authority: &str, default_port: u16) {
+    let push_lower = |key: &mut String, text: &str| {
+        let start = key.len();
+        key.push_str(text);
+        key[start..].make_ascii_lowercase();
+    };
+    // The last colon, unless it is inside an IPv6 literal (`[::1]`).
+    let colon = authority.rfind(':').filter(|&i| !authority[i..].contains(']'));
+    let Some(i) = colon else {
+        return push_lower(key, authority);
+    };
+    let (host, digits) = (&authority[..i], &authority[i + 1..]);
+    let port = (!digits.is_empty() && digits.len() <= 5 && digits.bytes().all(|d| d.is_ascii_digit()))
+        .then(|| digits.bytes().fold(0u32, |n, d| n * 10 + u32::from(d - b'0')))
+        .filter(|&n| n <= 65535);
+    match port {
+        _ if digits.is_empty() => push_lower(key, host),
+        None => push_lower(key, authority),
+        Some(n) if n == u32::from(default_port) => push_lower(key, host),
+        Some(_) => {
+            push_lower(key, host);
+            key.push(':');
+            key.push_str(digits.trim_start_matches('0'));
+            if key.ends_with(':') {
+                key.push('0');
+            }
+        }
+    }
 }
 
 fn param_name(p: &str) -> &str {
@@ -192,7 +227,18 @@ mod tests {
             ignore_params: vec!["utm_*".into(), "x".into()],
         };
         let names = ["a", "b", "x", "utm_s", "ab", ""];
-        let hosts = ["Shop.Example.com", "h:80", "h:443", "H:8080", "[::1]:8443", "[::1]"];
+        let hosts = [
+            "Shop.Example.com",
+            "h:80",
+            "h:443",
+            "H:8080",
+            "[::1]:8443",
+            "[::1]",
+            "h:0080",
+            "Sub.H:08080",
+            "h:0",
+            "[::1]:00443",
+        ];
         let mut n = 0u32;
         // Every query of up to three parameters drawn from `names` (in and out of order, with
         // ignored, repeated and empty ones), on hosts with and without (default) ports.

@@ -6,8 +6,10 @@
 //!   serving, conditional revalidation, invalidation.
 //! - [`key`]: cache keys with normalized queries and dimensions.
 //! - [`coalesce`]: one origin fetch for concurrent misses of one key.
+//! - [`asks`]: which of the fields the cache acts on a request carries, in one pass.
 //! - [`ranges`]: a client's conditional or `Range` request answered from a stored response.
 
+pub mod asks;
 pub mod coalesce;
 pub mod http_cache;
 pub mod key;
@@ -15,6 +17,7 @@ pub mod policy;
 pub mod ranges;
 pub mod store;
 
+pub use asks::Asks;
 pub use http_cache::{Entry, HttpCache, Lookup};
 pub use key::{cache_key, url_key, KeyOptions};
 pub use policy::{storable, StoreDecision};

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode};
 
+use super::asks::Asks;
 use crate::http::{Request, Response};
 
 /// A field of `request` as text (visible ASCII), looked up by its known name.
@@ -30,7 +31,16 @@ fn field<'r>(request: &'r Request, name: &header::HeaderName) -> Option<&'r str>
 
 /// What `request` should get from the stored `response` (a 200, 304, 206 or 416).
 pub fn answer(request: &Request, response: Response) -> Response {
-    if response.status != StatusCode::OK || !(request.method == Method::GET || request.method == Method::HEAD) {
+    answer_asked(request, response, Asks::of(request))
+}
+
+/// [`answer`], with what the request asks already found: a request with no conditional and no
+/// `Range` gets the response as it is, with no lookup.
+pub fn answer_asked(request: &Request, response: Response, asks: Asks) -> Response {
+    if !asks.conditional
+        || response.status != StatusCode::OK
+        || !(request.method == Method::GET || request.method == Method::HEAD)
+    {
         return response;
     }
     if not_modified(request, &response.headers) {

@@ -75,6 +75,12 @@ impl CacheStatus {
         })
     }
 
+    /// Whether the response is a stored copy, which carries its `X-Cache` already
+    /// ([`crate::cache::HttpCache`] sets it on every copy it serves).
+    pub fn from_store(self) -> bool {
+        matches!(self, CacheStatus::Hit | CacheStatus::Stale | CacheStatus::Revalidated)
+    }
+
     /// The metrics outcome of a response the cache phase produced itself (None for a bypass:
     /// whatever produced the response says).
     pub fn outcome(self) -> Option<Outcome> {

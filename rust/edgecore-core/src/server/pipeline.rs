@@ -17,8 +17,8 @@
 //! 10. [`python::middleware_phase`]: Python middleware on the paths it matches (before the
 //!     cache: a cached page is never served past the middleware that guards it);
 //! 11. [`compress::negotiate`]: the coding for the client, stated as its `Accept-Encoding`;
-//! 12. [`cache::serve`] on a cache rule's paths, else [`produce`]: a Python route, or the
-//!     origin;
+//! 12. on a cache rule's paths [`cache::look`] (a fresh hit, answered in place), then
+//!     [`cache::serve`]; else [`produce`]: a Python route, or the origin;
 //! 13. [`compress::apply`] (a cache fill compressed before it was stored), then the response
 //!     templates, on what the cache, a handler or the origin answered.
 //!
@@ -208,7 +208,11 @@ async fn respond(
     let mut resp = match cache_rule {
         // Boxed: rustc lays this future and `produce`'s out side by side, not overlapped, so
         // inline both would make every request's future (moved on each request) carry both.
-        Some(i) => Box::pin(cache::serve(state, active, i, ctx)).await?,
+        // A fresh hit is answered in place; only the rest makes the (boxed) future.
+        Some(i) => match cache::look(state, active, i, ctx) {
+            cache::Look::Hit(hit) => hit,
+            cache::Look::Pending(pending) => Box::pin(cache::serve(state, active, i, ctx, pending)).await?,
+        },
         // The common path: straight to the origin, the request taken out of the context
         // field by field (not boxed: a proxied request saves an allocation).
         None if plan.routes.is_empty() || !python::wanted(plan, ctx.request.path()) => {

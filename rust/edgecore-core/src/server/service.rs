@@ -161,7 +161,7 @@ fn finish(notes: &mut Notes, resp: &mut http::Response<Body>) -> Outcome {
     if let Some((d, fields)) = &notes.rate {
         rate_headers(d, *fields, h);
     }
-    if let Some(s) = notes.cache_status {
+    if let Some(s) = notes.cache_status.filter(|s| !s.from_store()) {
         h.entry(X_CACHE).or_insert_with(|| s.as_header());
     }
     notes

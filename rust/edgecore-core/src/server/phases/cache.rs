@@ -28,7 +28,7 @@ use http::Method;
 use parking_lot::Mutex;
 
 use super::produce::{fetch_for_cache, produce, Fill};
-use crate::cache::{ranges, url_key, Entry, Lookup};
+use crate::cache::{ranges, url_key, Asks, Entry, Lookup};
 use crate::error::{Error, ErrorKind, ErrorSource, Result};
 use crate::http::Request;
 use crate::server::body::Body;
@@ -59,34 +59,71 @@ pub fn key(plan: &Plan, rule: &CacheRule, request: &Request) -> String {
     key
 }
 
-/// Answers a request on cache rule `index`: from the cache, or through it. The rule's tag
-/// fields are for the cache: they reach the client only when the rule forwards them (a stored
-/// copy has none already: the cache keeps the tags beside the entry).
+/// What [`look`] found: a fresh hit answered, or what it leaves to [`serve`].
+pub enum Look {
+    /// A fresh hit, answered.
+    Hit(http::Response<Body>),
+    /// Anything else.
+    Pending(Pending),
+}
+
+/// What [`look`] leaves to [`serve`].
+pub enum Pending {
+    /// An unsafe method on a cached path.
+    Unsafe,
+    /// The request's key, and what the cache holds for it (anything but a fresh hit).
+    Looked(String, Lookup),
+}
+
+/// Answers a fresh hit on cache rule `index` at once (no future, no allocation for the fill:
+/// most requests on a cached path end here); leaves anything else to [`serve`].
+pub fn look(state: &ServerState, active: &Active, index: usize, ctx: &mut RequestCtx) -> Look {
+    let rule = &active.plan.cache[index];
+    let request = &ctx.request;
+    if request.method != Method::GET && request.method != Method::HEAD {
+        return Look::Pending(Pending::Unsafe);
+    }
+    let asks = Asks::of(request);
+    let key = key(&active.plan, rule, request);
+    let lookup = match ctx.notes.credentialed || (asks.framing && has_body(request)) {
+        true => Lookup::Bypass,
+        false => rule.cache.lookup_asked(request, &key, state.now(), asks),
+    };
+    match lookup {
+        Lookup::Hit(r) => {
+            ctx.notes.cache_status = Some(CacheStatus::Hit);
+            Look::Hit(from_core(ranges::answer_asked(request, r, asks)))
+        }
+        other => Look::Pending(Pending::Looked(key, other)),
+    }
+}
+
+/// Answers a request on cache rule `index` through the cache, from what [`look`] found. The
+/// rule's tag fields are for the cache: they reach the client only when the rule forwards them
+/// (a stored copy has none already: the cache keeps the tags beside the entry).
 pub async fn serve(
     state: &Arc<ServerState>,
     active: &Arc<Active>,
     index: usize,
     ctx: &mut RequestCtx,
+    pending: Pending,
 ) -> Result<http::Response<Body>> {
     let rule = &active.plan.cache[index];
-    let bypass = ctx.notes.credentialed || has_body(&ctx.request);
     let compress = ctx.notes.compress;
     let (request, body, prior_xff) = ctx.take_exchange();
-    if request.method != Method::GET && request.method != Method::HEAD {
-        // An unsafe method on a cached path: a success invalidates the URL.
-        let method = request.method.clone();
-        let url = url_key(&request, request.edge.scheme(), &rule.key);
-        let (resp, outcome) = Box::pin(produce(state, active, request, body, prior_xff)).await?;
-        ctx.notes.outcome = Some(outcome);
-        rule.cache.invalidate(&method, resp.status(), &url);
-        return Ok(untag(rule, resp));
-    }
-    let key = key(&active.plan, rule, &request);
-    let exchange = (request, body, prior_xff);
-    let lookup = match bypass {
-        true => Lookup::Bypass,
-        false => rule.cache.lookup(&exchange.0, &key, state.now()),
+    let (key, lookup) = match pending {
+        Pending::Looked(key, lookup) => (key, lookup),
+        Pending::Unsafe => {
+            // An unsafe method on a cached path: a success invalidates the URL.
+            let method = request.method.clone();
+            let url = url_key(&request, request.edge.scheme(), &rule.key);
+            let (resp, outcome) = Box::pin(produce(state, active, request, body, prior_xff)).await?;
+            ctx.notes.outcome = Some(outcome);
+            rule.cache.invalidate(&method, resp.status(), &url);
+            return Ok(untag(rule, resp));
+        }
     };
+    let exchange = (request, body, prior_xff);
     match lookup {
         Lookup::Hit(r) => {
             ctx.notes.cache_status = Some(CacheStatus::Hit);
