@@ -107,10 +107,18 @@ pub fn rate_headers(d: &RateDecision, fields: RateFields, h: &mut http::HeaderMa
     let reset = d.reset_after.ceil() as u64;
     if matches!(fields, RateFields::Draft | RateFields::Both) {
         let window = d.period.ceil().max(1.0) as u64;
-        let policy = format!("\"default\";q={};w={window}", d.limit);
-        let state = format!("\"default\";r={};t={reset}", d.remaining);
-        h.insert(RATELIMIT_POLICY, HeaderValue::from_str(&policy).expect("digits"));
-        h.insert(RATELIMIT, HeaderValue::from_str(&state).expect("digits"));
+        let policy = Digits::default()
+            .text(b"\"default\";q=")
+            .number(d.limit)
+            .text(b";w=")
+            .number(window);
+        let state = Digits::default()
+            .text(b"\"default\";r=")
+            .number(d.remaining)
+            .text(b";t=")
+            .number(reset);
+        h.insert(RATELIMIT_POLICY, policy.value());
+        h.insert(RATELIMIT, state.value());
     }
     if matches!(fields, RateFields::Legacy | RateFields::Both) {
         h.insert(RATELIMIT_LIMIT, HeaderValue::from(d.burst));
@@ -119,10 +127,80 @@ pub fn rate_headers(d: &RateDecision, fields: RateFields, h: &mut http::HeaderMa
     }
 }
 
+/// A field value of text and numbers written into a stack buffer: the `RateLimit` fields go on
+/// every response of a limited path, and `format!` costs more than the limiter's check.
+struct Digits {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for Digits {
+    fn default() -> Self {
+        Digits { buf: [0; 64], len: 0 }
+    }
+}
+
+impl Digits {
+    /// Appends `text` (cut at the buffer's end, which the callers' ~55 bytes never reach).
+    fn text(mut self, text: &[u8]) -> Self {
+        let n = text.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&text[..n]);
+        self.len += n;
+        self
+    }
+
+    /// Appends `n` in decimal.
+    fn number(self, mut n: u64) -> Self {
+        let mut digits = [0u8; 20];
+        let mut i = digits.len();
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.text(&digits[i..])
+    }
+
+    fn value(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.buf[..self.len]).expect("quotes, letters and digits")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn rate_fields_are_written_as_the_draft_says() {
+        let d = RateDecision {
+            allowed: true,
+            limit: 100,
+            burst: 120,
+            remaining: 0,
+            reset_after: 0.2,
+            retry_after: 0.0,
+            period: 60.0,
+            source: crate::limit::DecisionSource::Local,
+        };
+        let mut h = http::HeaderMap::new();
+        rate_headers(&d, RateFields::Both, &mut h);
+        assert_eq!(h["ratelimit-policy"], "\"default\";q=100;w=60");
+        assert_eq!(h["ratelimit"], "\"default\";r=0;t=1");
+        assert_eq!(
+            (&h["ratelimit-limit"], &h["ratelimit-remaining"], &h["ratelimit-reset"]),
+            (
+                &HeaderValue::from(120u64),
+                &HeaderValue::from(0u64),
+                &HeaderValue::from(1u64)
+            )
+        );
+        let big = Digits::default().number(u64::MAX).text(b";").number(7);
+        assert_eq!(big.value(), "18446744073709551615;7");
+    }
 
     #[test]
     fn client_errors_close_and_overloads_ask_to_retry() {

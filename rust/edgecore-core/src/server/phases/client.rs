@@ -27,11 +27,15 @@ pub fn identify(plan: &Plan, ctx: &mut RequestCtx) {
     if trusted_peer {
         // Read from the map with a prebuilt name: no name parsing.
         let forwarded_for = headers.get_all(&X_FORWARDED_FOR);
-        let mut chain = forwarded_for
-            .iter()
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-            .collect::<Vec<_>>()
-            .join(", ");
+        // One buffer, sized for the values, the separators and the peer's address.
+        let size = forwarded_for.iter().map(|v| v.len() + 2).sum::<usize>() + 40;
+        let mut chain = String::with_capacity(size);
+        for (i, v) in forwarded_for.iter().enumerate() {
+            if i > 0 {
+                chain.push_str(", ");
+            }
+            chain.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        }
         if !chain.is_empty() {
             chain.push_str(", ");
             crate::geo::client_ip::push_ip(&mut chain, ctx.peer);
