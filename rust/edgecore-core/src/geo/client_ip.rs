@@ -108,21 +108,32 @@ pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a [u8]>
     if trusted.is_empty() || !trusted.contains(client) {
         return client;
     }
-    let hops: Vec<&str> = forwarded_for
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|h| !h.is_empty())
-        .collect();
-    for hop in hops.iter().rev() {
-        match parse_hop(hop) {
-            Some(ip) => {
-                client = ip;
-                if !trusted.contains(ip) {
-                    break;
-                }
+    // The chain is read from its end. The values (one, almost always) are held on the stack;
+    // a request with more than four fields spills the rest into a vector.
+    let (mut first, mut n, mut rest) = ([&[][..]; 4], 0, Vec::new());
+    for v in forwarded_for {
+        match first.get_mut(n) {
+            Some(slot) => {
+                *slot = v;
+                n += 1;
             }
-            None => break,
+            None => rest.push(v),
+        }
+    }
+    for value in rest.iter().rev().chain(first[..n].iter().rev()) {
+        let Ok(value) = std::str::from_utf8(value) else {
+            continue;
+        };
+        for hop in value.rsplit(',').map(str::trim).filter(|h| !h.is_empty()) {
+            match parse_hop(hop) {
+                Some(ip) => {
+                    client = ip;
+                    if !trusted.contains(ip) {
+                        return client;
+                    }
+                }
+                None => return client,
+            }
         }
     }
     client
@@ -159,6 +170,29 @@ mod tests {
     fn resolve(peer: &str, xff: &[&str], trusted: &[&str]) -> String {
         let t = TrustedProxies::new(trusted).unwrap();
         client_ip(peer.parse().unwrap(), xff.iter().map(|s| s.as_bytes()), &t).to_string()
+    }
+
+    #[test]
+    fn many_fields_are_walked_from_the_last_one_as_one_chain() {
+        // More than the four values held on the stack: the chain is still read from its end.
+        let t = ["10.0.0.0/8"];
+        let mut fields = vec!["6.6.6.6"; 6];
+        fields.push("198.51.100.7, 10.0.0.9");
+        fields.push("10.0.0.8");
+        assert_eq!(resolve("10.0.0.1", &fields, &t), "198.51.100.7");
+        fields.truncate(6);
+        fields.extend(["10.0.0.7", "10.0.0.6", ""]);
+        assert_eq!(
+            resolve("10.0.0.1", &fields, &t),
+            "6.6.6.6",
+            "past trusted and empty fields"
+        );
+        fields[5] = "junk";
+        assert_eq!(
+            resolve("10.0.0.1", &fields, &t),
+            "10.0.0.7",
+            "an unparsable hop stops the walk"
+        );
     }
 
     #[test]
