@@ -329,5 +329,11 @@ mod tests {
         let mut head = get(&[("range", "bytes=0-1")]);
         head.method = Method::HEAD;
         assert_eq!(answer(&head, stored()).status, StatusCode::OK);
+        // A HEAD is answered its 304 like a GET (RFC 9110 §13.1.2); a POST never.
+        let mut head = get(&[("if-none-match", "\"v1\"")]);
+        head.method = Method::HEAD;
+        assert_eq!(answer(&head, stored()).status, StatusCode::NOT_MODIFIED);
+        head.method = Method::POST;
+        assert_eq!(answer(&head, stored()).status, StatusCode::OK);
     }
 }
