@@ -262,6 +262,14 @@ mod tests {
         assert_eq!(range("bytes=5-100"), (206, "56789".into(), Some("bytes 5-9/10".into())));
         assert_eq!(range("bytes=10-"), (416, String::new(), Some("bytes */10".into())));
         assert_eq!(range("bytes=-0"), (416, String::new(), Some("bytes */10".into())));
+        // An empty stored body satisfies no range (and no last byte is computed for it).
+        let mut empty = stored();
+        empty.body = Bytes::new();
+        for v in ["bytes=-5", "bytes=0-", "bytes=0-0"] {
+            let r = answer(&get(&[("range", v)]), empty.clone());
+            assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE, "{v}");
+            assert_eq!(r.headers["content-range"], "bytes */0");
+        }
     }
 
     #[test]

@@ -116,6 +116,24 @@ mod tests {
         assert_eq!(at("/public", "192.0.2.1", Some("KP")), Some(451));
         // The deny rule covers /admin too: an allowed network does not lift a later denial.
         assert_eq!(at("/admin/x", "10.1.2.3", Some("KP")), Some(451));
+        // A list of either kind alone restricts its paths.
+        let p = plan(serde_json::json!({"access": [
+            {"paths": ["/ip/*"], "allow_ips": ["10.0.0.0/8"]},
+            {"paths": ["/cc/*"], "allow_countries": ["DE"]},
+        ]}));
+        let at = |path: &str, ip: &str, country: Option<&str>| {
+            let mut c = ctx_with(path, &[]);
+            c.request.edge.client_ip = Some(ip.parse().unwrap());
+            if let Some(cc) = country {
+                c = with_country(c, cc);
+            }
+            answered(check(&p, &mut c))
+        };
+        assert_eq!(at("/ip/x", "10.1.2.3", None), None);
+        assert_eq!(at("/ip/x", "192.0.2.1", Some("DE")), Some(403));
+        assert_eq!(at("/cc/x", "192.0.2.1", Some("DE")), None);
+        assert_eq!(at("/cc/x", "10.1.2.3", Some("FR")), Some(403));
+        assert_eq!(at("/cc/x", "10.1.2.3", None), Some(403));
     }
 
     #[test]
@@ -127,6 +145,12 @@ mod tests {
                 assert_eq!(r.status(), 308);
                 assert_eq!(r.headers()["location"], "https://shop.example:8080/a?b=1");
             }
+            Flow::Continue => panic!("not redirected"),
+        }
+        // Port 80 is plain HTTP's: the redirect goes to HTTPS's default port.
+        let mut c = ctx_with("/a", &[("host", "shop.example:80")]);
+        match https(&p, &mut c) {
+            Flow::Answer(r) => assert_eq!(r.headers()["location"], "https://shop.example/a"),
             Flow::Continue => panic!("not redirected"),
         }
         let mut c = ctx_with("/a", &[("host", "shop.example")]);

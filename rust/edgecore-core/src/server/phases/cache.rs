@@ -368,3 +368,7 @@ fn store(state: &ServerState, rule: &CacheRule, request: &Request, key: &str, re
     let (now, real) = state.now_and_real();
     rule.cache.store_received(request, key, resp, now, real);
 }
+
+#[cfg(test)]
+#[path = "cache_tests.rs"]
+mod tests;

@@ -249,3 +249,85 @@ impl FakeOrigin {
         self.received.await.unwrap()
     }
 }
+
+/// An origin on loopback that answers every request, on any number of keep-alive connections,
+/// with the next of its scripted responses (the last one again once they run out), and records
+/// each request head in order.
+pub struct ScriptedOrigin {
+    addr: std::net::SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl ScriptedOrigin {
+    /// Listens on a free port and answers with `script`, in order.
+    pub async fn start(script: &[&str]) -> ScriptedOrigin {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let script: Arc<Mutex<std::collections::VecDeque<String>>> =
+            Arc::new(Mutex::new(script.iter().map(|s| s.to_string()).collect()));
+        let seen = heads.clone();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                tokio::spawn(Self::serve(s, script.clone(), seen.clone()));
+            }
+        });
+        ScriptedOrigin { addr, heads }
+    }
+
+    async fn serve(
+        mut s: tokio::net::TcpStream,
+        script: Arc<Mutex<std::collections::VecDeque<String>>>,
+        heads: Arc<Mutex<Vec<String>>>,
+    ) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&buf[..end + 4]).into_owned();
+            let body = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().to_owned())
+                })
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + body {
+                match s.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..end + 4 + body);
+            heads.lock().push(head);
+            let answer = {
+                let mut script = script.lock();
+                match script.len() {
+                    0 | 1 => script.front().cloned().unwrap_or_default(),
+                    _ => script.pop_front().unwrap_or_default(),
+                }
+            };
+            if s.write_all(answer.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The request heads received so far, in order.
+    pub fn heads(&self) -> Vec<String> {
+        self.heads.lock().clone()
+    }
+}
