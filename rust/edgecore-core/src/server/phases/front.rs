@@ -83,7 +83,22 @@ mod tests {
     fn each_limit_answers_with_its_status() {
         assert_eq!(status(&head("/ok", &[])), None);
         assert_eq!(status(&head(&format!("/{}", "a".repeat(64)), &[])), Some(414));
+        // The whole target counts, in absolute form too (`http://` + authority + path): the
+        // limit itself passes, one byte more is 414.
+        assert_eq!(status(&head(&format!("/{}", "a".repeat(63)), &[])), None);
+        assert_eq!(status(&head(&format!("http://h/{}", "a".repeat(55)), &[])), None);
+        assert_eq!(status(&head(&format!("http://h/{}", "a".repeat(56)), &[])), Some(414));
+        assert_eq!(status(&head(&format!("http://hh/{}", "a".repeat(55)), &[])), Some(414));
         assert_eq!(status(&head("/", &[("x-big", &"v".repeat(300))])), Some(431));
+        // A field counts as it is sent, `name: value` and CRLF: 5 + 2 + 247 + 2 is the limit.
+        assert_eq!(status(&head("/", &[("x-big", &"v".repeat(247))])), None);
+        assert_eq!(status(&head("/", &[("x-big", &"v".repeat(248))])), Some(431));
+        let two = |a: usize| {
+            let (x, y) = ("v".repeat(a), "v".repeat(119));
+            status(&head("/", &[("x-big", x.as_str()), ("x-bag", y.as_str())]))
+        };
+        assert_eq!(two(119), None, "fields add up: 128 + 128");
+        assert_eq!(two(120), Some(431), "fields add up: 129 + 128");
         assert_eq!(status(&head("/", &[("content-length", "11")])), Some(413));
         assert_eq!(status(&head("/", &[("content-length", "10")])), None);
         assert_eq!(
