@@ -243,3 +243,34 @@ fn concurrent_misses_make_one_fetch_unless_the_answer_is_not_for_sharing() {
         }
     });
 }
+
+#[test]
+fn a_fill_the_origin_never_answers_is_a_504_and_one_it_refuses_a_502() {
+    block_on(async {
+        // Accepts, reads, never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let silent_url = format!("http://{}", silent.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        // Nothing listens there any more.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let closed_url = format!("http://{}", closed.local_addr().unwrap());
+        drop(closed);
+        for (origin, want) in [(silent_url, 504), (closed_url, 502)] {
+            let spec = serde_json::json!({
+                "origin": origin,
+                "server": {"origin_timeout": 0.2},
+                "cache": [{"paths": ["/*"], "ttl": 60.0}],
+            });
+            let s = state(plan(spec), None);
+            let active = s.active.load_full();
+            let mut c = ctx_with("/p", &[]);
+            let got = run_phases(&s, &active, &mut c).await.err().map(|e| e.http_status());
+            assert_eq!(got, Some(want), "{origin}");
+        }
+    });
+}
