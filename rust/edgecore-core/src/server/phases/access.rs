@@ -92,20 +92,23 @@ mod tests {
         }
     }
 
+    /// What the access check answers `path` from `ip`, located in `country`.
+    fn access_at(p: &Plan, path: &str, ip: &str, country: Option<&str>) -> Option<u16> {
+        let mut c = ctx_with(path, &[]);
+        c.request.edge.client_ip = Some(ip.parse().unwrap());
+        if let Some(cc) = country {
+            c = with_country(c, cc);
+        }
+        answered(check(p, &mut c))
+    }
+
     #[test]
     fn deny_then_allow_lists() {
         let p = plan(serde_json::json!({"access": [
             {"paths": ["/admin/*"], "allow_ips": ["10.0.0.0/8", "2001:db8::/32"], "allow_countries": ["de"]},
             {"deny_ips": ["203.0.113.0/24"], "deny_countries": ["KP"], "status": 451},
         ]}));
-        let at = |path: &str, ip: &str, country: Option<&str>| {
-            let mut c = ctx_with(path, &[]);
-            c.request.edge.client_ip = Some(ip.parse().unwrap());
-            if let Some(cc) = country {
-                c = with_country(c, cc);
-            }
-            answered(check(&p, &mut c))
-        };
+        let at = |path: &str, ip: &str, country: Option<&str>| access_at(&p, path, ip, country);
         assert_eq!(at("/admin/x", "10.1.2.3", None), None);
         assert_eq!(at("/admin/x", "2001:db8::7", None), None);
         assert_eq!(at("/admin/x", "192.0.2.1", Some("DE")), None);
@@ -121,14 +124,7 @@ mod tests {
             {"paths": ["/ip/*"], "allow_ips": ["10.0.0.0/8"]},
             {"paths": ["/cc/*"], "allow_countries": ["DE"]},
         ]}));
-        let at = |path: &str, ip: &str, country: Option<&str>| {
-            let mut c = ctx_with(path, &[]);
-            c.request.edge.client_ip = Some(ip.parse().unwrap());
-            if let Some(cc) = country {
-                c = with_country(c, cc);
-            }
-            answered(check(&p, &mut c))
-        };
+        let at = |path: &str, ip: &str, country: Option<&str>| access_at(&p, path, ip, country);
         assert_eq!(at("/ip/x", "10.1.2.3", None), None);
         assert_eq!(at("/ip/x", "192.0.2.1", Some("DE")), Some(403));
         assert_eq!(at("/cc/x", "192.0.2.1", Some("DE")), None);
