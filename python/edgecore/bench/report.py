@@ -30,8 +30,9 @@ EXPLANATIONS = {
         "included: 0.76x on 2026-12-02 (0.72x on 2026-11-27). The phase breakdown shows where it goes: the cache "
         "hit alone is ~6.1 µs, the JWT adds ~0.1, the rate limit ~0.5 and geo ~0.5. callgrind (benches/"
         "profile_proxy.sh, SERVER=edgecore-pipeline) counts ~28k user-space instructions per request, of which "
-        "hyper's parse and encode are ~8k, the response's RateLimit fields ~2.2k, the client's X-Forwarded-For "
-        "chain ~2.4k and the cache lookup with its served copy ~1.9k; the rest of the gap is the kernel's share "
+        "hyper's parse and encode are ~8k, the response's RateLimit fields ~2.2k, the client IP (the trusted "
+        "X-Forwarded-For chain) with its geo record ~2.2k, the cache lookup with its served copy ~2.0k and the "
+        "framing guard ~1.0k; the rest of the gap is the kernel's share "
         "of two system calls per request, which both servers pay."
     ),
     "edgecore def handler vs uvicorn raw ASGI": (
@@ -44,7 +45,7 @@ EXPLANATIONS = {
         "against nginx setting the same forwarding fields. What remains is user space: hyper's server and client "
         "each parse and re-serialise the message (~15k of the ~42k user-space instructions per proxied request "
         "that callgrind counts with benches/profile_proxy.sh), tokio polls each socket, and the edge's own "
-        "phases (framing guard, canonical target and Host, owned fields, forwarding fields) cost ~4k; both "
+        "phases (framing guard, canonical target and Host, owned fields, forwarding fields) cost ~4.7k; both "
         "servers make the same system calls per request. The machine's noise is about +-10% of CPU per request "
         "from run to run."
     ),

@@ -61,7 +61,8 @@ pub fn push_dimension(key: &mut String, prefix: &str, name: &str, value: &str) {
 pub fn url_key(request: &Request, scheme: &str, opts: &KeyOptions) -> String {
     let scheme = request.uri.scheme_str().unwrap_or(scheme);
     let authority = match (request.uri.authority(), &request.headers) {
-        (Some(a), _) => a.as_str(),
+        // `host[:port]`: userinfo (`user@`) is not part of what the key names.
+        (Some(a), _) => a.as_str().rsplit_once('@').map_or(a.as_str(), |(_, hp)| hp),
         // `to_str` checks for visible ASCII byte by byte, and needs no UTF-8 check after it.
         (None, Headers::Map(m)) => m
             .get(http::header::HOST)
@@ -193,6 +194,9 @@ mod tests {
             cache_key(&req("/p?x=1", "h"), "https", &ignore, &[]),
             "https://h/p\u{1f}GET"
         );
+        // An absolute-form target's authority names the host, without its userinfo.
+        let absolute = req("http://user:pw@Shop.Example:8080/p", "other.example");
+        assert_eq!(url_key(&absolute, "http", &ignore), "http://shop.example:8080/p");
     }
 
     /// The key as first written (collect, sort, join), kept as the reference for the

@@ -103,24 +103,17 @@ fn parse_hop(s: &str) -> Option<IpAddr> {
 }
 
 /// Resolves the client IP from the socket `peer` and the `X-Forwarded-For` values (in order).
-pub fn client_ip<'a>(peer: IpAddr, forwarded_for: impl Iterator<Item = &'a [u8]>, trusted: &TrustedProxies) -> IpAddr {
+pub fn client_ip<'a>(
+    peer: IpAddr,
+    forwarded_for: impl DoubleEndedIterator<Item = &'a [u8]>,
+    trusted: &TrustedProxies,
+) -> IpAddr {
     let mut client = normalize(peer);
     if trusted.is_empty() || !trusted.contains(client) {
         return client;
     }
-    // The chain is read from its end. The values (one, almost always) are held on the stack;
-    // a request with more than four fields spills the rest into a vector.
-    let (mut first, mut n, mut rest) = ([&[][..]; 4], 0, Vec::new());
-    for v in forwarded_for {
-        match first.get_mut(n) {
-            Some(slot) => {
-                *slot = v;
-                n += 1;
-            }
-            None => rest.push(v),
-        }
-    }
-    for value in rest.iter().rev().chain(first[..n].iter().rev()) {
+    // The chain is read from its end: the last field first, each field's hops from the right.
+    for value in forwarded_for.rev() {
         let Ok(value) = std::str::from_utf8(value) else {
             continue;
         };
@@ -174,7 +167,7 @@ mod tests {
 
     #[test]
     fn many_fields_are_walked_from_the_last_one_as_one_chain() {
-        // More than the four values held on the stack: the chain is still read from its end.
+        // Many fields are one chain, read from the end of the last.
         let t = ["10.0.0.0/8"];
         let mut fields = vec!["6.6.6.6"; 6];
         fields.push("198.51.100.7, 10.0.0.9");

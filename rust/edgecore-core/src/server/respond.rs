@@ -107,18 +107,10 @@ pub fn rate_headers(d: &RateDecision, fields: RateFields, h: &mut http::HeaderMa
     let reset = d.reset_after.ceil() as u64;
     if matches!(fields, RateFields::Draft | RateFields::Both) {
         let window = d.period.ceil().max(1.0) as u64;
-        let policy = Digits::default()
-            .text(b"\"default\";q=")
-            .number(d.limit)
-            .text(b";w=")
-            .number(window);
-        let state = Digits::default()
-            .text(b"\"default\";r=")
-            .number(d.remaining)
-            .text(b";t=")
-            .number(reset);
-        h.insert(RATELIMIT_POLICY, policy.value());
-        h.insert(RATELIMIT, state.value());
+        let policy = draft_value(b"\"default\";q=", d.limit, b";w=", window);
+        let state = draft_value(b"\"default\";r=", d.remaining, b";t=", reset);
+        h.insert(RATELIMIT_POLICY, policy);
+        h.insert(RATELIMIT, state);
     }
     if matches!(fields, RateFields::Legacy | RateFields::Both) {
         h.insert(RATELIMIT_LIMIT, HeaderValue::from(d.burst));
@@ -127,46 +119,16 @@ pub fn rate_headers(d: &RateDecision, fields: RateFields, h: &mut http::HeaderMa
     }
 }
 
-/// A field value of text and numbers written into a stack buffer: the `RateLimit` fields go on
+/// `{a}{x}{b}{y}`, the numbers written by `itoa` into one buffer: the `RateLimit` fields go on
 /// every response of a limited path, and `format!` costs more than the limiter's check.
-struct Digits {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl Default for Digits {
-    fn default() -> Self {
-        Digits { buf: [0; 64], len: 0 }
+fn draft_value(a: &[u8], x: u64, b: &[u8], y: u64) -> HeaderValue {
+    let (mut xs, mut ys) = (itoa::Buffer::new(), itoa::Buffer::new());
+    let (x, y) = (xs.format(x).as_bytes(), ys.format(y).as_bytes());
+    let mut v = bytes::BytesMut::with_capacity(a.len() + x.len() + b.len() + y.len());
+    for part in [a, x, b, y] {
+        v.extend_from_slice(part);
     }
-}
-
-impl Digits {
-    /// Appends `text` (cut at the buffer's end, which the callers' ~55 bytes never reach).
-    fn text(mut self, text: &[u8]) -> Self {
-        let n = text.len().min(self.buf.len() - self.len);
-        self.buf[self.len..self.len + n].copy_from_slice(&text[..n]);
-        self.len += n;
-        self
-    }
-
-    /// Appends `n` in decimal.
-    fn number(self, mut n: u64) -> Self {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        self.text(&digits[i..])
-    }
-
-    fn value(&self) -> HeaderValue {
-        HeaderValue::from_bytes(&self.buf[..self.len]).expect("quotes, letters and digits")
-    }
+    HeaderValue::from_maybe_shared(v.freeze()).expect("quotes, letters and digits")
 }
 
 #[cfg(test)]
@@ -198,8 +160,7 @@ mod tests {
                 &HeaderValue::from(1u64)
             )
         );
-        let big = Digits::default().number(u64::MAX).text(b";").number(7);
-        assert_eq!(big.value(), "18446744073709551615;7");
+        assert_eq!(draft_value(b"q=", u64::MAX, b";w=", 0), "q=18446744073709551615;w=0");
     }
 
     #[test]
