@@ -61,7 +61,7 @@ impl PyDecision {
         })?;
         let d = &self.inner;
         let mut map = http::HeaderMap::new();
-        edgecore_core::server::respond::rate_headers(d, which, &mut map);
+        edgecore_core::server::respond::rate_headers(d, which, None, &mut map);
         let mut h: Vec<(String, String)> = map
             .iter()
             .map(|(k, v)| (canonical_case(k.as_str()), v.to_str().unwrap_or_default().to_owned()))

@@ -259,6 +259,16 @@ impl RateLimiter {
         Ok(())
     }
 
+    /// Requests allowed per period.
+    pub fn limit(&self) -> u64 {
+        self.gcra.limit
+    }
+
+    /// The period in seconds.
+    pub fn period(&self) -> f64 {
+        self.period
+    }
+
     fn decision(&self, o: Outcome, source: DecisionSource) -> Decision {
         Decision {
             allowed: o.allowed,

@@ -94,6 +94,16 @@ impl CacheStatus {
     }
 }
 
+/// A rate-limit decision, with what its rule's responses carry.
+pub struct RateNote {
+    /// The decision.
+    pub decision: RateDecision,
+    /// Which `RateLimit` fields the rule sends.
+    pub fields: super::respond::RateFields,
+    /// The rule's `RateLimit-Policy` value (written once, when the plan was built).
+    pub policy: HeaderValue,
+}
+
 /// What the phases learned that shapes the response, applied when it leaves (whatever answered).
 #[derive(Default)]
 pub struct Notes {
@@ -104,7 +114,7 @@ pub struct Notes {
     /// Cookies to set (A/B assignment).
     pub set_cookies: Vec<HeaderValue>,
     /// The last rate-limit decision that let the request through (its `RateLimit-*` headers).
-    pub rate: Option<(RateDecision, super::respond::RateFields)>,
+    pub rate: Option<RateNote>,
     /// What the cache did.
     pub cache_status: Option<CacheStatus>,
     /// Response-header templates, rendered while the request was at hand.
@@ -163,9 +173,9 @@ pub struct RequestCtx {
     /// The upgrade came as an HTTP/2 extended CONNECT (RFC 8441), with the key the edge sent
     /// the origin: answered 200, not 101, once the origin's accept matches.
     pub extended_connect: Option<String>,
-    /// The `X-Forwarded-For` chain to send: the one received from a trusted peer with the peer
-    /// appended (None from anyone else: the origin then gets the client IP alone).
-    pub prior_xff: Option<String>,
+    /// The `X-Forwarded-For` chain received from a trusted peer (empty from anyone else: the
+    /// origin then gets the client IP alone); see [`RequestCtx::prior_xff`].
+    pub forwarded_chain: ForwardedChain,
     /// Dev-mode overrides.
     pub dev: DevOverrides,
     /// What shapes the response.
@@ -181,7 +191,7 @@ impl RequestCtx {
             peer,
             upgrade: None,
             extended_connect: None,
-            prior_xff: None,
+            forwarded_chain: ForwardedChain::default(),
             dev: DevOverrides::default(),
             notes: Notes::default(),
         }
@@ -194,7 +204,61 @@ impl RequestCtx {
         (
             std::mem::replace(&mut self.request, placeholder),
             std::mem::replace(&mut self.body, BodyState::Read(Bytes::new())),
-            self.prior_xff.take(),
+            self.prior_xff(),
         )
+    }
+
+    /// The `X-Forwarded-For` chain to send, taken out of the context: the one received from a
+    /// trusted peer with the peer appended (None from anyone else).
+    pub fn prior_xff(&mut self) -> Option<String> {
+        std::mem::take(&mut self.forwarded_chain).text()
+    }
+}
+
+/// The `X-Forwarded-For` fields a trusted peer sent and the peer's address, kept as the
+/// field values themselves (a reference count each) and written out as one chain only for a
+/// request that goes on to the origin: a cache hit or an answer at the edge never pays for it.
+#[derive(Default)]
+pub struct ForwardedChain {
+    first: Option<http::HeaderValue>,
+    more: Vec<http::HeaderValue>,
+    peer: Option<IpAddr>,
+}
+
+impl ForwardedChain {
+    /// The chain of `values` (in order), received from `peer`.
+    pub fn new<'a>(mut values: impl Iterator<Item = &'a http::HeaderValue>, peer: IpAddr) -> ForwardedChain {
+        let first = values.next().cloned();
+        let more = if first.is_some() {
+            values.cloned().collect()
+        } else {
+            Vec::new()
+        };
+        ForwardedChain {
+            first,
+            more,
+            peer: Some(peer),
+        }
+    }
+
+    /// `v1, v2, peer` (a value that is not UTF-8 written lossily); None without a field, or
+    /// when the fields are all empty.
+    fn text(self) -> Option<String> {
+        let (first, peer) = (self.first?, self.peer?);
+        let values = std::iter::once(&first).chain(&self.more);
+        // One buffer, sized for the values, the separators and the peer's address.
+        let mut chain = String::with_capacity(values.clone().map(|v| v.len() + 2).sum::<usize>() + 40);
+        for (i, v) in values.enumerate() {
+            if i > 0 {
+                chain.push_str(", ");
+            }
+            chain.push_str(&String::from_utf8_lossy(v.as_bytes()));
+        }
+        if chain.is_empty() {
+            return None;
+        }
+        chain.push_str(", ");
+        crate::geo::client_ip::push_ip(&mut chain, peer);
+        Some(chain)
     }
 }

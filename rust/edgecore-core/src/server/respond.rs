@@ -103,11 +103,10 @@ impl RateFields {
 /// bucket's capacity (`burst`) that `remaining` counts down from, refilled at `limit` per
 /// period (`RateLimit-Policy: "default";q=LIMIT;w=PERIOD`, and `burst` as the legacy
 /// `RateLimit-Limit`).
-pub fn rate_headers(d: &RateDecision, fields: RateFields, h: &mut http::HeaderMap) {
+pub fn rate_headers(d: &RateDecision, fields: RateFields, policy: Option<&HeaderValue>, h: &mut http::HeaderMap) {
     let reset = d.reset_after.ceil() as u64;
     if matches!(fields, RateFields::Draft | RateFields::Both) {
-        let window = d.period.ceil().max(1.0) as u64;
-        let policy = draft_value(b"\"default\";q=", d.limit, b";w=", window);
+        let policy = policy.cloned().unwrap_or_else(|| policy_value(d.limit, d.period));
         let state = draft_value(b"\"default\";r=", d.remaining, b";t=", reset);
         h.insert(RATELIMIT_POLICY, policy);
         h.insert(RATELIMIT, state);
@@ -119,16 +118,23 @@ pub fn rate_headers(d: &RateDecision, fields: RateFields, h: &mut http::HeaderMa
     }
 }
 
-/// `{a}{x}{b}{y}`, the numbers written by `itoa` into one buffer: the `RateLimit` fields go on
-/// every response of a limited path, and `format!` costs more than the limiter's check.
+/// The `RateLimit-Policy` value of a limit of `limit` requests per `period` seconds.
+pub fn policy_value(limit: u64, period: f64) -> HeaderValue {
+    draft_value(b"\"default\";q=", limit, b";w=", period.ceil().max(1.0) as u64)
+}
+
+/// `{a}{x}{b}{y}`, the numbers written by `itoa`, assembled on the stack and copied once into
+/// the value: the `RateLimit` field goes on every response of a limited path, and `format!` (or
+/// a growing buffer) costs more than the limiter's check.
 fn draft_value(a: &[u8], x: u64, b: &[u8], y: u64) -> HeaderValue {
     let (mut xs, mut ys) = (itoa::Buffer::new(), itoa::Buffer::new());
-    let (x, y) = (xs.format(x).as_bytes(), ys.format(y).as_bytes());
-    let mut v = bytes::BytesMut::with_capacity(a.len() + x.len() + b.len() + y.len());
-    for part in [a, x, b, y] {
-        v.extend_from_slice(part);
+    let mut buf = [0u8; 96];
+    let mut n = 0;
+    for part in [a, xs.format(x).as_bytes(), b, ys.format(y).as_bytes()] {
+        buf[n..n + part.len()].copy_from_slice(part);
+        n += part.len();
     }
-    HeaderValue::from_maybe_shared(v.freeze()).expect("quotes, letters and digits")
+    HeaderValue::from_bytes(&buf[..n]).expect("quotes, letters and digits")
 }
 
 #[cfg(test)]
@@ -149,7 +155,7 @@ mod tests {
             source: crate::limit::DecisionSource::Local,
         };
         let mut h = http::HeaderMap::new();
-        rate_headers(&d, RateFields::Both, &mut h);
+        rate_headers(&d, RateFields::Both, None, &mut h);
         assert_eq!(h["ratelimit-policy"], "\"default\";q=100;w=60");
         assert_eq!(h["ratelimit"], "\"default\";r=0;t=1");
         assert_eq!(

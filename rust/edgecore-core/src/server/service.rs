@@ -89,7 +89,7 @@ pub(crate) async fn serve(
     }
     if !plan.error_pages.is_empty() && outcome.is_edge_rejection() {
         if let Some(page) = super::error_pages::page_for(&plan.error_pages, &resp) {
-            let rate = notes.rate.as_ref().map(|(d, _)| d);
+            let rate = notes.rate.as_ref().map(|n| &n.decision);
             page.apply(&mut resp, notes.request_id.as_ref().and_then(|v| v.to_str().ok()), rate);
         }
     }
@@ -158,8 +158,8 @@ fn finish(notes: &mut Notes, resp: &mut http::Response<Body>) -> Outcome {
     for c in notes.set_cookies.drain(..) {
         h.append(http::header::SET_COOKIE, c);
     }
-    if let Some((d, fields)) = &notes.rate {
-        rate_headers(d, *fields, h);
+    if let Some(n) = &notes.rate {
+        rate_headers(&n.decision, n.fields, Some(&n.policy), h);
     }
     if let Some(s) = notes.cache_status.filter(|s| !s.from_store()) {
         h.entry(X_CACHE).or_insert_with(|| s.as_header());

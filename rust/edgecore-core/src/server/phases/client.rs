@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::header::HeaderValue;
 
 use crate::geo::Geo;
-use crate::server::ctx::RequestCtx;
+use crate::server::ctx::{ForwardedChain, RequestCtx};
 use crate::server::plan::Plan;
 use crate::server::upstream::forwarding::X_FORWARDED_FOR;
 
@@ -25,22 +25,10 @@ pub fn identify(plan: &Plan, ctx: &mut RequestCtx) {
     // from), as every proxy appends its peer: the client's address is in the chain already.
     // From anyone else the chain is not read at all (not even looked up).
     if trusted_peer {
-        // Read from the map with a prebuilt name: no name parsing.
+        // Read from the map with a prebuilt name: no name parsing. The chain is kept as its
+        // field values; it is written out only if the request goes to the origin.
         let forwarded_for = headers.get_all(&X_FORWARDED_FOR);
-        // One buffer, sized for the values, the separators and the peer's address.
-        let size = forwarded_for.iter().map(|v| v.len() + 2).sum::<usize>() + 40;
-        let mut chain = String::with_capacity(size);
-        for (i, v) in forwarded_for.iter().enumerate() {
-            if i > 0 {
-                chain.push_str(", ");
-            }
-            chain.push_str(&String::from_utf8_lossy(v.as_bytes()));
-        }
-        if !chain.is_empty() {
-            chain.push_str(", ");
-            crate::geo::client_ip::push_ip(&mut chain, ctx.peer);
-        }
-        ctx.prior_xff = Some(chain).filter(|c| !c.is_empty());
+        ctx.forwarded_chain = ForwardedChain::new(forwarded_for.iter(), ctx.peer);
         ip = crate::geo::client_ip(ctx.peer, forwarded_for.iter().map(HeaderValue::as_bytes), &plan.trusted);
     }
     // Dev headers are never forwarded, and never honoured outside dev mode. One pass over the
@@ -92,11 +80,26 @@ mod tests {
         let mut c = ctx_from("198.51.100.1", "/", &[("x-forwarded-for", "203.0.113.5")]);
         identify(&p, &mut c);
         assert_eq!(c.request.edge.client_ip, Some("198.51.100.1".parse().unwrap()));
-        assert_eq!(c.prior_xff, None);
+        assert_eq!(c.prior_xff(), None);
         let mut c = ctx_from("10.1.2.3", "/", &[("x-forwarded-for", "203.0.113.5")]);
         identify(&p, &mut c);
         assert_eq!(c.request.edge.client_ip, Some("203.0.113.5".parse().unwrap()));
-        assert_eq!(c.prior_xff.as_deref(), Some("203.0.113.5, 10.1.2.3"));
+        assert_eq!(c.prior_xff().as_deref(), Some("203.0.113.5, 10.1.2.3"));
+        // Taken once: the chain goes to the one exchange that forwards the request.
+        assert_eq!(c.prior_xff(), None);
+        // Two fields are one chain, in order; an empty field adds nothing.
+        let chain = |fields: &[&str]| {
+            let headers: Vec<_> = fields.iter().map(|v| ("x-forwarded-for", *v)).collect();
+            let mut c = ctx_from("10.1.2.3", "/", &headers);
+            identify(&p, &mut c);
+            c.prior_xff()
+        };
+        assert_eq!(
+            chain(&["192.0.2.1, 203.0.113.5", "198.51.100.9"]).as_deref(),
+            Some("192.0.2.1, 203.0.113.5, 198.51.100.9, 10.1.2.3")
+        );
+        assert_eq!(chain(&[""]), None);
+        assert_eq!(chain(&[]), None);
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub async fn forward_ctx(
     parts.version = request.version;
     parts.headers = std::mem::take(&mut request.headers).into_map();
     let body = std::mem::replace(&mut ctx.body, BodyState::Read(Bytes::new()));
-    exchange(state, active, route, parts, body, ctx.prior_xff.take()).await
+    exchange(state, active, route, parts, body, ctx.prior_xff()).await
 }
 
 /// Where a request goes and what about it the exchange needs: its origin set, the balancer's

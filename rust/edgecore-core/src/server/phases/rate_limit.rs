@@ -13,7 +13,7 @@ use http::StatusCode;
 use crate::auth::claim_text;
 use crate::error::Result;
 use crate::geo::client_ip::push_ip;
-use crate::server::ctx::{Flow, RequestCtx};
+use crate::server::ctx::{Flow, RateNote, RequestCtx};
 use crate::server::metrics::{Outcome, Policy};
 use crate::server::plan::{LimitKey, Plan, RateRule};
 use crate::server::respond::{rate_headers, status_response};
@@ -91,16 +91,24 @@ pub async fn check(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Re
         if !d.allowed {
             ctx.notes.outcome = Some(Outcome::RateLimited);
             let mut r = status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            rate_headers(&d, rule.fields, r.headers_mut());
+            rate_headers(&d, rule.fields, Some(&rule.policy), r.headers_mut());
             r.headers_mut().insert(
                 http::header::RETRY_AFTER,
                 HeaderValue::from((d.retry_after.ceil() as u64).max(1)),
             );
             // Kept for a custom 429 body's {limit} and {remaining}.
-            ctx.notes.rate = Some((d, rule.fields));
+            ctx.notes.rate = Some(RateNote {
+                decision: d,
+                fields: rule.fields,
+                policy: rule.policy.clone(),
+            });
             return Ok(Flow::Answer(r));
         }
-        ctx.notes.rate = Some((d, rule.fields));
+        ctx.notes.rate = Some(RateNote {
+            decision: d,
+            fields: rule.fields,
+            policy: rule.policy.clone(),
+        });
     }
     Ok(Flow::Continue)
 }
@@ -117,7 +125,12 @@ mod tests {
         for remaining in [1, 0] {
             let mut c = ctx_from("198.51.100.1", "/login", &[]);
             assert!(matches!(block_on(check(&s, &p, &mut c)).unwrap(), Flow::Continue));
-            assert_eq!(c.notes.rate.as_ref().unwrap().0.remaining, remaining);
+            let note = c.notes.rate.as_ref().unwrap();
+            assert_eq!(note.decision.remaining, remaining);
+            // The rule's policy value, written when the plan was built, is the decision's.
+            let d = &note.decision;
+            assert_eq!(note.policy, crate::server::respond::policy_value(d.limit, d.period));
+            assert_eq!(note.policy, "\"default\";q=2;w=60");
         }
         let mut c = ctx_from("198.51.100.1", "/login", &[]);
         match block_on(check(&s, &p, &mut c)).unwrap() {

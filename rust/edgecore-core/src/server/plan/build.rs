@@ -432,6 +432,7 @@ fn build_rate_limit(r: RateSpec, i: usize, objects: &Objects) -> Result<RateRule
     Ok(RateRule {
         shadow: r.shadow,
         fields,
+        policy: crate::server::respond::policy_value(limiter.limit(), limiter.period()),
         paths: Matcher::excluding(&r.paths, &r.exclude)?,
         limiter,
         key,

@@ -139,6 +139,8 @@ pub struct RateRule {
     pub shadow: bool,
     /// Which `RateLimit` fields its responses carry.
     pub fields: crate::server::respond::RateFields,
+    /// Its `RateLimit-Policy` value (the limiter's quota and window do not change).
+    pub policy: http::HeaderValue,
     /// Where.
     pub paths: Matcher,
     /// The limiter.
