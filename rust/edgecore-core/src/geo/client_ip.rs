@@ -89,8 +89,8 @@ impl TrustedProxies {
 
 /// Parses one `X-Forwarded-For` element: an address, optionally with a port
 /// (`1.2.3.4:80`, `[2001:db8::1]:443`).
-fn parse_hop(s: &str) -> Option<IpAddr> {
-    let s = s.trim();
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let s = std::str::from_utf8(hop).ok()?;
     if let Ok(ip) = s.parse::<IpAddr>() {
         return Some(normalize(ip));
     }
@@ -113,11 +113,11 @@ pub fn client_ip<'a>(
         return client;
     }
     // The chain is read from its end: the last field first, each field's hops from the right.
+    // On the bytes (a hop is ASCII, or unparsable): a hop that is not an address, UTF-8 or not,
+    // stops the walk.
     for value in forwarded_for.rev() {
-        let Ok(value) = std::str::from_utf8(value) else {
-            continue;
-        };
-        for hop in value.rsplit(',').map(str::trim).filter(|h| !h.is_empty()) {
+        let hops = value.rsplit(|&b| b == b',').map(<[u8]>::trim_ascii);
+        for hop in hops.filter(|h| !h.is_empty()) {
             match parse_hop(hop) {
                 Some(ip) => {
                     client = ip;
@@ -224,6 +224,19 @@ mod tests {
             "stops at garbage"
         );
         assert_eq!(resolve("10.0.0.1", &[], &t), "10.0.0.1");
+        // Bytes that are not UTF-8 are garbage like any other: the walk stops there, and never
+        // goes on to the fields before them.
+        let t = TrustedProxies::new(&t).unwrap();
+        let fields: [&[u8]; 2] = [b"6.6.6.6", b"198.51.100.7, \xff\xfe, 10.0.0.2"];
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), fields.into_iter(), &t).to_string(),
+            "10.0.0.2"
+        );
+        let fields: [&[u8]; 2] = [b"6.6.6.6", b"\xff"];
+        assert_eq!(
+            client_ip("10.0.0.1".parse().unwrap(), fields.into_iter(), &t).to_string(),
+            "10.0.0.1"
+        );
     }
 
     #[test]

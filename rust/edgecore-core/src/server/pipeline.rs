@@ -220,10 +220,11 @@ async fn respond(
             ctx.notes.outcome = Some(outcome);
             resp
         }
-        // A Python route may answer.
+        // A Python route may answer. Boxed: its future (~3.7 KB) would otherwise be part of
+        // every request's, moved with it.
         None => {
             let (request, body, prior_xff) = ctx.take_exchange();
-            let (resp, outcome) = produce(state, active, request, body, prior_xff).await?;
+            let (resp, outcome) = Box::pin(produce(state, active, request, body, prior_xff)).await?;
             ctx.notes.outcome = Some(outcome);
             resp
         }
@@ -335,5 +336,29 @@ mod tests {
             // The fake origin serves one connection once: the hits never reached it.
             assert!(origin.received().await.starts_with("GET /s/a.css "));
         });
+    }
+}
+
+#[cfg(test)]
+mod sizes {
+    use crate::server::phases::testing::{ctx_with, plan, state};
+
+    /// What every request's future holds: the proxied path inline (no allocation), the rare
+    /// paths (a Python route, a cache fill, an upgrade) boxed. A change that makes a rare
+    /// path's future part of every request's fails here.
+    #[test]
+    fn the_rare_paths_futures_stay_off_every_request() {
+        let s = state(plan(serde_json::json!({})), None);
+        let active = s.active.load_full();
+        let mut c = ctx_with("/", &[]);
+        let forward = std::mem::size_of_val(&crate::server::phases::proxy::forward_ctx(&s, &active, &mut c));
+        let (request, body, prior_xff) = c.take_exchange();
+        let produce = std::mem::size_of_val(&super::produce(&s, &active, request, body, prior_xff));
+        let respond = std::mem::size_of_val(&super::respond(&s, &active, &mut c));
+        assert!(respond < forward + 512, "respond {respond} bytes, forward {forward}");
+        assert!(
+            produce > 1024 && respond < forward + produce / 2,
+            "produce {produce} bytes"
+        );
     }
 }

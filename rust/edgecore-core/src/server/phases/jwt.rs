@@ -66,11 +66,18 @@ pub async fn verify(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> F
 
 async fn verify_rule(state: &ServerState, rule: &JwtRule, ctx: &mut RequestCtx) -> Flow {
     let request = &ctx.request;
+    // The token's bytes as sent: the verified-token cache is looked up with them, and the
+    // verifier checks them (a token is base64url and dots; anything else fails there).
     let bearer = request
-        .header(&http::header::AUTHORIZATION)
-        .and_then(|a| a.strip_prefix("Bearer ").or_else(|| a.strip_prefix("bearer ")))
-        .map(str::trim);
-    let from_cookie = rule.cookie.as_deref().and_then(|c| request.cookie(c));
+        .headers
+        .get(&http::header::AUTHORIZATION)
+        .and_then(|a| a.strip_prefix(b"Bearer ").or_else(|| a.strip_prefix(b"bearer ")))
+        .map(<[u8]>::trim_ascii);
+    let from_cookie = rule
+        .cookie
+        .as_deref()
+        .and_then(|c| request.cookie(c))
+        .map(str::as_bytes);
     if let (Some(b), Some(c)) = (bearer, from_cookie) {
         if b != c {
             // Only the verified credential may reach the origin: with two, which one the origin
@@ -89,9 +96,9 @@ async fn verify_rule(state: &ServerState, rule: &JwtRule, ctx: &mut RequestCtx) 
         return Flow::Answer(unauthorized(None));
     };
     let t = state.now();
-    let verified = match cached(rule, token.as_bytes(), t) {
+    let verified = match cached(rule, token, t) {
         Some(v) => Ok(v),
-        None => verify_token(rule, token.as_bytes(), t).await,
+        None => verify_token(rule, token, t).await,
     };
     match verified {
         Ok(v) => {
@@ -217,6 +224,21 @@ mod tests {
         assert!(matches!(block_on(verify(&s, &p, &mut c)), Flow::Continue));
         assert_eq!(c.request.header("x-user-id"), Some("alice"));
         assert_eq!(c.request.edge.claims.as_ref().unwrap()["sub"], "alice");
+        // Spaces around the token are not part of it; other bytes (a non-ASCII space, bytes
+        // that are not UTF-8) are, and fail the signature.
+        let mut c = ctx_with("/api/x", &[("authorization", &format!("bearer  {token} "))]);
+        assert!(matches!(block_on(verify(&s, &p, &mut c)), Flow::Continue));
+        for junk in [&b"\xc2\x85"[..], b"\xff"] {
+            let mut value = format!("Bearer {token}").into_bytes();
+            value.extend_from_slice(junk);
+            let mut c = ctx_with("/api/x", &[]);
+            let value = http::HeaderValue::from_bytes(&value).unwrap();
+            c.request
+                .headers
+                .as_map_mut()
+                .insert(http::header::AUTHORIZATION, value);
+            assert!(matches!(block_on(verify(&s, &p, &mut c)), Flow::Answer(r) if r.status() == 401));
+        }
         // Off the rule's paths, nothing is checked.
         let mut c = ctx_with("/public", &[]);
         assert!(matches!(block_on(verify(&s, &p, &mut c)), Flow::Continue));
