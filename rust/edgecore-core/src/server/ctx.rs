@@ -227,18 +227,19 @@ pub struct ForwardedChain {
 
 impl ForwardedChain {
     /// The chain of `values` (in order), received from `peer`.
-    pub fn new<'a>(mut values: impl Iterator<Item = &'a http::HeaderValue>, peer: IpAddr) -> ForwardedChain {
-        let first = values.next().cloned();
-        let more = if first.is_some() {
-            values.cloned().collect()
-        } else {
-            Vec::new()
-        };
+    pub fn new(mut values: impl Iterator<Item = http::HeaderValue>, peer: IpAddr) -> ForwardedChain {
+        let first = values.next();
+        let more = if first.is_some() { values.collect() } else { Vec::new() };
         ForwardedChain {
             first,
             more,
             peer: Some(peer),
         }
+    }
+
+    /// The fields' values, in order.
+    pub fn values(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
+        self.first.iter().chain(&self.more).map(http::HeaderValue::as_bytes)
     }
 
     /// `v1, v2, peer` (a value that is not UTF-8 written lossily); None without a field, or

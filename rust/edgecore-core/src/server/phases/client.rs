@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::header::HeaderValue;
+use http::header::Entry;
 
 use crate::geo::Geo;
 use crate::server::ctx::{ForwardedChain, RequestCtx};
@@ -27,9 +27,18 @@ pub fn identify(plan: &Plan, ctx: &mut RequestCtx) {
     if trusted_peer {
         // Read from the map with a prebuilt name: no name parsing. The chain is kept as its
         // field values; it is written out only if the request goes to the origin.
-        let forwarded_for = headers.get_all(&X_FORWARDED_FOR);
-        ctx.forwarded_chain = ForwardedChain::new(forwarded_for.iter(), ctx.peer);
-        ip = crate::geo::client_ip(ctx.peer, forwarded_for.iter().map(HeaderValue::as_bytes), &plan.trusted);
+        ctx.forwarded_chain = if plan.server.trust_proxy_headers {
+            // An edge in front of this one: its fields stay on the request (`owned::strip`).
+            ForwardedChain::new(headers.get_all(&X_FORWARDED_FOR).iter().cloned(), ctx.peer)
+        } else {
+            // The field is the edge's own (`owned::strip` would remove it next): taken out
+            // here, with one lookup, instead of being read here and removed there.
+            match headers.entry(&X_FORWARDED_FOR) {
+                Entry::Occupied(field) => ForwardedChain::new(field.remove_entry_mult().1, ctx.peer),
+                Entry::Vacant(_) => ForwardedChain::new(std::iter::empty(), ctx.peer),
+            }
+        };
+        ip = crate::geo::client_ip(ctx.peer, ctx.forwarded_chain.values(), &plan.trusted);
     }
     // Dev headers are never forwarded, and never honoured outside dev mode. One pass over the
     // names finds out whether there are any.
@@ -100,6 +109,21 @@ mod tests {
         );
         assert_eq!(chain(&[""]), None);
         assert_eq!(chain(&[]), None);
+        // The field is the edge's: it leaves the request here (its chain kept for the origin),
+        // unless an edge in front of this one is trusted to set it.
+        let fields = [("x-forwarded-for", "192.0.2.1"), ("x-forwarded-for", "203.0.113.5")];
+        let mut c = ctx_from("10.1.2.3", "/", &fields);
+        identify(&p, &mut c);
+        assert!(c.request.header("x-forwarded-for").is_none());
+        assert_eq!(c.request.edge.client_ip, Some("203.0.113.5".parse().unwrap()));
+        assert_eq!(c.prior_xff().as_deref(), Some("192.0.2.1, 203.0.113.5, 10.1.2.3"));
+        let edge =
+            plan(serde_json::json!({"trusted_proxies": ["10.0.0.0/8"], "server": {"trust_proxy_headers": true}}));
+        let mut c = ctx_from("10.1.2.3", "/", &fields);
+        identify(&edge, &mut c);
+        let kept: Vec<_> = c.request.headers.get_all("x-forwarded-for").collect();
+        assert_eq!(kept, [&b"192.0.2.1"[..], b"203.0.113.5"]);
+        assert_eq!(c.prior_xff().as_deref(), Some("192.0.2.1, 203.0.113.5, 10.1.2.3"));
     }
 
     #[test]
