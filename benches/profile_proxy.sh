@@ -9,6 +9,8 @@
 #   SERVER=edgecore-pipeline ...       (client IP, GeoLite2-City, HS256 JWT, rate limit, cache hit)
 #   AUTH=1 SERVER=edgecore-cache ...   (sends the same token and X-Forwarded-For, unchecked: the
 #                                       cache hit to compare edgecore-cache-jwt with)
+#   REQUEST_PATH=/api/page SERVER=edgecore-proxy-middleware ...   (a path its matcher excludes;
+#                                       REQUEST_PATH is the path requested, /page by default)
 #
 # Starts an nginx origin and `edgecore-proxy` under callgrind (instrumentation off during start-up
 # and warm-up), sends REQUESTS keep-alive GETs, and prints the instructions per request and the
@@ -36,9 +38,9 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
   "$PY" -m edgecore.bench.servers "$NAME" --port "$PORT" --origin "http://127.0.0.1:$ORIGIN" \
   >/dev/null 2>"$T/valgrind.log" & SERVER=$!
 trap 'kill $SERVER $NGINX_PID 2>/dev/null || true' EXIT
-"$PY" - "$PORT" "$N" "$SERVER" "$NAME" "${AUTH:-0}" <<'PY'
+"$PY" - "$PORT" "$N" "$SERVER" "$NAME" "${AUTH:-0}" "${REQUEST_PATH:-/page}" <<'PY'
 import http.client, subprocess, sys, time
-port, n, pid, name, auth = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+port, n, pid, name, auth, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
 headers = {}
 if name in ("edgecore-pipeline", "edgecore-cache-jwt") or auth == "1":  # the same session token each time
     from edgecore.bench.load import _token as make_token
@@ -55,7 +57,7 @@ while True:  # start-up under valgrind is slow
 conns = [http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _ in range(4)]
 def run(k):
     for i in range(k):
-        c = conns[i % 4]; c.request("GET", "/page", headers=headers); r = c.getresponse(); r.read()
+        c = conns[i % 4]; c.request("GET", path, headers=headers); r = c.getresponse(); r.read()
         assert r.status == 200, r.status
 run(400)  # warm-up: pools, caches, lazy statics
 subprocess.run(["callgrind_control", "-i", "on", pid], check=True, capture_output=True)

@@ -166,7 +166,7 @@ pub(crate) async fn run_phases(
         headers::render(plan, ctx);
         step!(plan, ctx, "headers", "rendered");
     }
-    if !plan.middleware.is_empty() {
+    if !plan.middleware.is_empty() && python::middleware_wanted(plan, ctx.request.path()) {
         // Boxed: the Python path's future stays off the proxied request's.
         let flow = Box::pin(python::middleware_phase(state, plan, ctx)).await?;
         answer!(plan, ctx, "middleware", flow);

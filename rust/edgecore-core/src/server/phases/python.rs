@@ -24,15 +24,17 @@ pub fn wanted(plan: &Plan, path: &str) -> bool {
     plan.routes.iter().any(|r| r.path.matches(path, &mut Vec::new()))
 }
 
-/// The middleware phase: before the cache and the origin (as Next.js middleware runs before
-/// cached content is served), the middleware whose matcher matches the path runs, in order,
-/// with the body read. One that answers ends the pipeline; one that continues may have edited
-/// the headers and the target.
+/// Whether any middleware's matcher matches `path` (checked before the phase's future is made:
+/// a path every matcher excludes costs no allocation).
+pub fn middleware_wanted(plan: &Plan, path: &str) -> bool {
+    plan.middleware.iter().any(|m| m.matcher.matches(path))
+}
+
+/// The middleware phase, on a path [`middleware_wanted`]: before the cache and the origin (as
+/// Next.js middleware runs before cached content is served), the middleware whose matcher
+/// matches the path runs, in order, with the body read. One that answers ends the pipeline;
+/// one that continues may have edited the headers and the target.
 pub async fn middleware_phase(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Result<Flow> {
-    let path = ctx.request.path();
-    if !plan.middleware.iter().any(|m| m.matcher.matches(path)) {
-        return Ok(Flow::Continue);
-    }
     let body = std::mem::replace(&mut ctx.body, BodyState::Read(bytes::Bytes::new()));
     ctx.request.body = body.read(plan.limits.max_body_bytes).await?;
     ctx.body = BodyState::Read(ctx.request.body.clone());
