@@ -4,8 +4,9 @@ scenario, the builds' wrk runs alternating (A B A B …) so that the machine's d
     # a build of another commit, with the same cargo profile as this one:
     git worktree add /tmp/old <commit>
     (cd /tmp/old && cargo build --profile ci -p edgecore-py)
-    cp /tmp/old/target/ci/libedgecore_py.so /tmp/old/python/edgecore/_core.abi3.so
+    cp /tmp/old/target/ci/lib_core.so /tmp/old/python/edgecore/_core.cpython-311-x86_64-linux-gnu.so
     python benches/compare_builds.py --a /tmp/old/python --b python --scenario proxy
+    python benches/compare_builds.py --a /tmp/old/python --b python --scenario pipeline
     # one build, two setups: a single-target origin against an upstream of two targets
     python benches/compare_builds.py --a python --b python --scenario proxy --b-scenario upstream
 
@@ -26,13 +27,20 @@ import sys
 import tempfile
 from pathlib import Path
 
-from edgecore.bench.load import Contender, free_port, nginx_conf, wrk
+from edgecore.bench.load import CLIENT_IP, Contender, _token, free_port, nginx_conf, wrk
 
 SCENARIOS = {
     # A proxied request: the origin's answer passed through.
     "proxy": "ec.Edge(origin=ORIGIN).run('127.0.0.1', PORT)",
     # A cache hit on every request after the first.
     "cache": "ec.Edge(origin=ORIGIN).cache(paths=['/*'], ttl=3600).run('127.0.0.1', PORT)",
+    # The full pipeline of `make bench` (client IP, geo, HS256 JWT, rate limit, cache hit), as
+    # `edgecore.bench.servers` of each tree builds it; requests carry the token and a client IP.
+    "pipeline": (
+        "from edgecore.bench.load import SECRET\n"
+        "from edgecore.bench.servers import edgecore_pipeline\n"
+        "edgecore_pipeline(PORT, ORIGIN, SECRET)"
+    ),
     # The proxy to an upstream of two targets (builds that have app.upstream).
     "upstream": (
         "app = ec.Edge(origin='upstream:api'); app.upstream('api', [ORIGIN, ORIGIN + '/']); app.run('127.0.0.1', PORT)"
@@ -45,6 +53,8 @@ def server(name: str, tree: Path, scenario: str, origin: str) -> Contender:
     code = f"import edgecore as ec\nORIGIN = {origin!r}\nPORT = {port}\n{SCENARIOS[scenario]}"
     env = {**os.environ, "PYTHONPATH": f"{tree.resolve()}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     c = Contender(name=name, cmd=[sys.executable, "-c", code], port=port, env=env)
+    if scenario == "pipeline":
+        c.headers = {"Authorization": f"Bearer {_token()}", "X-Forwarded-For": CLIENT_IP}
     c.start()
     return c
 
