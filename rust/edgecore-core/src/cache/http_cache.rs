@@ -400,8 +400,10 @@ impl HttpCache {
         }
         // Each served copy is a clone of this map (its table as it is, no name hashed again):
         // `Age` and `X-Cache` are in place already, so setting them never grows the copy, and
-        // the table has room for what the edge adds on the way out (RateLimit-*, Via, a
-        // template or two).
+        // the index table has room for what the edge adds on the way out (RateLimit-*, Via, a
+        // template or two). (The clone's field list has no spare room, so the first field added
+        // grows it once; building the copy field by field into a larger map, hashing each name
+        // again, cost more: 26.5k against 25.8k instructions per pipeline request.)
         stored.headers.insert(AGE, HeaderValue::from_static("0"));
         stored.headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
         stored.headers.reserve(8);
