@@ -9,6 +9,8 @@
 #   SERVER=edgecore-pipeline ...       (client IP, GeoLite2-City, HS256 JWT, rate limit, cache hit)
 #   AUTH=1 SERVER=edgecore-cache ...   (sends the same token and X-Forwarded-For, unchecked: the
 #                                       cache hit to compare edgecore-cache-jwt with)
+#   STEPS=cache,reqid SERVER=edgecore-steps ...   (a cache hit with the features named, as the
+#                                       load benchmark's phase and feature rows build it)
 #   REQUEST_PATH=/api/page SERVER=edgecore-proxy-middleware ...   (a path its matcher excludes;
 #                                       REQUEST_PATH is the path requested, /page by default)
 #
@@ -35,7 +37,7 @@ http { access_log off; keepalive_requests 1000000; client_body_temp_path $T; pro
 NG
 "$NGINX" -c "$T/origin.conf" & NGINX_PID=$!
 valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
-  "$PY" -m edgecore.bench.servers "$NAME" --port "$PORT" --origin "http://127.0.0.1:$ORIGIN" \
+  "$PY" -m edgecore.bench.servers "$NAME" --port "$PORT" --origin "http://127.0.0.1:$ORIGIN" ${STEPS:+--steps "$STEPS"} \
   >/dev/null 2>"$T/valgrind.log" & SERVER=$!
 trap 'kill $SERVER $NGINX_PID 2>/dev/null || true' EXIT
 "$PY" - "$PORT" "$N" "$SERVER" "$NAME" "${AUTH:-0}" "${REQUEST_PATH:-/page}" <<'PY'

@@ -94,6 +94,23 @@ impl CacheStatus {
     }
 }
 
+/// A W3C trace ID: 32 lower-case hex digits, kept without an allocation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct TraceId(pub [u8; 32]);
+
+impl TraceId {
+    /// The ID as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// A rate-limit decision, with what its rule's responses carry.
 pub struct RateNote {
     /// The decision.
@@ -125,7 +142,7 @@ pub struct Notes {
     /// The request ID (`app.request_ids()`), for the access log.
     pub request_id: Option<HeaderValue>,
     /// The W3C trace ID, for the access log.
-    pub trace_id: Option<String>,
+    pub trace_id: Option<TraceId>,
     /// What policies in shadow mode decided: (policy, would it have rejected), for the metrics
     /// and the access log.
     pub shadow: Vec<(super::metrics::Policy, bool)>,

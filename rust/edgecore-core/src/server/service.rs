@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use super::admin::metrics_response;
 use super::body::{Body, BoxError};
 use super::conn::InFlight;
-use super::ctx::Notes;
+use super::ctx::{Notes, TraceId};
 use super::metrics::Outcome;
 use super::pipeline;
 use super::respond::{error_response, rate_headers, status_response};
@@ -131,7 +131,7 @@ fn log_line(
         "time": now,
         "timestamp": crate::clock::rfc3339(now),
         "request_id": notes.request_id.as_ref().and_then(|v| v.to_str().ok()),
-        "trace_id": notes.trace_id,
+        "trace_id": notes.trace_id.as_ref().map(TraceId::as_str),
         "user_agent": user_agent,
         "shadow": shadow,
         "client_ip": notes.client_ip.unwrap_or(peer.ip()).to_string(),

@@ -9,12 +9,11 @@
 //! counter, no system call per request.
 
 use std::cell::Cell;
-use std::fmt::Write as _;
 use std::hash::BuildHasher;
 
 use http::header::{HeaderName, HeaderValue};
 
-use crate::server::ctx::RequestCtx;
+use crate::server::ctx::{RequestCtx, TraceId};
 use crate::server::plan::Plan;
 use crate::server::state::ServerState;
 
@@ -37,8 +36,23 @@ fn next_bits(state: &ServerState) -> u64 {
     })
 }
 
-fn hex(out: &mut String, bits: u64) {
-    let _ = write!(out, "{bits:016x}");
+/// `bits` as 16 lower-case hex digits (what `{:016x}` writes, without the formatter: the ID
+/// and trace fields are made on every request).
+fn hex(bits: u64) -> [u8; 16] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 16];
+    for (i, d) in out.iter_mut().enumerate() {
+        *d = DIGITS[(bits >> (60 - 4 * i)) as usize & 0xf];
+    }
+    out
+}
+
+/// 32 hex digits of fresh bits: a new request ID or trace ID.
+fn id128(state: &ServerState) -> [u8; 32] {
+    let mut id = [0u8; 32];
+    id[..16].copy_from_slice(&hex(next_bits(state)));
+    id[16..].copy_from_slice(&hex(next_bits(state)));
+    id
 }
 
 /// Whether `v` is an ID worth keeping: 1-128 visible ASCII bytes.
@@ -48,18 +62,18 @@ fn acceptable_id(v: &[u8]) -> bool {
 
 /// The trace ID and flags of a valid version-00 `traceparent` (or a later version's first
 /// four fields, as the standard asks).
-fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
-    let mut parts = v.trim().split('-');
+fn parse_traceparent(v: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut parts = v.trim_ascii().split(|&b| b == b'-');
     let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let lower_hex =
-        |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        |s: &[u8], n: usize| s.len() == n && s.iter().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b));
     let valid = lower_hex(version, 2)
-        && version != "ff"
-        && (version != "00" || parts.next().is_none())
+        && version != b"ff"
+        && (version != b"00" || parts.next().is_none())
         && lower_hex(trace, 32)
-        && trace.bytes().any(|b| b != b'0')
+        && trace.iter().any(|&b| b != b'0')
         && lower_hex(parent, 16)
-        && parent.bytes().any(|b| b != b'0')
+        && parent.iter().any(|&b| b != b'0')
         && lower_hex(flags, 2);
     valid.then_some((trace, flags))
 }
@@ -69,16 +83,11 @@ pub fn assign(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) {
     let Some(cfg) = &plan.request_ids else { return };
     let trusted = plan.trusted.contains(ctx.peer);
     let kept = trusted
-        .then(|| ctx.request.headers.get(cfg.header.as_str()))
+        .then(|| ctx.request.headers.get(&cfg.header))
         .flatten()
         .filter(|v| acceptable_id(v))
         .and_then(|v| HeaderValue::from_bytes(v).ok());
-    let id = kept.unwrap_or_else(|| {
-        let mut s = String::with_capacity(32);
-        hex(&mut s, next_bits(state));
-        hex(&mut s, next_bits(state));
-        HeaderValue::from_str(&s).expect("hex digits")
-    });
+    let id = kept.unwrap_or_else(|| HeaderValue::from_bytes(&id128(state)).expect("hex digits"));
     let map = ctx.request.headers.as_map_mut();
     map.insert(cfg.header.clone(), id.clone());
     ctx.notes.request_id = Some(id.clone());
@@ -86,30 +95,25 @@ pub fn assign(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) {
     if !cfg.trace {
         return;
     }
-    let incoming = ctx.request.header(TRACEPARENT.as_str()).and_then(parse_traceparent);
-    let mut tp = String::with_capacity(55);
-    let trace_id = match incoming {
-        Some((trace, flags)) => {
-            let _ = write!(tp, "00-{trace}-");
-            hex(&mut tp, next_bits(state));
-            let _ = write!(tp, "-{flags}");
-            trace.to_owned()
-        }
-        None => {
-            let mut trace = String::with_capacity(32);
-            hex(&mut trace, next_bits(state));
-            hex(&mut trace, next_bits(state));
-            let _ = write!(tp, "00-{trace}-");
-            hex(&mut tp, next_bits(state));
-            tp.push_str("-01");
-            trace
-        }
+    // `00-{trace}-{parent}-{flags}`: the incoming trace and flags continued, or a new sampled
+    // trace; the parent is this hop's, always new.
+    let incoming = ctx.request.headers.get(&TRACEPARENT).and_then(parse_traceparent);
+    let (trace, flags) = match incoming {
+        Some((trace, flags)) => (<[u8; 32]>::try_from(trace).expect("32 digits"), [flags[0], flags[1]]),
+        None => (id128(state), *b"01"),
     };
+    let mut tp = [0u8; 55];
+    tp[..3].copy_from_slice(b"00-");
+    tp[3..35].copy_from_slice(&trace);
+    tp[35] = b'-';
+    tp[36..52].copy_from_slice(&hex(next_bits(state)));
+    tp[52] = b'-';
+    tp[53..].copy_from_slice(&flags);
     ctx.request
         .headers
         .as_map_mut()
-        .insert(TRACEPARENT, HeaderValue::from_str(&tp).expect("hex and dashes"));
-    ctx.notes.trace_id = Some(trace_id);
+        .insert(TRACEPARENT, HeaderValue::from_bytes(&tp).expect("hex and dashes"));
+    ctx.notes.trace_id = Some(TraceId(trace));
 }
 
 #[cfg(test)]
@@ -151,7 +155,10 @@ mod tests {
         );
         assert!(!tp.contains("00f067aa0ba902b7") && tp.len() == 55);
         assert_eq!(c.request.header("tracestate"), Some("k=v"));
-        assert_eq!(c.notes.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert_eq!(
+            c.notes.trace_id.as_ref().map(TraceId::as_str),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
         for bad in [
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
@@ -167,6 +174,17 @@ mod tests {
                 "{bad} -> {tp}"
             );
         }
-        assert!(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future").is_some());
+        assert!(parse_traceparent(b"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future").is_some());
+    }
+
+    #[test]
+    fn hex_is_what_the_formatter_writes() {
+        let mut bits = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..1000 {
+            assert_eq!(hex(bits), format!("{bits:016x}").as_bytes());
+            bits = bits.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17);
+        }
+        assert_eq!(&hex(0), b"0000000000000000");
+        assert_eq!(&hex(u64::MAX), b"ffffffffffffffff");
     }
 }
