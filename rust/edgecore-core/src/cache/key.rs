@@ -147,18 +147,18 @@ pub fn variant_key(primary: &str, request: &Request, vary: &[String]) -> String 
         key.push(SEP);
         key.push_str(name);
         key.push(':');
-        let values: Vec<String> = request
-            .headers
-            .get_all(name.as_str())
-            .map(|v| {
-                String::from_utf8_lossy(v)
-                    .split(',')
-                    .map(str::trim)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            })
-            .collect();
-        key.push_str(&values.join(","));
+        // Every field's list items, trimmed, joined with commas: one list however the client
+        // split it into fields or spaced it. Written into the key as they are read.
+        let mut first = true;
+        for v in request.headers.get_all(name.as_str()) {
+            for item in String::from_utf8_lossy(v).split(',') {
+                if !first {
+                    key.push(',');
+                }
+                first = false;
+                key.push_str(item.trim());
+            }
+        }
     }
     key
 }
@@ -171,6 +171,42 @@ mod tests {
         let mut r = Request::new(http::Method::GET, target.parse().unwrap());
         r.headers.as_map_mut().insert("host", host.parse().unwrap());
         r
+    }
+
+    #[test]
+    fn a_variant_names_each_varied_field_as_one_trimmed_list() {
+        let vary = ["accept-encoding".to_owned(), "x-tier".to_owned()];
+        let key = |fields: &[(&str, &[u8])]| {
+            let mut r = req("/p", "h");
+            for (n, v) in fields {
+                let v = http::HeaderValue::from_bytes(v).unwrap();
+                r.headers
+                    .as_map_mut()
+                    .append(http::HeaderName::from_bytes(n.as_bytes()).unwrap(), v);
+            }
+            variant_key("P", &r, &vary)
+        };
+        let one = key(&[("accept-encoding", b"gzip, br"), ("x-tier", b"gold")]);
+        assert_eq!(one, "P\u{1f}accept-encoding:gzip,br\u{1f}x-tier:gold");
+        // However the list is split into fields or spaced, it is one variant.
+        let split = key(&[
+            ("accept-encoding", b" gzip"),
+            ("accept-encoding", b"br "),
+            ("x-tier", b"gold"),
+        ]);
+        assert_eq!(split, one);
+        // Absent, empty and other values are other variants.
+        assert_eq!(key(&[]), "P\u{1f}accept-encoding:\u{1f}x-tier:");
+        assert_eq!(
+            key(&[("accept-encoding", b""), ("accept-encoding", b"br")]),
+            "P\u{1f}accept-encoding:,br\u{1f}x-tier:"
+        );
+        assert_ne!(key(&[("accept-encoding", b"br, gzip"), ("x-tier", b"gold")]), one);
+        // Bytes that are not UTF-8 stand as U+FFFD, as before.
+        assert_eq!(
+            key(&[("x-tier", b"g\xffx")]),
+            "P\u{1f}accept-encoding:\u{1f}x-tier:g\u{fffd}x"
+        );
     }
 
     #[test]

@@ -237,7 +237,11 @@ async fn respond(
             t.mark(phase, by, cache_rule);
         }
     }
-    if let Some((choice, method)) = compressing {
+    // A stored copy was compressed (or not) and given its `Vary` before it was stored
+    // (`compress::apply_whole`), under this plan's rules (a reload starts new caches): applying
+    // them again would change nothing (a test holds it so), at a few hundred instructions a hit.
+    let stored = ctx.notes.cache_status.is_some_and(|s| s.from_store());
+    if let Some((choice, method)) = compressing.filter(|_| !stored) {
         resp = compress::apply(plan, choice, &method, resp);
     }
     for (name, v) in ctx.notes.response_headers.drain(..) {

@@ -37,16 +37,22 @@ pub fn negotiate(plan: &Plan, ctx: &mut RequestCtx) {
         return;
     };
     let headers = ctx.request.headers.as_map_mut();
-    let mut accept = String::new();
-    for v in headers.get_all(header::ACCEPT_ENCODING) {
-        if let Ok(v) = v.to_str() {
-            if !accept.is_empty() {
+    // Several fields are one list; one field (the common case) is read in place.
+    let fields = headers.get_all(header::ACCEPT_ENCODING);
+    let mut values = fields.iter().filter_map(|v| v.to_str().ok());
+    let coding = match (values.next(), values.next()) {
+        // No field: no coding (what `choose` makes of an empty list, without parsing one).
+        (None, _) => None,
+        (Some(one), None) => choose(one, &plan.compress[rule].codings),
+        (Some(first), Some(second)) => {
+            let mut accept = [first, second].join(",");
+            for v in values {
                 accept.push(',');
+                accept.push_str(v);
             }
-            accept.push_str(v);
+            choose(&accept, &plan.compress[rule].codings)
         }
-    }
-    let coding = choose(&accept, &plan.compress[rule].codings);
+    };
     let stated = coding.map_or("identity", Coding::token);
     headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static(stated));
     ctx.notes.compress = Some(CompressChoice { rule, coding });

@@ -174,6 +174,39 @@ fn a_whole_body_for_the_cache_is_compressed_before_it_is_stored() {
     assert_eq!(unbr(&z.body), big);
 }
 
+/// What the pipeline relies on to skip `apply` for a stored copy: on what `apply_whole` made of
+/// a response (for the same rule and coding), `apply` changes nothing.
+#[test]
+fn applying_the_rule_again_to_what_was_stored_changes_nothing() {
+    let p = rules();
+    let css = [("content-type", "text/css")];
+    let cases: [(&[(&str, &str)], &'static [u8]); 6] = [
+        (&css, PAGE),
+        (&css, b"short"),
+        (&[("content-type", "text/css"), ("vary", "Origin")], PAGE),
+        (&[("content-type", "text/css"), ("cache-control", "no-transform")], PAGE),
+        (&[("content-type", "text/css"), ("content-encoding", "gzip")], PAGE),
+        (&[("content-type", "image/png")], PAGE),
+    ];
+    for (fields, body) in cases {
+        for coding in [None, Some(Coding::Br), Some(Coding::Gzip)] {
+            for method in [Method::GET, Method::HEAD] {
+                let choice = CompressChoice { rule: 0, coding };
+                let mut r = Response::new(200, Bytes::from_static(body)).unwrap();
+                for (n, v) in fields {
+                    r.headers.append(*n, HeaderValue::from_static(v));
+                }
+                let stored = block_on(apply_whole(&p, choice, &method, r)).unwrap();
+                let (fields_stored, body_stored) = (stored.headers.clone(), stored.body.clone());
+                let again = apply(&p, choice, &method, crate::server::respond::from_core(stored));
+                assert_eq!(again.headers(), &fields_stored, "{fields:?} {coding:?} {method}");
+                let body = block_on(again.into_body().collect()).unwrap().to_bytes();
+                assert_eq!(body, body_stored, "{fields:?} {coding:?} {method}");
+            }
+        }
+    }
+}
+
 #[test]
 fn bad_rules_are_refused_with_what_is_wrong() {
     let cases = [
