@@ -180,7 +180,8 @@ fn a_whole_body_for_the_cache_is_compressed_before_it_is_stored() {
 fn applying_the_rule_again_to_what_was_stored_changes_nothing() {
     let p = rules();
     let css = [("content-type", "text/css")];
-    let cases: [(&[(&str, &str)], &'static [u8]); 6] = [
+    type Case<'a> = (&'a [(&'static str, &'static str)], &'static [u8]);
+    let cases: [Case; 6] = [
         (&css, PAGE),
         (&css, b"short"),
         (&[("content-type", "text/css"), ("vary", "Origin")], PAGE),
