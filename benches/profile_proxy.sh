@@ -11,6 +11,8 @@
 #                                       cache hit to compare edgecore-cache-jwt with)
 #   STEPS=cache,reqid SERVER=edgecore-steps ...   (a cache hit with the features named, as the
 #                                       load benchmark's phase and feature rows build it)
+#   HEADER='Origin: https://app.example' STEPS=cache,cors SERVER=edgecore-steps ...   (one more
+#                                       request field, as the feature rows send it)
 #   REQUEST_PATH=/api/page SERVER=edgecore-proxy-middleware ...   (a path its matcher excludes;
 #                                       REQUEST_PATH is the path requested, /page by default)
 #
@@ -40,13 +42,15 @@ valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$OUT" \
   "$PY" -m edgecore.bench.servers "$NAME" --port "$PORT" --origin "http://127.0.0.1:$ORIGIN" ${STEPS:+--steps "$STEPS"} \
   >/dev/null 2>"$T/valgrind.log" & SERVER=$!
 trap 'kill $SERVER $NGINX_PID 2>/dev/null || true' EXIT
-"$PY" - "$PORT" "$N" "$SERVER" "$NAME" "${AUTH:-0}" "${REQUEST_PATH:-/page}" <<'PY'
+"$PY" - "$PORT" "$N" "$SERVER" "$NAME" "${AUTH:-0}" "${REQUEST_PATH:-/page}" "${HEADER:-}" <<'PY'
 import http.client, subprocess, sys, time
-port, n, pid, name, auth, path = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+port, n, pid, name, auth, path, extra = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 headers = {}
 if name in ("edgecore-pipeline", "edgecore-cache-jwt") or auth == "1":  # the same session token each time
     from edgecore.bench.load import _token as make_token
     headers = {"Authorization": f"Bearer {make_token()}", "X-Forwarded-For": "81.2.69.160"}
+if extra:
+    headers[extra.split(":", 1)[0].strip()] = extra.split(":", 1)[1].strip()
 deadline = time.time() + 120
 while True:  # start-up under valgrind is slow
     try:

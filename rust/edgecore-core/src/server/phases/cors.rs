@@ -29,12 +29,8 @@ pub fn apply(plan: &Plan, ctx: &mut RequestCtx) -> Flow {
         return Flow::Continue;
     };
     ctx.notes.always.push((header::VARY, ORIGIN_VALUE));
-    let Some(origin) = ctx
-        .request
-        .headers
-        .get(header::ORIGIN.as_str())
-        .and_then(|v| HeaderValue::from_bytes(v).ok())
-    else {
+    // The client's value itself (a reference count, no copy), echoed back when allowed.
+    let Some(origin) = ctx.request.headers.as_map_mut().get(header::ORIGIN).cloned() else {
         return Flow::Continue;
     };
     let allowed = origin.to_str().is_ok_and(|o| rule.origins.allows(o));
