@@ -41,6 +41,8 @@ SCENARIOS = {
         "from edgecore.bench.servers import edgecore_pipeline\n"
         "edgecore_pipeline(PORT, ORIGIN, SECRET)"
     ),
+    # A Python `def` handler answering "hello" (the load benchmark's hello row).
+    "hello": "from edgecore.bench.servers import edgecore_hello\nedgecore_hello(PORT)",
     # The proxy to an upstream of two targets (builds that have app.upstream).
     "upstream": (
         "app = ec.Edge(origin='upstream:api'); app.upstream('api', [ORIGIN, ORIGIN + '/']); app.run('127.0.0.1', PORT)"

@@ -220,11 +220,12 @@ async fn respond(
             ctx.notes.outcome = Some(outcome);
             resp
         }
-        // A Python route may answer. Boxed: its future (~3.7 KB) would otherwise be part of
-        // every request's, moved with it.
+        // A Python route may answer. Not boxed: a 3.7 KB allocation per request cost a `def`
+        // handler ~3% more CPU (compare_builds --scenario hello), and the larger future of
+        // every request cost no measurable instructions.
         None => {
             let (request, body, prior_xff) = ctx.take_exchange();
-            let (resp, outcome) = Box::pin(produce(state, active, request, body, prior_xff)).await?;
+            let (resp, outcome) = produce(state, active, request, body, prior_xff).await?;
             ctx.notes.outcome = Some(outcome);
             resp
         }
@@ -347,9 +348,9 @@ mod tests {
 mod sizes {
     use crate::server::phases::testing::{ctx_with, plan, state};
 
-    /// What every request's future holds: the proxied path inline (no allocation), the rare
-    /// paths (a Python route, a cache fill, an upgrade) boxed. A change that makes a rare
-    /// path's future part of every request's fails here.
+    /// What every request's future holds: the proxied path and a Python route inline (no
+    /// allocation), the rare paths (a cache fill or revalidation, an upgrade, the middleware)
+    /// boxed. A change that makes a rare path's future part of every request's fails here.
     #[test]
     fn the_rare_paths_futures_stay_off_every_request() {
         let s = state(plan(serde_json::json!({})), None);
@@ -359,10 +360,12 @@ mod sizes {
         let (request, body, prior_xff) = c.take_exchange();
         let produce = std::mem::size_of_val(&super::produce(&s, &active, request, body, prior_xff));
         let respond = std::mem::size_of_val(&super::respond(&s, &active, &mut c));
-        assert!(respond < forward + 512, "respond {respond} bytes, forward {forward}");
+        let upgrade = std::mem::size_of_val(&super::upgrade(&s, &active, &mut c));
+        // Checked by inlining the upgrade's future: respond grew to 4512 bytes.
+        assert!(upgrade > 1024, "upgrade {upgrade} bytes");
         assert!(
-            produce > 1024 && respond < forward + produce / 2,
-            "produce {produce} bytes"
+            respond < forward.max(produce) + 256,
+            "respond {respond} bytes (forward {forward}, produce {produce}, upgrade {upgrade})"
         );
     }
 }
