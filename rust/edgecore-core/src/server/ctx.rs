@@ -190,9 +190,9 @@ pub struct RequestCtx {
     /// The upgrade came as an HTTP/2 extended CONNECT (RFC 8441), with the key the edge sent
     /// the origin: answered 200, not 101, once the origin's accept matches.
     pub extended_connect: Option<String>,
-    /// The `X-Forwarded-For` chain received from a trusted peer (empty from anyone else: the
+    /// The `X-Forwarded-For` chain received from a trusted peer (None from anyone else: the
     /// origin then gets the client IP alone); see [`RequestCtx::prior_xff`].
-    pub forwarded_chain: ForwardedChain,
+    pub forwarded_chain: Option<ForwardedChain>,
     /// Dev-mode overrides.
     pub dev: DevOverrides,
     /// What shapes the response.
@@ -208,7 +208,7 @@ impl RequestCtx {
             peer,
             upgrade: None,
             extended_connect: None,
-            forwarded_chain: ForwardedChain::default(),
+            forwarded_chain: None,
             dev: DevOverrides::default(),
             notes: Notes::default(),
         }
@@ -228,42 +228,41 @@ impl RequestCtx {
     /// The `X-Forwarded-For` chain to send, taken out of the context: the one received from a
     /// trusted peer with the peer appended (None from anyone else).
     pub fn prior_xff(&mut self) -> Option<String> {
-        std::mem::take(&mut self.forwarded_chain).text()
+        self.forwarded_chain.take().and_then(ForwardedChain::text)
     }
 }
 
 /// The `X-Forwarded-For` fields a trusted peer sent and the peer's address, kept as the
 /// field values themselves (a reference count each) and written out as one chain only for a
 /// request that goes on to the origin: a cache hit or an answer at the edge never pays for it.
-#[derive(Default)]
 pub struct ForwardedChain {
-    first: Option<http::HeaderValue>,
+    first: http::HeaderValue,
     more: Vec<http::HeaderValue>,
-    peer: Option<IpAddr>,
+    peer: IpAddr,
 }
 
 impl ForwardedChain {
-    /// The chain of `values` (in order), received from `peer`.
-    pub fn new(mut values: impl Iterator<Item = http::HeaderValue>, peer: IpAddr) -> ForwardedChain {
-        let first = values.next();
-        let more = if first.is_some() { values.collect() } else { Vec::new() };
-        ForwardedChain {
+    /// The chain of `values` (in order), received from `peer`; None without a field.
+    pub fn new(mut values: impl Iterator<Item = http::HeaderValue>, peer: IpAddr) -> Option<ForwardedChain> {
+        let first = values.next()?;
+        Some(ForwardedChain {
             first,
-            more,
-            peer: Some(peer),
-        }
+            more: values.collect(),
+            peer,
+        })
     }
 
     /// The fields' values, in order.
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &[u8]> {
-        self.first.iter().chain(&self.more).map(http::HeaderValue::as_bytes)
+        std::iter::once(&self.first)
+            .chain(&self.more)
+            .map(http::HeaderValue::as_bytes)
     }
 
-    /// `v1, v2, peer` (a value that is not UTF-8 written lossily); None without a field, or
-    /// when the fields are all empty.
+    /// `v1, v2, peer` (a value that is not UTF-8 written lossily); None when the fields are
+    /// all empty.
     fn text(self) -> Option<String> {
-        let (first, peer) = (self.first?, self.peer?);
-        let values = std::iter::once(&first).chain(&self.more);
+        let values = std::iter::once(&self.first).chain(&self.more);
         // One buffer, sized for the values, the separators and the peer's address.
         let mut chain = String::with_capacity(values.clone().map(|v| v.len() + 2).sum::<usize>() + 40);
         for (i, v) in values.enumerate() {
@@ -276,7 +275,7 @@ impl ForwardedChain {
             return None;
         }
         chain.push_str(", ");
-        crate::geo::client_ip::push_ip(&mut chain, peer);
+        crate::geo::client_ip::push_ip(&mut chain, self.peer);
         Some(chain)
     }
 }

@@ -35,10 +35,11 @@ pub fn identify(plan: &Plan, ctx: &mut RequestCtx) {
             // here, with one lookup, instead of being read here and removed there.
             match headers.entry(&X_FORWARDED_FOR) {
                 Entry::Occupied(field) => ForwardedChain::new(field.remove_entry_mult().1, ctx.peer),
-                Entry::Vacant(_) => ForwardedChain::new(std::iter::empty(), ctx.peer),
+                Entry::Vacant(_) => None,
             }
         };
-        ip = crate::geo::client_ip(ctx.peer, ctx.forwarded_chain.values(), &plan.trusted);
+        let hops = ctx.forwarded_chain.iter().flat_map(ForwardedChain::values);
+        ip = crate::geo::client_ip(ctx.peer, hops, &plan.trusted);
     }
     // Dev headers are never forwarded, and never honoured outside dev mode. One pass over the
     // names finds out whether there are any.

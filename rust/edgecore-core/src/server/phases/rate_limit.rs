@@ -88,27 +88,24 @@ pub async fn check(state: &ServerState, plan: &Plan, ctx: &mut RequestCtx) -> Re
             ctx.notes.shadow.push((Policy::RateLimit, !d.allowed));
             continue;
         }
-        if !d.allowed {
-            ctx.notes.outcome = Some(Outcome::RateLimited);
-            let mut r = status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-            rate_headers(&d, rule.fields, Some(&rule.policy), r.headers_mut());
-            r.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                HeaderValue::from((d.retry_after.ceil() as u64).max(1)),
-            );
-            // Kept for a custom 429 body's {limit} and {remaining}.
-            ctx.notes.rate = Some(RateNote {
-                decision: d,
-                fields: rule.fields,
-                policy: rule.policy.clone(),
-            });
-            return Ok(Flow::Answer(r));
-        }
-        ctx.notes.rate = Some(RateNote {
+        let note = RateNote {
             decision: d,
             fields: rule.fields,
             policy: rule.policy.clone(),
-        });
+        };
+        if !note.decision.allowed {
+            ctx.notes.outcome = Some(Outcome::RateLimited);
+            let mut r = status_response(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+            rate_headers(&note.decision, note.fields, Some(&note.policy), r.headers_mut());
+            r.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                HeaderValue::from((note.decision.retry_after.ceil() as u64).max(1)),
+            );
+            // Kept for a custom 429 body's {limit} and {remaining}.
+            ctx.notes.rate = Some(note);
+            return Ok(Flow::Answer(r));
+        }
+        ctx.notes.rate = Some(note);
     }
     Ok(Flow::Continue)
 }
