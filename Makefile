@@ -77,6 +77,7 @@ $(VENV)/.bench-deps: requirements-bench.txt requirements-dev.txt | $(BIN)/python
 bench: $(VENV)/.deps $(VENV)/.bench-deps ## Release build, then the benchmark report
 	./scripts/system-deps.sh bench
 	VIRTUAL_ENV=$(abspath $(VENV)) PATH=$(abspath $(BIN)):$$PATH $(BIN)/maturin develop -q --release
+	cargo build -q --release --example hyper_floor
 	$(BIN)/python -m edgecore.bench $(BENCH_ARGS)
 
 clean: ## Remove build outputs and the virtualenv

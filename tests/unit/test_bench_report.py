@@ -177,3 +177,29 @@ def test_the_feature_servers_start_and_answer_cache_hits():
             p.terminate()
             p.wait(10)
     origin.stop()
+
+
+def test_the_hyper_floor_rows_are_references():
+    load = {
+        "scenarios": {
+            "proxy": [
+                row("edgecore proxy", 40000, 14.0),
+                row(L.NGINX_PROXY, 45000, 11.2),
+                row(L.HYPER_FLOOR, 48000, 10.5),
+            ]
+        }
+    }
+    got = {label: (round(x, 3), goal, ok) for label, x, goal, ok in load_ratios(load)}
+    assert got["edgecore proxy CPU vs the hyper floor (reference)"] == (1.333, "", None)
+    assert got["hyper floor CPU vs nginx proxy_pass (reference)"] == (0.938, "", None)
+    assert got["edgecore proxy CPU vs nginx proxy_pass"] == (1.25, "<= 1.0x (CPU per request)", False)
+
+
+def test_the_floor_is_found_where_make_bench_builds_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGECORE_HYPER_FLOOR", str(tmp_path / "missing"))
+    assert L.hyper_floor() is None
+    exe = tmp_path / "hyper_floor"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    monkeypatch.setenv("EDGECORE_HYPER_FLOOR", str(exe))
+    assert L.hyper_floor() == exe

@@ -6,7 +6,9 @@ round by round, reporting requests/s, p99 latency and server CPU microseconds pe
   — edgecore vs the same pipeline in pure Python on uvicorn+Starlette, and nginx `return 200`;
 - hello: a Python `def` handler returning "hello" — edgecore vs uvicorn raw ASGI and Granian RSGI;
 - proxy: forwarding to a local origin (nginx) — edgecore vs nginx `proxy_pass` with keep-alive,
-  and edgecore with a Next.js middleware on a path its matcher excludes (must not enter Python).
+  and edgecore with a Next.js middleware on a path its matcher excludes (must not enter Python);
+  with `target/release/examples/hyper_floor` built, also the hyper floor: hyper's server and
+  client alone, which shows what edgecore's own work costs over the library it is built on.
 """
 
 from __future__ import annotations
@@ -150,6 +152,16 @@ MIDDLEWARE_EXCLUDED = "edgecore proxy, a path its Next.js middleware matcher exc
 UPSTREAM_TWO = "edgecore proxy to an upstream of two targets"
 NGINX_PROXY = "nginx proxy_pass (keep-alive, same forwarding fields)"
 NGINX_PROXY_BARE = "nginx proxy_pass (keep-alive, bare)"
+HYPER_FLOOR = "hyper floor (hyper's server and client alone, same forwarding fields)"
+
+
+def hyper_floor() -> Path | None:
+    """The floor under edgecore's proxy (`rust/edgecore-core/examples/hyper_floor.rs`), built by
+    `make bench` (`cargo build --release --example hyper_floor`), or None when it is not built:
+    what any proxy on hyper and tokio costs before doing anything of its own."""
+    built = os.environ.get("EDGECORE_HYPER_FLOOR") or "target/release/examples/hyper_floor"
+    path = Path(built)
+    return path if path.is_file() and os.access(path, os.X_OK) else None
 
 
 def nginx_conf(
@@ -312,6 +324,13 @@ def run(quick: bool = False) -> dict:
                     path="/page",
                 )
             )
+    floor = hyper_floor()
+    if floor:
+        port = free_port()
+        cmd = [str(floor), "--port", str(port), "--origin", f"127.0.0.1:{origin_port}"]
+        scenarios["proxy"].append(Contender(HYPER_FLOOR, cmd, port, path="/page", expect={"via": "1.1 floor"}))
+    else:
+        print("  load proxy: no hyper floor (cargo build --release --example hyper_floor)", file=sys.stderr)
     rounds = 2 if quick else 7
     seconds = 1.0 if quick else 4.0
     try:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ._harness import SuiteResult, fmt_time
-from .load import MIDDLEWARE_EXCLUDED, NGINX_PROXY, NGINX_PROXY_BARE, UPSTREAM_TWO
+from .load import HYPER_FLOOR, MIDDLEWARE_EXCLUDED, NGINX_PROXY, NGINX_PROXY_BARE, UPSTREAM_TWO
 
 # Why edgecore is not faster where it is not: written down with the numbers, not hidden.
 EXPLANATIONS = {
@@ -167,6 +167,7 @@ def load_ratios(load: dict) -> list[tuple[str, float, str, bool | None]]:
     for name, label, target in (
         (NGINX_PROXY, "edgecore proxy CPU vs nginx proxy_pass", True),
         (NGINX_PROXY_BARE, "edgecore proxy CPU vs bare nginx proxy_pass (reference)", False),
+        (HYPER_FLOOR, "edgecore proxy CPU vs the hyper floor (reference)", False),
     ):
         theirs = by.get(("proxy", name))
         if ours and theirs and theirs["cpu_us"] > 0:
@@ -175,6 +176,10 @@ def load_ratios(load: dict) -> list[tuple[str, float, str, bool | None]]:
                 out.append((label, x, "<= 1.0x (CPU per request)", x <= 1.0))
             else:
                 out.append((label, x, "", None))
+    # What hyper and tokio cost on their own against nginx: the floor under any proxy on them.
+    floor, baseline = by.get(("proxy", HYPER_FLOOR)), by.get(("proxy", NGINX_PROXY))
+    if floor and baseline and baseline["cpu_us"] > 0:
+        out.append(("hyper floor CPU vs nginx proxy_pass (reference)", floor["cpu_us"] / baseline["cpu_us"], "", None))
     # A session's token is verified once: a JWT-protected cache hit costs at most 1 µs more.
     steps = {r["name"]: r for r in sc.get("phases", [])}
     hit, jwt = steps.get("cache hit"), steps.get("+ JWT (HS256, the same session token)")

@@ -125,7 +125,10 @@ impl<B: SendBody> Upstreams<B> {
             // One poll of the connection notices a hang-up from the origin and, after a
             // complete response, moves it back to idle, which makes the sender ready. One that
             // is not ready at once is not waited for: it is closed and the next one tried.
-            let ready = std::future::poll_fn(|cx| Poll::Ready(c.poll_ready(cx) == Poll::Ready(true))).await;
+            let ready = std::future::poll_fn(|cx| {
+                Poll::Ready(c.poll_inline(cx, |link, cx| link.poll_ready(cx)) == Poll::Ready(true))
+            })
+            .await;
             if ready {
                 return Ok(c);
             }
@@ -158,13 +161,8 @@ impl<B: SendBody> Upstreams<B> {
             )
         })?;
         let (sender, conn) = http1::handshake(io).await.map_err(upstream_error)?;
-        let mut c = Box::new(OriginConn {
-            sender,
-            conn,
-            idle_since: 0,
-            timer: Box::pin(tokio::time::sleep(self.timeout)),
-        });
-        if !std::future::poll_fn(|cx| c.poll_ready(cx)).await {
+        let mut c = Box::new(OriginConn::new(sender, conn, self.timeout));
+        if !std::future::poll_fn(|cx| c.poll_inline(cx, |link, cx| link.poll_ready(cx))).await {
             return Err(Error::new(
                 ErrorKind::Upstream,
                 ErrorSource::Upstream,
@@ -214,18 +212,21 @@ impl<B: SendBody> Upstreams<B> {
     ) -> Result<http::Response<OriginBody<B>>> {
         prepare_request(&mut parts, origin, &pool.host, client_ip, scheme, prior_xff)?;
         let req = http::Request::from_parts(parts, body);
-        c.timer.as_mut().reset(tokio::time::Instant::now() + self.timeout);
-        let mut response = std::pin::pin!(c.sender.send_request(req));
+        c.link.timer.as_mut().reset(tokio::time::Instant::now() + self.timeout);
+        // The connection takes the request up when it is driven, just below.
+        let mut response = std::pin::pin!(c.handing(|link| link.sender.send_request(req)));
         let mut alive = true;
         let head = std::future::poll_fn(|cx| {
-            // The connection writes the request and reads the response head as it is driven.
-            if alive && !c.drive(cx) {
-                alive = false;
-            }
-            if let Poll::Ready(r) = response.as_mut().poll(cx) {
-                return Poll::Ready(Some(r));
-            }
-            c.timer.as_mut().poll(cx).map(|()| None)
+            c.poll_inline(cx, |link, cx| {
+                // The connection writes the request and reads the response head as it is driven.
+                if alive && !link.drive(cx) {
+                    alive = false;
+                }
+                if let Poll::Ready(r) = response.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                link.timer.as_mut().poll(cx).map(|()| None)
+            })
         })
         .await;
         match head {
