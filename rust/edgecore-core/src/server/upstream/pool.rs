@@ -67,7 +67,7 @@ pub(crate) struct Link<B: SendBody> {
 /// again if something woke it meanwhile), so it is noted, not sent to the scheduler: sent, it
 /// would poll the whole client connection twice more per proxied request for nothing. A wake
 /// from outside that (the origin's socket, the timer) reaches the task as usual.
-pub(crate) struct Inline {
+struct Inline {
     /// The task polling the connection now (its last poll).
     task: AtomicWaker,
     /// The task is polling the connection: a wake now is noted in `woken`.
@@ -204,8 +204,6 @@ impl<B: SendBody> OriginPool<B> {
             return;
         }
         c.idle_since = self.sweeps.load(Ordering::Relaxed);
-        // An idle connection wakes no one (a hang-up is noticed at the next checkout or sweep).
-        drop(c.inline.task.take());
         let mut idle = self.idle().lock();
         if idle.len() < MAX_IDLE {
             idle.push(c);

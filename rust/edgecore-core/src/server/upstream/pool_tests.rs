@@ -37,6 +37,20 @@ async fn wakes_reach(count: &Count, n: usize) {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A connection to `addr`, handshaken (run inside [`runtime`]).
+async fn conn_to(addr: std::net::SocketAddr) -> Box<OriginConn<Empty<Bytes>>> {
+    let io = MaybeHttpsStream::Http(TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap()));
+    let (sender, conn) = http1::handshake(io).await.unwrap();
+    Box::new(OriginConn::new(sender, conn, Duration::from_secs(10)))
+}
+
 fn pool() -> Arc<OriginPool<Empty<Bytes>>> {
     Arc::new(OriginPool {
         idle: vec![Mutex::new(Vec::new())].into_boxed_slice(),
@@ -49,11 +63,7 @@ fn pool() -> Arc<OriginPool<Empty<Bytes>>> {
 
 #[test]
 fn a_proxied_exchange_wakes_its_task_only_when_the_origin_answers() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (go, answer) = tokio::sync::oneshot::channel::<()>();
@@ -70,9 +80,7 @@ fn a_proxied_exchange_wakes_its_task_only_when_the_origin_answers() {
                 .unwrap();
             let _ = s.read(&mut chunk).await;
         });
-        let io = MaybeHttpsStream::Http(TokioIo::new(tokio::net::TcpStream::connect(addr).await.unwrap()));
-        let (sender, conn) = http1::handshake(io).await.unwrap();
-        let mut c = Box::new(OriginConn::new(sender, conn, Duration::from_secs(10)));
+        let mut c = conn_to(addr).await;
 
         let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
@@ -123,20 +131,10 @@ fn a_proxied_exchange_wakes_its_task_only_when_the_origin_answers() {
 
 #[test]
 fn a_connection_that_keeps_waking_itself_hands_the_task_back_to_the_scheduler() {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    runtime().block_on(async {
         // Any connection will do: the passes below never touch it.
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let io = MaybeHttpsStream::Http(TokioIo::new(
-            tokio::net::TcpStream::connect(listener.local_addr().unwrap())
-                .await
-                .unwrap(),
-        ));
-        let (sender, conn) = http1::handshake::<_, Empty<Bytes>>(io).await.unwrap();
-        let mut c = OriginConn::new(sender, conn, Duration::from_secs(10));
+        let mut c = conn_to(listener.local_addr().unwrap()).await;
         let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
         let cx = Context::from_waker(&waker);
